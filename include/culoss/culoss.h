@@ -1,0 +1,196 @@
+/*
+ * culoss — fused loss functions (value and gradient) for segmentation and
+ * imbalanced classification, on DLPack tensors, with CPU and CUDA backends.
+ *
+ * Copyright 2026 the culoss authors. Licensed under the Apache License 2.0.
+ *
+ * The whole public API. Plain C99; needs only <dlpack/dlpack.h>.
+ *
+ * Usage, in short:
+ *
+ *     culoss_loss dice;
+ *     culoss_loss_create(&dice, CULOSS_DICE);
+ *     culoss_loss_set_int(dice, CULOSS_PARAM_INCLUDE_BACKGROUND, 0);
+ *     culoss_compute(dice, &logits, &labels, NULL, &loss, &grad, 1.0, NULL, 0, stream);
+ *     culoss_loss_destroy(dice);
+ *
+ * Every function returns a culoss_status; on failure culoss_last_error() holds
+ * a sentence naming the offending tensor or parameter. No function aborts,
+ * exits or lets an exception escape.
+ *
+ * Threads: distinct descriptors may be used concurrently from any threads; one
+ * descriptor may be shared by concurrent culoss_compute calls as long as no
+ * thread changes it (setters, add_term, destroy) meanwhile.
+ */
+#ifndef CULOSS_CULOSS_H_
+#define CULOSS_CULOSS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#define CULOSS_VERSION_MAJOR 0
+#define CULOSS_VERSION_MINOR 1
+#define CULOSS_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH, the same encoding as culoss_version(). */
+#define CULOSS_VERSION \
+  (CULOSS_VERSION_MAJOR * 10000 + CULOSS_VERSION_MINOR * 100 + CULOSS_VERSION_PATCH)
+
+#if defined(_WIN32) && defined(CULOSS_BUILDING_SHARED)
+#define CULOSS_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define CULOSS_API __attribute__((visibility("default")))
+#else
+#define CULOSS_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. Values are frozen; new codes are only appended. */
+typedef enum {
+  CULOSS_SUCCESS = 0,
+  CULOSS_ERROR_INVALID_ARGUMENT = 1,
+  CULOSS_ERROR_SHAPE_MISMATCH = 2,
+  CULOSS_ERROR_UNSUPPORTED_DTYPE = 3,
+  CULOSS_ERROR_UNSUPPORTED_DEVICE = 4,
+  CULOSS_ERROR_INVALID_TARGET = 5,
+  CULOSS_ERROR_OUT_OF_MEMORY = 6,
+  CULOSS_ERROR_INSUFFICIENT_WORKSPACE = 7,
+  CULOSS_ERROR_CUDA = 8,
+  CULOSS_ERROR_NOT_SUPPORTED = 9,
+  CULOSS_ERROR_INTERNAL = 10
+} culoss_status;
+
+/* Loss kinds. Values are frozen. */
+typedef enum {
+  CULOSS_DICE = 1,
+  CULOSS_JACCARD = 2,
+  CULOSS_TVERSKY = 3,
+  CULOSS_FOCAL_TVERSKY = 4,
+  CULOSS_GENERALIZED_DICE = 5,
+  CULOSS_BCE = 6,
+  CULOSS_CROSS_ENTROPY = 7,
+  CULOSS_FOCAL = 8,
+  CULOSS_COMBO = 9,
+  CULOSS_MARGINAL_CE = 10,
+  CULOSS_LOVASZ_HINGE = 11,
+  CULOSS_LOVASZ_SOFTMAX = 12,
+  CULOSS_SUM = 13
+} culoss_kind;
+
+/* Parameters of a loss descriptor. Values are frozen. The default of each is
+ * in brackets; setting one that does not apply to the kind is refused. */
+typedef enum {
+  CULOSS_PARAM_ACTIVATION = 1,          /* int, culoss_activation [SIGMOID for BCE, FOCAL,
+                                           COMBO; SOFTMAX otherwise] */
+  CULOSS_PARAM_CLASS_AXIS = 2,          /* int, negative counts from the end [1] */
+  CULOSS_PARAM_REDUCTION = 3,           /* int, culoss_reduction [MEAN] */
+  CULOSS_PARAM_IGNORE_INDEX = 4,        /* int, label excluded everywhere [-100] */
+  CULOSS_PARAM_SMOOTH_NR = 5,           /* float >= 0, numerator smoothing [1e-5] */
+  CULOSS_PARAM_SMOOTH_DR = 6,           /* float >= 0, denominator smoothing [1e-5] */
+  CULOSS_PARAM_SQUARED_DENOMINATOR = 7, /* int 0/1, sum p^2 and t^2 (V-Net) [0] */
+  CULOSS_PARAM_BATCH = 8,               /* int 0/1, statistics summed over the batch [0] */
+  CULOSS_PARAM_INCLUDE_BACKGROUND = 9,  /* int 0/1, 0 leaves class 0 out [1] */
+  CULOSS_PARAM_CLASS_WEIGHTS = 10,      /* floats >= 0, one per class [all 1] */
+  CULOSS_PARAM_ALPHA = 11,              /* float, Tversky FP weight [0.5; 0.3 focal Tversky],
+                                           focal alpha [0.25, < 0 disables], Combo [0.5] */
+  CULOSS_PARAM_BETA = 12,               /* float, Tversky FN weight [0.5; 0.7 focal Tversky] */
+  CULOSS_PARAM_GAMMA = 13,              /* float, focal [2]; focal Tversky [0.75] */
+  CULOSS_PARAM_WEIGHT_TYPE = 14,        /* int, culoss_weight_type [SQUARE] */
+  CULOSS_PARAM_POS_WEIGHT = 15,         /* floats >= 0, BCE positive weight per class [all 1] */
+  CULOSS_PARAM_CLASS_BALANCE = 16,      /* int, culoss_class_balance [NONE] */
+  CULOSS_PARAM_LABEL_SMOOTHING = 17,    /* float in [0, 1) [0] */
+  CULOSS_PARAM_CE_RATIO = 18,           /* float in [0, 1], Combo CE weight [0.5] */
+  CULOSS_PARAM_PER_IMAGE = 19,          /* int 0/1, Lovasz per image [0] */
+  CULOSS_PARAM_CLASSES = 20,            /* int, culoss_classes [PRESENT] */
+  CULOSS_PARAM_SKIP_EMPTY = 21,         /* int 0/1, empty-target pairs leave the mean [0] */
+  CULOSS_PARAM_AVERAGE = 22,            /* int, culoss_average [MACRO] */
+  CULOSS_PARAM_CHECK_TARGETS = 23       /* int 0/1, validate targets (CUDA: syncs) [1] */
+} culoss_param;
+
+typedef enum {
+  CULOSS_ACTIVATION_NONE = 0, /* input holds probabilities */
+  CULOSS_ACTIVATION_SIGMOID = 1,
+  CULOSS_ACTIVATION_SOFTMAX = 2 /* over the class axis */
+} culoss_activation;
+
+typedef enum {
+  CULOSS_REDUCTION_MEAN = 0,
+  CULOSS_REDUCTION_SUM = 1,
+  CULOSS_REDUCTION_NONE = 2
+} culoss_reduction;
+
+typedef enum {
+  CULOSS_WEIGHT_SQUARE = 0, /* generalized Dice w_c = 1 / ST_c^2 */
+  CULOSS_WEIGHT_SIMPLE = 1, /* w_c = 1 / ST_c */
+  CULOSS_WEIGHT_UNIFORM = 2 /* w_c = 1 */
+} culoss_weight_type;
+
+typedef enum { CULOSS_BALANCE_NONE = 0, CULOSS_BALANCE_BATCH_FREQUENCY = 1 } culoss_class_balance;
+
+typedef enum { CULOSS_CLASSES_ALL = 0, CULOSS_CLASSES_PRESENT = 1 } culoss_classes;
+
+typedef enum { CULOSS_AVERAGE_MACRO = 0, CULOSS_AVERAGE_MICRO = 1 } culoss_average;
+
+/* Opaque loss descriptor. */
+typedef struct culoss_loss_s* culoss_loss;
+
+/* MAJOR*10000 + MINOR*100 + PATCH of the linked library. */
+CULOSS_API int culoss_version(void);
+/* A static English name for a status, e.g. "CULOSS_ERROR_SHAPE_MISMATCH". */
+CULOSS_API const char* culoss_status_string(culoss_status status);
+/* Detail of this thread's last failing call; "" after a success; never NULL. */
+CULOSS_API const char* culoss_last_error(void);
+
+CULOSS_API culoss_status culoss_loss_create(culoss_loss* out, culoss_kind kind);
+/* Destroying NULL is a no-op that succeeds. */
+CULOSS_API culoss_status culoss_loss_destroy(culoss_loss loss);
+CULOSS_API culoss_status culoss_loss_set_int(culoss_loss loss, culoss_param param, int64_t value);
+CULOSS_API culoss_status culoss_loss_set_float(culoss_loss loss, culoss_param param, double value);
+CULOSS_API culoss_status culoss_loss_set_floats(culoss_loss loss, culoss_param param,
+                                                const double* values, int64_t count);
+CULOSS_API culoss_status culoss_loss_get_int(culoss_loss loss, culoss_param param, int64_t* value);
+CULOSS_API culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param,
+                                               double* value);
+/* Appends a copy of `term` to the CULOSS_SUM descriptor `sum` with `weight`. */
+CULOSS_API culoss_status culoss_loss_add_term(culoss_loss sum, culoss_loss term, double weight);
+
+/* Bytes of workspace culoss_compute needs for these tensors (exact). */
+CULOSS_API culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input,
+                                               const DLTensor* target, size_t* bytes);
+
+/*
+ * Computes the loss and, when grad_input is not NULL, grad_scale times its
+ * gradient with respect to `input` (logits when an activation is set).
+ *
+ * input        (N, C, d1, ..., dk) with the classes on CLASS_AXIS; float32,
+ *              float64, float16 or bfloat16.
+ * target       dense (input's shape; float dtypes or uint8, values in [0, 1])
+ *              or class indices (input's shape without the class axis; uint8,
+ *              int32 or int64; values in [0, C) or IGNORE_INDEX).
+ * pixel_weight NULL or float32 of the input's shape without the class axis.
+ * loss_out     float32 or float64 on the input's device or the CPU; one element
+ *              for MEAN/SUM, the per-item shape for NONE (see README).
+ * grad_input   NULL, or the input's shape in the input's dtype or float32; may
+ *              be the input's own buffer (the gradient overwrites the input).
+ * workspace    NULL (the library allocates, stream-ordered on CUDA) or at
+ *              least culoss_workspace_size() bytes.
+ * stream       cudaStream_t for CUDA tensors (NULL: the default stream);
+ *              ignored on the CPU.
+ *
+ * With REDUCTION_NONE the gradient is that of the sum of the written values.
+ */
+CULOSS_API culoss_status culoss_compute(culoss_loss loss, const DLTensor* input,
+                                        const DLTensor* target, const DLTensor* pixel_weight,
+                                        DLTensor* loss_out, DLTensor* grad_input,
+                                        double grad_scale, void* workspace,
+                                        size_t workspace_bytes, void* stream);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* CULOSS_CULOSS_H_ */

@@ -1,0 +1,28 @@
+// Scalar math for float and double, the same on host and device, and the activations.
+#pragma once
+
+#include <cmath>
+
+#include "kernels/common/macros.cuh"
+
+namespace culoss {
+
+CULOSS_HD float exp_r(float x) { return expf(x); }
+CULOSS_HD double exp_r(double x) { return exp(x); }
+CULOSS_HD float log_r(float x) { return logf(x); }
+CULOSS_HD double log_r(double x) { return log(x); }
+CULOSS_HD float pow_r(float x, float y) { return powf(x, y); }
+CULOSS_HD double pow_r(double x, double y) { return pow(x, y); }
+
+template <class R>
+CULOSS_HD R max_r(R a, R b) { return a > b ? a : b; }
+
+// Logistic function without overflow for any finite x.
+template <class R>
+CULOSS_HD R sigmoid(R x) {
+  if (x >= R(0)) return R(1) / (R(1) + exp_r(-x));
+  const R e = exp_r(x);
+  return e / (R(1) + e);
+}
+
+}  // namespace culoss

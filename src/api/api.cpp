@@ -1,0 +1,147 @@
+// The extern "C" entry points. Every body runs inside guard(), which turns any exception into a
+// status and the thread's last-error message: nothing throws across the C boundary.
+#include <culoss/culoss.h>
+
+#include <new>
+
+#include "core/descriptor.hpp"
+#include "core/error.hpp"
+#include "core/plan.hpp"
+#include "core/tensor.hpp"
+#include "cpu/backend.hpp"
+#include "cuda/backend.hpp"
+
+using namespace culoss;
+
+namespace {
+
+culoss_loss_s& deref(culoss_loss loss) {
+  if (!loss) fail(CULOSS_ERROR_INVALID_ARGUMENT, "loss is NULL");
+  return *loss;
+}
+
+void require_implemented(const culoss_loss_s& loss) {
+  if (!is_region_kind(loss.kind))
+    fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(loss.kind),
+         " is not implemented in this version of culoss (", CULOSS_VERSION_MAJOR, ".",
+         CULOSS_VERSION_MINOR, ".", CULOSS_VERSION_PATCH, ")");
+}
+
+// Validation and planning shared by culoss_workspace_size and culoss_compute.
+struct Prepared {
+  Call call;
+  RegionPlan plan;
+};
+
+Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
+                 const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
+  require_implemented(loss);
+  Prepared p;
+  p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
+  p.plan = make_region_plan(p.call);
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+int culoss_version(void) { return CULOSS_VERSION; }
+
+const char* culoss_status_string(culoss_status status) {
+  switch (status) {
+    case CULOSS_SUCCESS: return "CULOSS_SUCCESS";
+    case CULOSS_ERROR_INVALID_ARGUMENT: return "CULOSS_ERROR_INVALID_ARGUMENT";
+    case CULOSS_ERROR_SHAPE_MISMATCH: return "CULOSS_ERROR_SHAPE_MISMATCH";
+    case CULOSS_ERROR_UNSUPPORTED_DTYPE: return "CULOSS_ERROR_UNSUPPORTED_DTYPE";
+    case CULOSS_ERROR_UNSUPPORTED_DEVICE: return "CULOSS_ERROR_UNSUPPORTED_DEVICE";
+    case CULOSS_ERROR_INVALID_TARGET: return "CULOSS_ERROR_INVALID_TARGET";
+    case CULOSS_ERROR_OUT_OF_MEMORY: return "CULOSS_ERROR_OUT_OF_MEMORY";
+    case CULOSS_ERROR_INSUFFICIENT_WORKSPACE: return "CULOSS_ERROR_INSUFFICIENT_WORKSPACE";
+    case CULOSS_ERROR_CUDA: return "CULOSS_ERROR_CUDA";
+    case CULOSS_ERROR_NOT_SUPPORTED: return "CULOSS_ERROR_NOT_SUPPORTED";
+    case CULOSS_ERROR_INTERNAL: return "CULOSS_ERROR_INTERNAL";
+  }
+  return "unknown culoss_status";
+}
+
+const char* culoss_last_error(void) { return last_error(); }
+
+culoss_status culoss_loss_create(culoss_loss* out, culoss_kind kind) {
+  return guard([&] {
+    if (!out) fail(CULOSS_ERROR_INVALID_ARGUMENT, "out is NULL");
+    *out = nullptr;
+    if (kind < CULOSS_DICE || kind > CULOSS_SUM)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", static_cast<int>(kind),
+           "; expected 1 (CULOSS_DICE) to 13 (CULOSS_SUM)");
+    *out = new culoss_loss_s{kind, default_params(kind), {}, {}};
+  });
+}
+
+culoss_status culoss_loss_destroy(culoss_loss loss) {
+  return guard([&] { delete loss; });
+}
+
+culoss_status culoss_loss_set_int(culoss_loss loss, culoss_param param, int64_t value) {
+  return guard([&] { set_int(deref(loss), param, value); });
+}
+
+culoss_status culoss_loss_set_float(culoss_loss loss, culoss_param param, double value) {
+  return guard([&] { set_float(deref(loss), param, value); });
+}
+
+culoss_status culoss_loss_set_floats(culoss_loss loss, culoss_param param, const double* values,
+                                     int64_t count) {
+  return guard([&] { set_floats(deref(loss), param, values, count); });
+}
+
+culoss_status culoss_loss_get_int(culoss_loss loss, culoss_param param, int64_t* value) {
+  return guard([&] {
+    if (!value) fail(CULOSS_ERROR_INVALID_ARGUMENT, "value is NULL");
+    *value = get_int(deref(loss), param);
+  });
+}
+
+culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param, double* value) {
+  return guard([&] {
+    if (!value) fail(CULOSS_ERROR_INVALID_ARGUMENT, "value is NULL");
+    *value = get_float(deref(loss), param);
+  });
+}
+
+culoss_status culoss_loss_add_term(culoss_loss sum, culoss_loss term, double weight) {
+  return guard([&] {
+    if (!term) fail(CULOSS_ERROR_INVALID_ARGUMENT, "term is NULL");
+    add_term(deref(sum), *term, weight);
+  });
+}
+
+culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input,
+                                    const DLTensor* target, size_t* bytes) {
+  return guard([&] {
+    if (!bytes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "bytes is NULL");
+    const Prepared p = prepare(deref(loss), input, target, nullptr, nullptr, 1.0);
+    *bytes = region_workspace_bytes(p.call, p.plan);
+  });
+}
+
+culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTensor* target,
+                             const DLTensor* pixel_weight, DLTensor* loss_out,
+                             DLTensor* grad_input, double grad_scale, void* workspace,
+                             size_t workspace_bytes, void* stream) {
+  return guard([&] {
+    Prepared p = prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale);
+    validate_loss_out(p.call, loss_out, p.plan.output_shape);
+    const size_t required = region_workspace_bytes(p.call, p.plan);
+    if (workspace && workspace_bytes < required)
+      fail(CULOSS_ERROR_INSUFFICIENT_WORKSPACE, "workspace has ", workspace_bytes,
+           " bytes; this call needs ", required, " (see culoss_workspace_size)");
+    p.call.workspace = workspace;
+    p.call.workspace_bytes = workspace_bytes;
+    p.call.stream = stream;
+    if (p.call.backend == Backend::CUDA) cuda::compute_region(p.call, p.plan);
+    else cpu::compute_region(p.call, p.plan);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,67 @@
+// The loss descriptor behind the opaque culoss_loss handle: a kind and its parameters.
+#pragma once
+
+#include <culoss/culoss.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace culoss {
+
+struct Params {
+  int64_t activation = CULOSS_ACTIVATION_SOFTMAX;
+  int64_t class_axis = 1;
+  int64_t reduction = CULOSS_REDUCTION_MEAN;
+  int64_t ignore_index = -100;
+  double smooth_nr = 1e-5;
+  double smooth_dr = 1e-5;
+  int64_t squared_denominator = 0;
+  int64_t batch = 0;
+  int64_t include_background = 1;
+  std::vector<double> class_weights;  // empty: all 1
+  double alpha = 0.5;
+  double beta = 0.5;
+  double gamma = 2.0;
+  int64_t weight_type = CULOSS_WEIGHT_SQUARE;
+  std::vector<double> pos_weight;  // empty: all 1
+  int64_t class_balance = CULOSS_BALANCE_NONE;
+  double label_smoothing = 0.0;
+  double ce_ratio = 0.5;
+  int64_t per_image = 0;
+  int64_t classes = CULOSS_CLASSES_PRESENT;
+  int64_t skip_empty = 0;
+  int64_t average = CULOSS_AVERAGE_MACRO;
+  int64_t check_targets = 1;
+};
+
+// Defaults that depend on the kind (DESIGN.md §2).
+Params default_params(culoss_kind kind);
+
+bool is_region_kind(culoss_kind kind);
+const char* kind_name(culoss_kind kind);
+const char* param_name(culoss_param param);
+
+// Each parameter is an int, a float, or a list of floats.
+enum class ParamType { Int, Float, Floats };
+
+// Throws INVALID_ARGUMENT unless `param` exists, applies to `kind` and has type `type`.
+void check_param_applies(culoss_kind kind, culoss_param param, ParamType type);
+
+}  // namespace culoss
+
+struct culoss_loss_s {
+  culoss_kind kind;
+  culoss::Params params;
+  std::vector<culoss_loss_s> terms;  // CULOSS_SUM only: copies of the added terms
+  std::vector<double> weights;       // their weights
+};
+
+namespace culoss {
+// Validated setters and getters behind culoss_loss_set_* / get_*; they throw culoss::Error.
+void set_int(culoss_loss_s& loss, culoss_param param, int64_t value);
+void set_float(culoss_loss_s& loss, culoss_param param, double value);
+void set_floats(culoss_loss_s& loss, culoss_param param, const double* values, int64_t count);
+int64_t get_int(const culoss_loss_s& loss, culoss_param param);
+double get_float(const culoss_loss_s& loss, culoss_param param);
+void add_term(culoss_loss_s& sum, const culoss_loss_s& term, double weight);
+}  // namespace culoss

@@ -1,0 +1,288 @@
+// Tensor validation. Every refusal names the tensor and what was expected (DESIGN.md §3, §5).
+#include "core/tensor.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "cuda/backend.hpp"
+
+namespace culoss {
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) os << ",";
+  os << ")";
+  return os.str();
+}
+
+namespace {
+
+enum DTypeSet : unsigned {
+  kFloats = 1u << 0,  // f32 f64 f16 bf16
+  kU8 = 1u << 1,
+  kIndex = 1u << 2,  // u8 i32 i64
+  kF32 = 1u << 3,
+  kF64 = 1u << 4,
+};
+
+bool to_dtype(DLDataType d, DType* out) {
+  if (d.lanes != 1) return false;
+  if (d.code == kDLFloat && d.bits == 32) *out = DType::F32;
+  else if (d.code == kDLFloat && d.bits == 64) *out = DType::F64;
+  else if (d.code == kDLFloat && d.bits == 16) *out = DType::F16;
+  else if (d.code == kDLBfloat && d.bits == 16) *out = DType::BF16;
+  else if (d.code == kDLUInt && d.bits == 8) *out = DType::U8;
+  else if (d.code == kDLInt && d.bits == 32) *out = DType::I32;
+  else if (d.code == kDLInt && d.bits == 64) *out = DType::I64;
+  else return false;
+  return true;
+}
+
+bool is_float(DType t) {
+  return t == DType::F32 || t == DType::F64 || t == DType::F16 || t == DType::BF16;
+}
+
+std::string dtype_string(DLDataType d) {
+  std::ostringstream os;
+  switch (d.code) {
+    case kDLFloat: os << "float"; break;
+    case kDLBfloat: os << "bfloat"; break;
+    case kDLInt: os << "int"; break;
+    case kDLUInt: os << "uint"; break;
+    default: os << "code" << int(d.code) << "_"; break;
+  }
+  os << int(d.bits);
+  if (d.lanes != 1) os << "x" << d.lanes;
+  return os.str();
+}
+
+bool dtype_in(DType t, unsigned set) {
+  return ((set & kFloats) && is_float(t)) || ((set & kU8) && t == DType::U8) ||
+         ((set & kIndex) && (t == DType::U8 || t == DType::I32 || t == DType::I64)) ||
+         ((set & kF32) && t == DType::F32) || ((set & kF64) && t == DType::F64);
+}
+
+// Structure of one tensor: pointer, shape, dtype in `allowed`, compact strides, alignment,
+// device. Shape agreement with other tensors is checked by the caller.
+TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const char* allowed_text) {
+  TensorRef r;
+  if (!t) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " is NULL");
+  if (t->ndim < 0 || t->ndim > 64)
+    fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has ndim ", t->ndim, "; expected 0 to 64");
+  if (t->ndim > 0 && !t->shape) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has a NULL shape");
+  r.shape.assign(t->shape, t->shape + t->ndim);
+  int64_t numel = 1;
+  for (int i = 0; i < t->ndim; ++i) {
+    const int64_t d = t->shape[i];
+    if (d < 0) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has a negative extent ", d, " on axis ", i);
+    if (d != 0 && numel > (int64_t(1) << 62) / d)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " ", shape_string(r.shape), " has more than 2^62 elements");
+    numel *= d;
+  }
+  r.numel = numel;
+  if (!to_dtype(t->dtype, &r.dtype) || !dtype_in(r.dtype, allowed))
+    fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, name, " has dtype ", dtype_string(t->dtype), "; expected ",
+         allowed_text);
+  if (t->strides) {  // compact row-major only; extents of 1 may carry any stride
+    int64_t expected = 1;
+    for (int i = t->ndim - 1; i >= 0; --i) {
+      if (t->shape[i] != 1 && t->strides[i] != expected)
+        fail(CULOSS_ERROR_NOT_SUPPORTED, name, " has strides that are not compact row-major (axis ",
+             i, " has stride ", t->strides[i], ", expected ", expected,
+             "); pass a contiguous tensor");
+      expected *= t->shape[i];
+    }
+  }
+  if (t->device.device_type != kDLCPU && t->device.device_type != kDLCUDA)
+    fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on DLPack device type ",
+         int(t->device.device_type), "; expected kDLCPU (1) or kDLCUDA (2)");
+  if (t->device.device_type == kDLCUDA && !cuda::available())
+    fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name,
+         " is a CUDA tensor but this culoss was built without CUDA");
+  r.device = t->device;
+  if (!t->data && numel > 0) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has NULL data");
+  r.data = static_cast<char*>(t->data) + t->byte_offset;
+  if (reinterpret_cast<uintptr_t>(r.data) % dtype_bytes(r.dtype) != 0)
+    fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " data + byte_offset is not aligned to its ",
+         dtype_bytes(r.dtype), "-byte elements");
+  r.present = true;
+  return r;
+}
+
+bool same_device(const DLDevice& a, const DLDevice& b) {
+  return a.device_type == b.device_type && (a.device_type == kDLCPU || a.device_id == b.device_id);
+}
+
+std::string device_string(const DLDevice& d) {
+  std::ostringstream os;
+  if (d.device_type == kDLCPU) os << "the CPU";
+  else os << "CUDA device " << d.device_id;
+  return os.str();
+}
+
+void require_same_device(const char* name, const TensorRef& t, const TensorRef& input) {
+  if (!same_device(t.device, input.device))
+    fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on ", device_string(t.device),
+         " but input is on ", device_string(input.device), "; all tensors of a call share a device");
+}
+
+bool overlaps(const TensorRef& a, const TensorRef& b) {
+  if (!a.present || !b.present || a.bytes() == 0 || b.bytes() == 0) return false;
+  if (!same_device(a.device, b.device)) return false;
+  const char* a0 = static_cast<const char*>(a.data);
+  const char* b0 = static_cast<const char*>(b.data);
+  return a0 < b0 + b.bytes() && b0 < a0 + a.bytes();
+}
+
+}  // namespace
+
+Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
+                   const DLTensor* pixel_weight, DLTensor* /*loss_out*/, DLTensor* grad_input,
+                   double grad_scale) {
+  Call call;
+  call.loss = &loss;
+  const Params& p = loss.params;
+  call.input = parse("input", input, kFloats, "float32, float64, float16 or bfloat16");
+  const std::vector<int64_t>& ishape = call.input.shape;
+  const int64_t ndim = static_cast<int64_t>(ishape.size());
+  if (ndim < 2)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape),
+         " needs at least 2 dimensions (N, C, ...)");
+  const int64_t axis = p.class_axis < 0 ? p.class_axis + ndim : p.class_axis;
+  if (axis < 1 || axis >= ndim)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", p.class_axis,
+         " does not name a class axis of input ", shape_string(ishape),
+         "; expected an axis in [1, ", ndim, ") (axis 0 is the batch)");
+  Layout& L = call.layout;
+  L.N = ishape[0];
+  L.C = ishape[axis];
+  L.pre = 1;
+  for (int64_t i = 1; i < axis; ++i) L.pre *= ishape[i];
+  L.inner = 1;
+  for (int64_t i = axis + 1; i < ndim; ++i) L.inner *= ishape[i];
+  L.P = L.pre * L.inner;
+  if (L.C == 0)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape), " has 0 classes on axis ", axis);
+  std::vector<int64_t> pixel_shape = ishape;
+  pixel_shape.erase(pixel_shape.begin() + axis);
+  call.backend = call.input.device.device_type == kDLCUDA ? Backend::CUDA : Backend::CPU;
+  call.device_id = call.input.device.device_id;
+
+  // target: dense (input's shape) or class indices (input's shape without the class axis)
+  if (!target) fail(CULOSS_ERROR_INVALID_ARGUMENT, "target is NULL");
+  if (target->ndim == ndim) {
+    call.target = parse("target", target, kFloats | kU8,
+                        "float32, float64, float16, bfloat16 or uint8 for a dense target (same "
+                        "shape as input)");
+    if (call.target.shape != ishape)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(call.target.shape),
+           " does not match input ", shape_string(ishape),
+           "; a dense target has the input's shape, an index target ", shape_string(pixel_shape));
+  } else if (target->ndim == ndim - 1) {
+    call.target = parse("target", target, kIndex,
+                        "uint8, int32 or int64 for class indices (input's shape without the class "
+                        "axis)");
+    if (call.target.shape != pixel_shape)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(call.target.shape),
+           " does not match input ", shape_string(ishape), "; class indices need shape ",
+           shape_string(pixel_shape));
+    call.index_target = true;
+  } else {
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "target has ", target->ndim, " dimensions; input ",
+         shape_string(ishape), " needs a dense target ", shape_string(ishape),
+         " or class indices ", shape_string(pixel_shape));
+  }
+  require_same_device("target", call.target, call.input);
+  if (call.index_target && p.activation == CULOSS_ACTIVATION_SIGMOID) {
+    if (L.C != 1)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "class-index targets with SIGMOID need C = 1 (a binary "
+           "mask); input has C = ", L.C, ": pass a dense (one-hot) target");
+    call.binary_mask = true;
+  }
+
+  if (pixel_weight) {
+    call.pixel_weight = parse("pixel_weight", pixel_weight, kF32, "float32");
+    if (call.pixel_weight.shape != pixel_shape)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, "pixel_weight ", shape_string(call.pixel_weight.shape),
+           " does not match input ", shape_string(ishape), "; expected ", shape_string(pixel_shape));
+    require_same_device("pixel_weight", call.pixel_weight, call.input);
+  }
+
+  if (grad_input) {
+    call.grad = parse("grad_input", grad_input, kFloats, "the input's dtype or float32");
+    if (call.grad.dtype != call.input.dtype && call.grad.dtype != DType::F32)
+      fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "grad_input has dtype ", dtype_string(grad_input->dtype),
+           "; expected the input's dtype ", dtype_string(input->dtype), " or float32");
+    if (call.grad.shape != ishape)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, "grad_input ", shape_string(call.grad.shape),
+           " does not match input ", shape_string(ishape));
+    require_same_device("grad_input", call.grad, call.input);
+    call.in_place = call.grad.data == call.input.data && call.grad.dtype == call.input.dtype;
+    if (!call.in_place && overlaps(call.grad, call.input))
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_input overlaps input without being the very same "
+           "buffer (same data, byte_offset and dtype)");
+    if (overlaps(call.grad, call.target))
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_input overlaps target");
+    if (overlaps(call.grad, call.pixel_weight))
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_input overlaps pixel_weight");
+  }
+
+  if (!std::isfinite(grad_scale))
+    fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_scale must be finite; got ", grad_scale);
+  call.grad_scale = grad_scale;
+
+  const std::vector<double>& cw = p.class_weights;
+  if (!cw.empty() && static_cast<int64_t>(cw.size()) != L.C)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_WEIGHTS has ", cw.size(),
+         " values but input has C = ", L.C, " classes");
+  call.class_weights = cw.empty() ? std::vector<double>(static_cast<size_t>(L.C), 1.0) : cw;
+  return call;
+}
+
+void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape) {
+  call.loss_out = parse("loss_out", loss_out, kF32 | kF64, "float32 or float64");
+  const TensorRef& o = call.loss_out;
+  const bool scalar_ok = shape.empty() && (o.shape.empty() || o.shape == std::vector<int64_t>{1});
+  if (!scalar_ok && o.shape != shape)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "loss_out ", shape_string(o.shape), " has the wrong shape; "
+         "expected ", shape.empty() ? std::string("one element (ndim 0 or (1,))") : shape_string(shape),
+         " for this reduction");
+  if (o.device.device_type == kDLCPU) {
+    call.loss_out_on_host = call.backend == Backend::CUDA;
+  } else {
+    require_same_device("loss_out", o, call.input);
+  }
+  const char* inputs[] = {"input", "target", "pixel_weight"};
+  const TensorRef* refs[] = {&call.input, &call.target, &call.pixel_weight};
+  for (int i = 0; i < 3; ++i)
+    if (overlaps(o, *refs[i])) fail(CULOSS_ERROR_INVALID_ARGUMENT, "loss_out overlaps ", inputs[i]);
+  if (overlaps(o, call.grad)) fail(CULOSS_ERROR_INVALID_ARGUMENT, "loss_out overlaps grad_input");
+}
+
+}  // namespace culoss
+
+namespace culoss {
+
+void fail_invalid_target(const Call& call, int64_t element, double value) {
+  if (call.index_target) {
+    if (call.binary_mask)
+      fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+           " is not a binary mask value (0 or 1) or IGNORE_INDEX ",
+           call.loss->params.ignore_index);
+    fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+         " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ",
+         call.loss->params.ignore_index);
+  }
+  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+       " is outside [0, 1] (dense targets hold probabilities)");
+}
+
+void fail_invalid_pixel_weight(int64_t element, double value) {
+  fail(CULOSS_ERROR_INVALID_ARGUMENT, "pixel_weight[", element, "] = ", value,
+       " must be finite and >= 0");
+}
+
+}  // namespace culoss

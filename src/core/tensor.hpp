@@ -1,0 +1,72 @@
+// The one tensor validator: turns the DLTensors of a call into a checked Call, or throws with a
+// message naming the tensor and what was expected.
+#pragma once
+
+#include <culoss/culoss.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/descriptor.hpp"
+#include "kernels/common/layout.cuh"
+
+namespace culoss {
+
+enum class Backend { CPU, CUDA };
+
+struct TensorRef {
+  bool present = false;
+  void* data = nullptr;  // data + byte_offset
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+  DLDevice device{kDLCPU, 0};
+  int64_t bytes() const { return numel * dtype_bytes(dtype); }
+};
+
+struct Call {
+  const culoss_loss_s* loss = nullptr;
+  Backend backend = Backend::CPU;
+  int device_id = 0;
+  Layout layout{};
+  TensorRef input, target, pixel_weight, loss_out, grad;
+  bool index_target = false;
+  bool binary_mask = false;      // index target read as a 0/1 mask (sigmoid, C = 1)
+  bool loss_out_on_host = false; // CUDA input with a kDLCPU loss_out
+  bool in_place = false;         // grad_input is the input's buffer
+  double grad_scale = 1.0;
+  std::vector<double> class_weights;  // C entries (1 when not set)
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  void* stream = nullptr;
+
+  TargetView target_view() const {
+    return TargetView{target.data, target.dtype, index_target, binary_mask,
+                      loss->params.ignore_index};
+  }
+  const float* pixel_weight_data() const {
+    return pixel_weight.present ? static_cast<const float*>(pixel_weight.data) : nullptr;
+  }
+};
+
+// Validates input, target, pixel_weight (nullable), loss_out (nullable: workspace queries) and
+// grad_input (nullable) against the descriptor. `out_shape` is the shape loss_out must have
+// (empty = one element, accepted as ndim 0 or shape [1]).
+Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
+                   const DLTensor* pixel_weight, DLTensor* loss_out, DLTensor* grad_input,
+                   double grad_scale);
+
+// Validates loss_out once the loss's output shape is known.
+void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape);
+
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace culoss
+
+namespace culoss {
+// The CHECK_TARGETS refusals, worded once for both backends. `element` indexes the target
+// (or pixel_weight) in row-major order.
+[[noreturn]] void fail_invalid_target(const Call& call, int64_t element, double value);
+[[noreturn]] void fail_invalid_pixel_weight(int64_t element, double value);
+}  // namespace culoss

@@ -1,0 +1,15 @@
+// Built instead of the CUDA backend when nvcc is not available: CUDA tensors are refused.
+#include "cuda/backend.hpp"
+
+#include "core/error.hpp"
+
+namespace culoss::cuda {
+
+bool available() { return false; }
+
+void compute_region(const Call&, const RegionPlan&) {
+  throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
+              "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
+}
+
+}  // namespace culoss::cuda
