@@ -19,6 +19,9 @@ struct RegionElementArgs {
   bool squared;
 };
 
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable  // the sink is a device lambda when called from a kernel
+#endif
 // Calls sink(c, terms[3]) for every class c of pixel q of image n, in class order. With
 // valid = false (a padding lane on the GPU) the terms are zeros but the sink is still called
 // C times, so warp-collective sinks stay converged.
