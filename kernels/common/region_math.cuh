@@ -29,7 +29,9 @@ struct RegionParams {
   bool squared, batch, micro, include_background, skip_empty;
   double smooth_nr, smooth_dr, alpha, beta, gamma;
   int64_t N, C;
-  const double* class_weights;  // C entries, on the backend's device
+  const double* class_weights;  // C entries on the backend's device; NULL: all 1
+
+  CULOSS_HD double class_weight(int64_t c) const { return class_weights ? class_weights[c] : 1.0; }
 
   // Groups own one loss value each: (n, c) pairs for MACRO (c alone with BATCH), images for
   // MICRO and generalized Dice (one group with BATCH).
@@ -123,7 +125,6 @@ CULOSS_HD bool is_finite_positive(double x) { return x > 0.0 && x <= 1.797693134
 CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats, int64_t g,
                                      double* coef_a, double* coef_b, double* ell, double* wgt) {
   const int64_t C = rp.C;
-  const double* w = rp.class_weights;
   if (!rp.pooled()) {
     const int64_t gn = g / C, c = g % C;
     const double I = group_stat(rp, stats, gn, c, kStatI);
@@ -132,7 +133,7 @@ CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats
     const bool included = rp.class_included(c) && (!rp.skip_empty || ST > 0.0);
     const RatioLoss r = region_ratio_loss(rp, I, SP, ST);
     ell[g] = included ? r.loss : 0.0;
-    wgt[g] = included ? w[c] : 0.0;
+    wgt[g] = included ? rp.class_weight(c) : 0.0;
     coef_a[g] = included ? r.d_i : 0.0;
     coef_b[g] = included ? r.d_sp : 0.0;
     return;
@@ -156,22 +157,23 @@ CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats
       const double st = group_stat(rp, stats, gn, c, kStatST);
       double b = gdl_base_weight(rp.weight_type, st);
       if (!is_finite_positive(b)) b = max_base;
-      const double wc = b * w[c];
+      const double wc = b * rp.class_weight(c);
       coef_a[gn * C + c] = wc;
       I += wc * group_stat(rp, stats, gn, c, kStatI);
       SP += wc * group_stat(rp, stats, gn, c, kStatSP);
       ST += wc * st;
-      weighted_st += w[c] * st;
+      weighted_st += rp.class_weight(c) * st;
     }
   } else {  // MICRO: class-weighted sums over the included classes
     for (int64_t c = 0; c < C; ++c) {
       coef_a[gn * C + c] = 0.0;
       if (!rp.class_included(c)) continue;
       any_class = true;
-      coef_a[gn * C + c] = w[c];
-      I += w[c] * group_stat(rp, stats, gn, c, kStatI);
-      SP += w[c] * group_stat(rp, stats, gn, c, kStatSP);
-      ST += w[c] * group_stat(rp, stats, gn, c, kStatST);
+      const double wc = rp.class_weight(c);
+      coef_a[gn * C + c] = wc;
+      I += wc * group_stat(rp, stats, gn, c, kStatI);
+      SP += wc * group_stat(rp, stats, gn, c, kStatSP);
+      ST += wc * group_stat(rp, stats, gn, c, kStatST);
     }
     weighted_st = ST;
   }
