@@ -20,6 +20,7 @@ enum WeightType : int { WT_SQUARE = 0, WT_SIMPLE = 1, WT_UNIFORM = 2 };
 
 constexpr int kRegionStats = 3;  // I, SP, ST
 constexpr int kStatI = 0, kStatSP = 1, kStatST = 2;
+constexpr int kInlineClassWeights = 256;  // 2 KiB of kernel arguments
 
 // Everything finalize needs; plain data so it can be passed to a kernel by value.
 struct RegionParams {
@@ -29,9 +30,17 @@ struct RegionParams {
   bool squared, batch, micro, include_background, skip_empty;
   double smooth_nr, smooth_dr, alpha, beta, gamma;
   int64_t N, C;
-  const double* class_weights;  // C entries on the backend's device; NULL: all 1
+  // Class weights: a pointer to C entries on the backend's device, or (pointer NULL) the first
+  // inline_weight_count entries by value — kernel arguments keep CUDA graphs capturable — and 1
+  // for any class beyond them.
+  const double* class_weights;
+  int64_t inline_weight_count;
+  double inline_weights[kInlineClassWeights];
 
-  CULOSS_HD double class_weight(int64_t c) const { return class_weights ? class_weights[c] : 1.0; }
+  CULOSS_HD double class_weight(int64_t c) const {
+    if (class_weights) return class_weights[c];
+    return c < inline_weight_count ? inline_weights[c] : 1.0;
+  }
 
   // Groups own one loss value each: (n, c) pairs for MACRO (c alone with BATCH), images for
   // MICRO and generalized Dice (one group with BATCH).

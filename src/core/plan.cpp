@@ -42,6 +42,7 @@ RegionPlan make_region_plan(const Call& call) {
   rp.N = L.N;
   rp.C = L.C;
   rp.class_weights = nullptr;
+  rp.inline_weight_count = 0;
   plan.groups = rp.groups();
   plan.coef_count = rp.image_groups() * L.C;
   if (rp.reduction == RED_NONE) {

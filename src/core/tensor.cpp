@@ -266,8 +266,9 @@ void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<i
 
 namespace culoss {
 
-void fail_invalid_target(const Call& call, int64_t element, double value) {
+void fail_invalid_target(const Call& call, int64_t element, double value_as_double) {
   if (call.index_target) {
+    const long long value = static_cast<long long>(value_as_double);  // labels print as integers
     if (call.binary_mask)
       fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
            " is not a binary mask value (0 or 1) or IGNORE_INDEX ",
@@ -276,7 +277,7 @@ void fail_invalid_target(const Call& call, int64_t element, double value) {
          " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ",
          call.loss->params.ignore_index);
   }
-  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value_as_double,
        " is outside [0, 1] (dense targets hold probabilities)");
 }
 

@@ -133,11 +133,16 @@ void compute_region(const Call& call, const RegionPlan& plan_in) {
   Carver carver(base);
   const RegionBuffers b = carve_region(carver, call, plan_in);
   RegionPlan plan = plan_in;
-  if (!call.loss->params.class_weights.empty()) {  // default weights (all 1) need no copy
-    check(cudaMemcpyAsync(b.class_weights, call.class_weights.data(),
-                          call.layout.C * sizeof(double), cudaMemcpyHostToDevice, stream),
-          "cudaMemcpyAsync of the class weights");
-    plan.rp.class_weights = b.class_weights;
+  if (!call.loss->params.class_weights.empty()) {  // default weights (all 1) need nothing
+    if (call.layout.C <= kInlineClassWeights) {
+      for (int64_t c = 0; c < call.layout.C; ++c) plan.rp.inline_weights[c] = call.class_weights[c];
+      plan.rp.inline_weight_count = call.layout.C;
+    } else {
+      check(cudaMemcpyAsync(b.class_weights, call.class_weights.data(),
+                            call.layout.C * sizeof(double), cudaMemcpyHostToDevice, stream),
+            "cudaMemcpyAsync of the class weights");
+      plan.rp.class_weights = b.class_weights;
+    }
   }
   if (call.loss->params.check_targets) check_targets(call, b, stream);
   dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, plan, b, stream); });
