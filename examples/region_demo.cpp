@@ -20,8 +20,8 @@ namespace {
 constexpr int64_t kN = 2, kC = 4, kH = 64, kW = 64;
 
 struct Batch {
-  std::vector<float> logits;   // N x C x H x W
-  std::vector<int64_t> labels; // N x H x W, -100 = ignored
+  std::vector<float> logits;    // N x C x H x W
+  std::vector<int64_t> labels;  // N x H x W, -100 = ignored
 };
 
 Batch make_batch() {
@@ -34,10 +34,11 @@ Batch make_batch() {
     for (int64_t y = 0; y < kH; ++y)
       for (int64_t x = 0; x < kW; ++x) {
         int64_t label = 0;
-        if (y >= 8 && y < 36 && x >= 8 && x < 36) label = 1;             // a large square
-        if ((y - 48) * (y - 48) + (x - 46 + 4 * n) * (x - 46 + 4 * n) < 25) label = 2;  // small disc
-        if (n == 0 && y >= 50 && x < 12) label = 3;                       // only in image 0
-        if (y == 0) label = -100;                                         // an unlabelled row
+        if (y >= 8 && y < 36 && x >= 8 && x < 36) label = 1;  // a large square
+        if ((y - 48) * (y - 48) + (x - 46 + 4 * n) * (x - 46 + 4 * n) < 25)
+          label = 2;                                 // small disc
+        if (n == 0 && y >= 50 && x < 12) label = 3;  // only in image 0
+        if (y == 0) label = -100;                    // an unlabelled row
         b.labels[(n * kH + y) * kW + x] = label;
         for (int64_t c = 0; c < kC; ++c)
           b.logits[((n * kC + c) * kH + y) * kW + x] = (c == label ? 2.0f : 0.0f) + noise(rng);
@@ -88,7 +89,8 @@ bool run_all(const char* device_name, DLDevice dev, void* logits, void* labels, 
       culoss_status s = culoss_compute(l, &input, &target, nullptr, &loss_out,
                                        batch ? nullptr : &grad_t, 1.0, nullptr, 0, nullptr);
       if (s != CULOSS_SUCCESS) {
-        std::printf("  %-16s failed: %s: %s\n", k.name, culoss_status_string(s), culoss_last_error());
+        std::printf("  %-16s failed: %s: %s\n", k.name, culoss_status_string(s),
+                    culoss_last_error());
         culoss_loss_destroy(l);
         return false;
       }
@@ -103,7 +105,8 @@ bool run_all(const char* device_name, DLDevice dev, void* logits, void* labels, 
 
 float host_norm(void* g, int64_t n) {
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += double(static_cast<float*>(g)[i]) * static_cast<float*>(g)[i];
+  for (int64_t i = 0; i < n; ++i)
+    s += double(static_cast<float*>(g)[i]) * static_cast<float*>(g)[i];
   return static_cast<float>(std::sqrt(s));
 }
 
@@ -123,7 +126,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--cpu")) {
       cpu_only = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--cpu]\n  --cpu  run on the CPU only, even with a GPU\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--cpu]\n  --cpu  run on the CPU only, even with a GPU\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -131,7 +135,8 @@ int main(int argc, char** argv) {
               culoss_version() / 100 % 100, culoss_version() % 100);
   Batch b = make_batch();
   std::vector<float> grad(b.logits.size());
-  if (!run_all("CPU", DLDevice{kDLCPU, 0}, b.logits.data(), b.labels.data(), grad.data(), host_norm))
+  if (!run_all("CPU", DLDevice{kDLCPU, 0}, b.logits.data(), b.labels.data(), grad.data(),
+               host_norm))
     return 1;
 #ifdef CULOSS_EXAMPLE_WITH_CUDA
   int devices = 0;
@@ -141,10 +146,12 @@ int main(int argc, char** argv) {
     cudaMalloc(&d_labels, b.labels.size() * sizeof(int64_t));
     cudaMalloc(&d_grad, grad.size() * sizeof(float));
     cudaMemcpy(d_logits, b.logits.data(), b.logits.size() * sizeof(float), cudaMemcpyHostToDevice);
-    cudaMemcpy(d_labels, b.labels.data(), b.labels.size() * sizeof(int64_t), cudaMemcpyHostToDevice);
+    cudaMemcpy(d_labels, b.labels.data(), b.labels.size() * sizeof(int64_t),
+               cudaMemcpyHostToDevice);
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
-    const bool ok = run_all(prop.name, DLDevice{kDLCUDA, 0}, d_logits, d_labels, d_grad, device_norm);
+    const bool ok =
+        run_all(prop.name, DLDevice{kDLCUDA, 0}, d_logits, d_labels, d_grad, device_norm);
     cudaFree(d_logits);
     cudaFree(d_labels);
     cudaFree(d_grad);

@@ -153,8 +153,7 @@ CULOSS_API culoss_status culoss_loss_set_float(culoss_loss loss, culoss_param pa
 CULOSS_API culoss_status culoss_loss_set_floats(culoss_loss loss, culoss_param param,
                                                 const double* values, int64_t count);
 CULOSS_API culoss_status culoss_loss_get_int(culoss_loss loss, culoss_param param, int64_t* value);
-CULOSS_API culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param,
-                                               double* value);
+CULOSS_API culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param, double* value);
 /* Appends a copy of `term` to the CULOSS_SUM descriptor `sum` with `weight`. */
 CULOSS_API culoss_status culoss_loss_add_term(culoss_loss sum, culoss_loss term, double weight);
 
@@ -185,9 +184,8 @@ CULOSS_API culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor*
  */
 CULOSS_API culoss_status culoss_compute(culoss_loss loss, const DLTensor* input,
                                         const DLTensor* target, const DLTensor* pixel_weight,
-                                        DLTensor* loss_out, DLTensor* grad_input,
-                                        double grad_scale, void* workspace,
-                                        size_t workspace_bytes, void* stream);
+                                        DLTensor* loss_out, DLTensor* grad_input, double grad_scale,
+                                        void* workspace, size_t workspace_bytes, void* stream);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -97,42 +97,59 @@ CULOSS_HD uint16_t float_to_bf16(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 #else
   const uint32_t x = float_bits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 #endif
 }
 
 // Typed element access. `R` is the computation type (double on the CPU, float or double on CUDA).
 template <class R>
-CULOSS_HD R to_real(float v) { return static_cast<R>(v); }
+CULOSS_HD R to_real(float v) {
+  return static_cast<R>(v);
+}
 template <class R>
-CULOSS_HD R to_real(double v) { return static_cast<R>(v); }
+CULOSS_HD R to_real(double v) {
+  return static_cast<R>(v);
+}
 template <class R>
-CULOSS_HD R to_real(half_t v) { return static_cast<R>(half_to_float(v.bits)); }
+CULOSS_HD R to_real(half_t v) {
+  return static_cast<R>(half_to_float(v.bits));
+}
 template <class R>
-CULOSS_HD R to_real(bf16_t v) { return static_cast<R>(bf16_to_float(v.bits)); }
+CULOSS_HD R to_real(bf16_t v) {
+  return static_cast<R>(bf16_to_float(v.bits));
+}
 
 template <class T>
 struct StoreAs;
 template <>
 struct StoreAs<float> {
   template <class R>
-  CULOSS_HD static float from(R v) { return static_cast<float>(v); }
+  CULOSS_HD static float from(R v) {
+    return static_cast<float>(v);
+  }
 };
 template <>
 struct StoreAs<double> {
   template <class R>
-  CULOSS_HD static double from(R v) { return static_cast<double>(v); }
+  CULOSS_HD static double from(R v) {
+    return static_cast<double>(v);
+  }
 };
 template <>
 struct StoreAs<half_t> {
   template <class R>
-  CULOSS_HD static half_t from(R v) { return half_t{float_to_half(static_cast<float>(v))}; }
+  CULOSS_HD static half_t from(R v) {
+    return half_t{float_to_half(static_cast<float>(v))};
+  }
 };
 template <>
 struct StoreAs<bf16_t> {
   template <class R>
-  CULOSS_HD static bf16_t from(R v) { return bf16_t{float_to_bf16(static_cast<float>(v))}; }
+  CULOSS_HD static bf16_t from(R v) {
+    return bf16_t{float_to_bf16(static_cast<float>(v))};
+  }
 };
 
 // Reads element i of an untyped buffer of dtype `dt` as R (targets and weights: the dtype is a
@@ -140,13 +157,20 @@ struct StoreAs<bf16_t> {
 template <class R>
 CULOSS_HD R load_as(const void* data, DType dt, int64_t i) {
   switch (dt) {
-    case DType::F32: return static_cast<R>(static_cast<const float*>(data)[i]);
-    case DType::F64: return static_cast<R>(static_cast<const double*>(data)[i]);
-    case DType::F16: return to_real<R>(static_cast<const half_t*>(data)[i]);
-    case DType::BF16: return to_real<R>(static_cast<const bf16_t*>(data)[i]);
-    case DType::U8: return static_cast<R>(static_cast<const uint8_t*>(data)[i]);
-    case DType::I32: return static_cast<R>(static_cast<const int32_t*>(data)[i]);
-    case DType::I64: return static_cast<R>(static_cast<const int64_t*>(data)[i]);
+    case DType::F32:
+      return static_cast<R>(static_cast<const float*>(data)[i]);
+    case DType::F64:
+      return static_cast<R>(static_cast<const double*>(data)[i]);
+    case DType::F16:
+      return to_real<R>(static_cast<const half_t*>(data)[i]);
+    case DType::BF16:
+      return to_real<R>(static_cast<const bf16_t*>(data)[i]);
+    case DType::U8:
+      return static_cast<R>(static_cast<const uint8_t*>(data)[i]);
+    case DType::I32:
+      return static_cast<R>(static_cast<const int32_t*>(data)[i]);
+    case DType::I64:
+      return static_cast<R>(static_cast<const int64_t*>(data)[i]);
   }
   return R(0);
 }
@@ -154,10 +178,14 @@ CULOSS_HD R load_as(const void* data, DType dt, int64_t i) {
 // Reads an integer label (index targets are u8, i32 or i64).
 CULOSS_HD int64_t load_label(const void* data, DType dt, int64_t i) {
   switch (dt) {
-    case DType::U8: return static_cast<const uint8_t*>(data)[i];
-    case DType::I32: return static_cast<const int32_t*>(data)[i];
-    case DType::I64: return static_cast<const int64_t*>(data)[i];
-    default: return -1;
+    case DType::U8:
+      return static_cast<const uint8_t*>(data)[i];
+    case DType::I32:
+      return static_cast<const int32_t*>(data)[i];
+    case DType::I64:
+      return static_cast<const int64_t*>(data)[i];
+    default:
+      return -1;
   }
 }
 
@@ -166,17 +194,26 @@ CULOSS_HD int64_t load_label(const void* data, DType dt, int64_t i) {
 template <class R>
 CULOSS_HD void store_as(void* data, DType dt, int64_t i, R v) {
   switch (dt) {
-    case DType::F32: static_cast<float*>(data)[i] = static_cast<float>(v); return;
-    case DType::F64: static_cast<double*>(data)[i] = static_cast<double>(v); return;
-    case DType::F16: static_cast<half_t*>(data)[i] = StoreAs<half_t>::from(v); return;
-    case DType::BF16: static_cast<bf16_t*>(data)[i] = StoreAs<bf16_t>::from(v); return;
-    default: return;
+    case DType::F32:
+      static_cast<float*>(data)[i] = static_cast<float>(v);
+      return;
+    case DType::F64:
+      static_cast<double*>(data)[i] = static_cast<double>(v);
+      return;
+    case DType::F16:
+      static_cast<half_t*>(data)[i] = StoreAs<half_t>::from(v);
+      return;
+    case DType::BF16:
+      static_cast<bf16_t*>(data)[i] = StoreAs<bf16_t>::from(v);
+      return;
+    default:
+      return;
   }
 }
 
 constexpr int dtype_bytes(DType dt) {
-  return dt == DType::F64 || dt == DType::I64 ? 8
-         : dt == DType::F32 || dt == DType::I32 ? 4
+  return dt == DType::F64 || dt == DType::I64    ? 8
+         : dt == DType::F32 || dt == DType::I32  ? 4
          : dt == DType::F16 || dt == DType::BF16 ? 2
                                                  : 1;
 }

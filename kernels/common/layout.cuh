@@ -30,8 +30,8 @@ struct Layout {
 struct TargetView {
   const void* data;
   DType dtype;
-  bool index;            // labels rather than dense values
-  bool binary_mask;      // index targets with a sigmoid and C = 1: the label is the mask value
+  bool index;        // labels rather than dense values
+  bool binary_mask;  // index targets with a sigmoid and C = 1: the label is the mask value
   int64_t ignore_index;
 };
 

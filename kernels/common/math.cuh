@@ -15,7 +15,9 @@ CULOSS_HD float pow_r(float x, float y) { return powf(x, y); }
 CULOSS_HD double pow_r(double x, double y) { return pow(x, y); }
 
 template <class R>
-CULOSS_HD R max_r(R a, R b) { return a > b ? a : b; }
+CULOSS_HD R max_r(R a, R b) {
+  return a > b ? a : b;
+}
 
 // Logistic function without overflow for any finite x.
 template <class R>

@@ -50,8 +50,7 @@ CULOSS_HD void region_pixel_stats(const RegionElementArgs& a, const T* x, int64_
 // finalize coefficients of this pixel's image group, C entries each, already scaled.
 template <class R, class T, class G>
 CULOSS_HD void region_pixel_grad(const RegionElementArgs& a, const T* x, G* grad,
-                                 const double* coef_a, const double* coef_b, int64_t n,
-                                 int64_t q) {
+                                 const double* coef_a, const double* coef_b, int64_t n, int64_t q) {
   const int64_t C = a.L.C;
   const int64_t base = a.L.base(n, q), stride = a.L.class_stride();
   const PixelTarget<R> px = read_pixel<R>(a.target, a.pixel_weight, C, n * a.L.P + q);

@@ -102,8 +102,8 @@ __global__ void region_finalize_kernel(RegionParams rp, const double* stats, dou
   const double weight_total = block_sum(w, scratch);
   for (int64_t i = threadIdx.x; i < rp.image_groups() * rp.C; i += blockDim.x) {
     const int64_t gn = i / rp.C, c = i % rp.C;
-    const double f = region_group_scale(rp.reduction, wgt[region_group_of(rp, gn, c)],
-                                        weight_total, grad_scale);
+    const double f =
+        region_group_scale(rp.reduction, wgt[region_group_of(rp, gn, c)], weight_total, grad_scale);
     coef_a[i] *= f;
     coef_b[i] *= f;
   }
@@ -134,9 +134,9 @@ __global__ void check_targets_kernel(TargetView t, int64_t C, int64_t target_cou
                                      unsigned long long* first_bad) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < target_count; i += stride) {
-    const bool ok = t.index ? label_is_valid(load_label(t.data, t.dtype, i), C, t.binary_mask,
-                                             t.ignore_index)
-                            : dense_target_is_valid(load_as<double>(t.data, t.dtype, i));
+    const bool ok =
+        t.index ? label_is_valid(load_label(t.data, t.dtype, i), C, t.binary_mask, t.ignore_index)
+                : dense_target_is_valid(load_as<double>(t.data, t.dtype, i));
     if (!ok) atomicMin(&first_bad[0], static_cast<unsigned long long>(i));
   }
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < weight_count; i += stride)

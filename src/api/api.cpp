@@ -50,17 +50,28 @@ int culoss_version(void) { return CULOSS_VERSION; }
 
 const char* culoss_status_string(culoss_status status) {
   switch (status) {
-    case CULOSS_SUCCESS: return "CULOSS_SUCCESS";
-    case CULOSS_ERROR_INVALID_ARGUMENT: return "CULOSS_ERROR_INVALID_ARGUMENT";
-    case CULOSS_ERROR_SHAPE_MISMATCH: return "CULOSS_ERROR_SHAPE_MISMATCH";
-    case CULOSS_ERROR_UNSUPPORTED_DTYPE: return "CULOSS_ERROR_UNSUPPORTED_DTYPE";
-    case CULOSS_ERROR_UNSUPPORTED_DEVICE: return "CULOSS_ERROR_UNSUPPORTED_DEVICE";
-    case CULOSS_ERROR_INVALID_TARGET: return "CULOSS_ERROR_INVALID_TARGET";
-    case CULOSS_ERROR_OUT_OF_MEMORY: return "CULOSS_ERROR_OUT_OF_MEMORY";
-    case CULOSS_ERROR_INSUFFICIENT_WORKSPACE: return "CULOSS_ERROR_INSUFFICIENT_WORKSPACE";
-    case CULOSS_ERROR_CUDA: return "CULOSS_ERROR_CUDA";
-    case CULOSS_ERROR_NOT_SUPPORTED: return "CULOSS_ERROR_NOT_SUPPORTED";
-    case CULOSS_ERROR_INTERNAL: return "CULOSS_ERROR_INTERNAL";
+    case CULOSS_SUCCESS:
+      return "CULOSS_SUCCESS";
+    case CULOSS_ERROR_INVALID_ARGUMENT:
+      return "CULOSS_ERROR_INVALID_ARGUMENT";
+    case CULOSS_ERROR_SHAPE_MISMATCH:
+      return "CULOSS_ERROR_SHAPE_MISMATCH";
+    case CULOSS_ERROR_UNSUPPORTED_DTYPE:
+      return "CULOSS_ERROR_UNSUPPORTED_DTYPE";
+    case CULOSS_ERROR_UNSUPPORTED_DEVICE:
+      return "CULOSS_ERROR_UNSUPPORTED_DEVICE";
+    case CULOSS_ERROR_INVALID_TARGET:
+      return "CULOSS_ERROR_INVALID_TARGET";
+    case CULOSS_ERROR_OUT_OF_MEMORY:
+      return "CULOSS_ERROR_OUT_OF_MEMORY";
+    case CULOSS_ERROR_INSUFFICIENT_WORKSPACE:
+      return "CULOSS_ERROR_INSUFFICIENT_WORKSPACE";
+    case CULOSS_ERROR_CUDA:
+      return "CULOSS_ERROR_CUDA";
+    case CULOSS_ERROR_NOT_SUPPORTED:
+      return "CULOSS_ERROR_NOT_SUPPORTED";
+    case CULOSS_ERROR_INTERNAL:
+      return "CULOSS_ERROR_INTERNAL";
   }
   return "unknown culoss_status";
 }
@@ -111,13 +122,14 @@ culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param, double
 
 culoss_status culoss_loss_add_term(culoss_loss sum, culoss_loss term, double weight) {
   return guard([&] {
+    if (!sum) fail(CULOSS_ERROR_INVALID_ARGUMENT, "sum is NULL");
     if (!term) fail(CULOSS_ERROR_INVALID_ARGUMENT, "term is NULL");
-    add_term(deref(sum), *term, weight);
+    add_term(*sum, *term, weight);
   });
 }
 
-culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input,
-                                    const DLTensor* target, size_t* bytes) {
+culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, const DLTensor* target,
+                                    size_t* bytes) {
   return guard([&] {
     if (!bytes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "bytes is NULL");
     const Prepared p = prepare(deref(loss), input, target, nullptr, nullptr, 1.0);
@@ -126,9 +138,9 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input,
 }
 
 culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTensor* target,
-                             const DLTensor* pixel_weight, DLTensor* loss_out,
-                             DLTensor* grad_input, double grad_scale, void* workspace,
-                             size_t workspace_bytes, void* stream) {
+                             const DLTensor* pixel_weight, DLTensor* loss_out, DLTensor* grad_input,
+                             double grad_scale, void* workspace, size_t workspace_bytes,
+                             void* stream) {
   return guard([&] {
     Prepared p = prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale);
     validate_loss_out(p.call, loss_out, p.plan.output_shape);
@@ -139,8 +151,10 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
     p.call.workspace = workspace;
     p.call.workspace_bytes = workspace_bytes;
     p.call.stream = stream;
-    if (p.call.backend == Backend::CUDA) cuda::compute_region(p.call, p.plan);
-    else cpu::compute_region(p.call, p.plan);
+    if (p.call.backend == Backend::CUDA)
+      cuda::compute_region(p.call, p.plan);
+    else
+      cpu::compute_region(p.call, p.plan);
   });
 }
 

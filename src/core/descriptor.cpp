@@ -38,8 +38,7 @@ const ParamInfo kParams[] = {
     {CULOSS_PARAM_INCLUDE_BACKGROUND, "CULOSS_PARAM_INCLUDE_BACKGROUND", ParamType::Int,
      kRegion | bit(CULOSS_COMBO)},
     {CULOSS_PARAM_CLASS_WEIGHTS, "CULOSS_PARAM_CLASS_WEIGHTS", ParamType::Floats,
-     kRegion | bit(CULOSS_BCE) | bit(CULOSS_CROSS_ENTROPY) | bit(CULOSS_FOCAL) |
-         bit(CULOSS_COMBO)},
+     kRegion | bit(CULOSS_BCE) | bit(CULOSS_CROSS_ENTROPY) | bit(CULOSS_FOCAL) | bit(CULOSS_COMBO)},
     {CULOSS_PARAM_ALPHA, "CULOSS_PARAM_ALPHA", ParamType::Float,
      bit(CULOSS_TVERSKY) | bit(CULOSS_FOCAL_TVERSKY) | bit(CULOSS_FOCAL) | bit(CULOSS_COMBO)},
     {CULOSS_PARAM_BETA, "CULOSS_PARAM_BETA", ParamType::Float,
@@ -69,7 +68,7 @@ const ParamInfo* find_param(culoss_param param) {
 }
 
 const char* type_name(ParamType t) {
-  return t == ParamType::Int ? "an int (culoss_loss_set_int)"
+  return t == ParamType::Int     ? "an int (culoss_loss_set_int)"
          : t == ParamType::Float ? "a float (culoss_loss_set_float)"
                                  : "a list of floats (culoss_loss_set_floats)";
 }
@@ -86,12 +85,14 @@ void check_flag(const char* name, int64_t v) {
 // class-exclusive ones on softmax (or probabilities); region losses and focal take all three.
 bool activation_allowed(culoss_kind kind, int64_t a) {
   switch (kind) {
-    case CULOSS_BCE: return a == CULOSS_ACTIVATION_NONE || a == CULOSS_ACTIVATION_SIGMOID;
+    case CULOSS_BCE:
+      return a == CULOSS_ACTIVATION_NONE || a == CULOSS_ACTIVATION_SIGMOID;
     case CULOSS_CROSS_ENTROPY:
     case CULOSS_MARGINAL_CE:
     case CULOSS_LOVASZ_SOFTMAX:
       return a == CULOSS_ACTIVATION_NONE || a == CULOSS_ACTIVATION_SOFTMAX;
-    default: return a >= CULOSS_ACTIVATION_NONE && a <= CULOSS_ACTIVATION_SOFTMAX;
+    default:
+      return a >= CULOSS_ACTIVATION_NONE && a <= CULOSS_ACTIVATION_SOFTMAX;
   }
 }
 
@@ -101,19 +102,32 @@ bool is_region_kind(culoss_kind kind) { return (bit(kind) & kRegion) != 0; }
 
 const char* kind_name(culoss_kind kind) {
   switch (kind) {
-    case CULOSS_DICE: return "CULOSS_DICE";
-    case CULOSS_JACCARD: return "CULOSS_JACCARD";
-    case CULOSS_TVERSKY: return "CULOSS_TVERSKY";
-    case CULOSS_FOCAL_TVERSKY: return "CULOSS_FOCAL_TVERSKY";
-    case CULOSS_GENERALIZED_DICE: return "CULOSS_GENERALIZED_DICE";
-    case CULOSS_BCE: return "CULOSS_BCE";
-    case CULOSS_CROSS_ENTROPY: return "CULOSS_CROSS_ENTROPY";
-    case CULOSS_FOCAL: return "CULOSS_FOCAL";
-    case CULOSS_COMBO: return "CULOSS_COMBO";
-    case CULOSS_MARGINAL_CE: return "CULOSS_MARGINAL_CE";
-    case CULOSS_LOVASZ_HINGE: return "CULOSS_LOVASZ_HINGE";
-    case CULOSS_LOVASZ_SOFTMAX: return "CULOSS_LOVASZ_SOFTMAX";
-    case CULOSS_SUM: return "CULOSS_SUM";
+    case CULOSS_DICE:
+      return "CULOSS_DICE";
+    case CULOSS_JACCARD:
+      return "CULOSS_JACCARD";
+    case CULOSS_TVERSKY:
+      return "CULOSS_TVERSKY";
+    case CULOSS_FOCAL_TVERSKY:
+      return "CULOSS_FOCAL_TVERSKY";
+    case CULOSS_GENERALIZED_DICE:
+      return "CULOSS_GENERALIZED_DICE";
+    case CULOSS_BCE:
+      return "CULOSS_BCE";
+    case CULOSS_CROSS_ENTROPY:
+      return "CULOSS_CROSS_ENTROPY";
+    case CULOSS_FOCAL:
+      return "CULOSS_FOCAL";
+    case CULOSS_COMBO:
+      return "CULOSS_COMBO";
+    case CULOSS_MARGINAL_CE:
+      return "CULOSS_MARGINAL_CE";
+    case CULOSS_LOVASZ_HINGE:
+      return "CULOSS_LOVASZ_HINGE";
+    case CULOSS_LOVASZ_SOFTMAX:
+      return "CULOSS_LOVASZ_SOFTMAX";
+    case CULOSS_SUM:
+      return "CULOSS_SUM";
   }
   return "unknown kind";
 }
@@ -168,13 +182,25 @@ void set_int(culoss_loss_s& loss, culoss_param param, int64_t v) {
     case CULOSS_PARAM_REDUCTION:
       check_range(v >= CULOSS_REDUCTION_MEAN && v <= CULOSS_REDUCTION_NONE, name,
                   "MEAN (0), SUM (1) or NONE (2)", dv);
-      if (loss.kind == CULOSS_COMBO) check_range(v == CULOSS_REDUCTION_MEAN, name, "MEAN (0) for CULOSS_COMBO", dv);
+      if (loss.kind == CULOSS_COMBO)
+        check_range(v == CULOSS_REDUCTION_MEAN, name, "MEAN (0) for CULOSS_COMBO", dv);
       p.reduction = v;
       return;
-    case CULOSS_PARAM_IGNORE_INDEX: p.ignore_index = v; return;
-    case CULOSS_PARAM_SQUARED_DENOMINATOR: check_flag(name, v); p.squared_denominator = v; return;
-    case CULOSS_PARAM_BATCH: check_flag(name, v); p.batch = v; return;
-    case CULOSS_PARAM_INCLUDE_BACKGROUND: check_flag(name, v); p.include_background = v; return;
+    case CULOSS_PARAM_IGNORE_INDEX:
+      p.ignore_index = v;
+      return;
+    case CULOSS_PARAM_SQUARED_DENOMINATOR:
+      check_flag(name, v);
+      p.squared_denominator = v;
+      return;
+    case CULOSS_PARAM_BATCH:
+      check_flag(name, v);
+      p.batch = v;
+      return;
+    case CULOSS_PARAM_INCLUDE_BACKGROUND:
+      check_flag(name, v);
+      p.include_background = v;
+      return;
     case CULOSS_PARAM_WEIGHT_TYPE:
       check_range(v >= CULOSS_WEIGHT_SQUARE && v <= CULOSS_WEIGHT_UNIFORM, name,
                   "SQUARE (0), SIMPLE (1) or UNIFORM (2)", dv);
@@ -185,20 +211,30 @@ void set_int(culoss_loss_s& loss, culoss_param param, int64_t v) {
                   "NONE (0) or BATCH_FREQUENCY (1)", dv);
       p.class_balance = v;
       return;
-    case CULOSS_PARAM_PER_IMAGE: check_flag(name, v); p.per_image = v; return;
+    case CULOSS_PARAM_PER_IMAGE:
+      check_flag(name, v);
+      p.per_image = v;
+      return;
     case CULOSS_PARAM_CLASSES:
       check_range(v == CULOSS_CLASSES_ALL || v == CULOSS_CLASSES_PRESENT, name,
                   "ALL (0) or PRESENT (1)", dv);
       p.classes = v;
       return;
-    case CULOSS_PARAM_SKIP_EMPTY: check_flag(name, v); p.skip_empty = v; return;
+    case CULOSS_PARAM_SKIP_EMPTY:
+      check_flag(name, v);
+      p.skip_empty = v;
+      return;
     case CULOSS_PARAM_AVERAGE:
       check_range(v == CULOSS_AVERAGE_MACRO || v == CULOSS_AVERAGE_MICRO, name,
                   "MACRO (0) or MICRO (1)", dv);
       p.average = v;
       return;
-    case CULOSS_PARAM_CHECK_TARGETS: check_flag(name, v); p.check_targets = v; return;
-    default: break;
+    case CULOSS_PARAM_CHECK_TARGETS:
+      check_flag(name, v);
+      p.check_targets = v;
+      return;
+    default:
+      break;
   }
   fail(CULOSS_ERROR_INTERNAL, "no setter for ", name);
 }
@@ -209,22 +245,41 @@ void set_float(culoss_loss_s& loss, culoss_param param, double v) {
   const char* name = param_name(param);
   const bool finite = std::isfinite(v);
   switch (param) {
-    case CULOSS_PARAM_SMOOTH_NR: check_range(finite && v >= 0, name, "finite and >= 0", v); p.smooth_nr = v; return;
-    case CULOSS_PARAM_SMOOTH_DR: check_range(finite && v >= 0, name, "finite and >= 0", v); p.smooth_dr = v; return;
+    case CULOSS_PARAM_SMOOTH_NR:
+      check_range(finite && v >= 0, name, "finite and >= 0", v);
+      p.smooth_nr = v;
+      return;
+    case CULOSS_PARAM_SMOOTH_DR:
+      check_range(finite && v >= 0, name, "finite and >= 0", v);
+      p.smooth_dr = v;
+      return;
     case CULOSS_PARAM_ALPHA:
-      if (loss.kind == CULOSS_FOCAL) check_range(finite && v <= 1, name, "at most 1 (< 0 disables it)", v);
-      else if (loss.kind == CULOSS_COMBO) check_range(finite && v >= 0 && v <= 1, name, "in [0, 1]", v);
-      else check_range(finite && v >= 0, name, "finite and >= 0", v);
+      if (loss.kind == CULOSS_FOCAL)
+        check_range(finite && v <= 1, name, "at most 1 (< 0 disables it)", v);
+      else if (loss.kind == CULOSS_COMBO)
+        check_range(finite && v >= 0 && v <= 1, name, "in [0, 1]", v);
+      else
+        check_range(finite && v >= 0, name, "finite and >= 0", v);
       p.alpha = v;
       return;
-    case CULOSS_PARAM_BETA: check_range(finite && v >= 0, name, "finite and >= 0", v); p.beta = v; return;
-    case CULOSS_PARAM_GAMMA: check_range(finite && v >= 0, name, "finite and >= 0", v); p.gamma = v; return;
+    case CULOSS_PARAM_BETA:
+      check_range(finite && v >= 0, name, "finite and >= 0", v);
+      p.beta = v;
+      return;
+    case CULOSS_PARAM_GAMMA:
+      check_range(finite && v >= 0, name, "finite and >= 0", v);
+      p.gamma = v;
+      return;
     case CULOSS_PARAM_LABEL_SMOOTHING:
       check_range(finite && v >= 0 && v < 1, name, "in [0, 1)", v);
       p.label_smoothing = v;
       return;
-    case CULOSS_PARAM_CE_RATIO: check_range(finite && v >= 0 && v <= 1, name, "in [0, 1]", v); p.ce_ratio = v; return;
-    default: break;
+    case CULOSS_PARAM_CE_RATIO:
+      check_range(finite && v >= 0 && v <= 1, name, "in [0, 1]", v);
+      p.ce_ratio = v;
+      return;
+    default:
+      break;
   }
   fail(CULOSS_ERROR_INTERNAL, "no setter for ", name);
 }
@@ -239,29 +294,46 @@ void set_floats(culoss_loss_s& loss, culoss_param param, const double* values, i
   for (int64_t i = 0; i < count; ++i)
     if (!(std::isfinite(v[i]) && v[i] >= 0))
       fail(CULOSS_ERROR_INVALID_ARGUMENT, name, "[", i, "] must be finite and >= 0; got ", v[i]);
-  if (param == CULOSS_PARAM_CLASS_WEIGHTS) loss.params.class_weights = std::move(v);
-  else loss.params.pos_weight = std::move(v);
+  if (param == CULOSS_PARAM_CLASS_WEIGHTS)
+    loss.params.class_weights = std::move(v);
+  else
+    loss.params.pos_weight = std::move(v);
 }
 
 int64_t get_int(const culoss_loss_s& loss, culoss_param param) {
   check_param_applies(loss.kind, param, ParamType::Int);
   const Params& p = loss.params;
   switch (param) {
-    case CULOSS_PARAM_ACTIVATION: return p.activation;
-    case CULOSS_PARAM_CLASS_AXIS: return p.class_axis;
-    case CULOSS_PARAM_REDUCTION: return p.reduction;
-    case CULOSS_PARAM_IGNORE_INDEX: return p.ignore_index;
-    case CULOSS_PARAM_SQUARED_DENOMINATOR: return p.squared_denominator;
-    case CULOSS_PARAM_BATCH: return p.batch;
-    case CULOSS_PARAM_INCLUDE_BACKGROUND: return p.include_background;
-    case CULOSS_PARAM_WEIGHT_TYPE: return p.weight_type;
-    case CULOSS_PARAM_CLASS_BALANCE: return p.class_balance;
-    case CULOSS_PARAM_PER_IMAGE: return p.per_image;
-    case CULOSS_PARAM_CLASSES: return p.classes;
-    case CULOSS_PARAM_SKIP_EMPTY: return p.skip_empty;
-    case CULOSS_PARAM_AVERAGE: return p.average;
-    case CULOSS_PARAM_CHECK_TARGETS: return p.check_targets;
-    default: break;
+    case CULOSS_PARAM_ACTIVATION:
+      return p.activation;
+    case CULOSS_PARAM_CLASS_AXIS:
+      return p.class_axis;
+    case CULOSS_PARAM_REDUCTION:
+      return p.reduction;
+    case CULOSS_PARAM_IGNORE_INDEX:
+      return p.ignore_index;
+    case CULOSS_PARAM_SQUARED_DENOMINATOR:
+      return p.squared_denominator;
+    case CULOSS_PARAM_BATCH:
+      return p.batch;
+    case CULOSS_PARAM_INCLUDE_BACKGROUND:
+      return p.include_background;
+    case CULOSS_PARAM_WEIGHT_TYPE:
+      return p.weight_type;
+    case CULOSS_PARAM_CLASS_BALANCE:
+      return p.class_balance;
+    case CULOSS_PARAM_PER_IMAGE:
+      return p.per_image;
+    case CULOSS_PARAM_CLASSES:
+      return p.classes;
+    case CULOSS_PARAM_SKIP_EMPTY:
+      return p.skip_empty;
+    case CULOSS_PARAM_AVERAGE:
+      return p.average;
+    case CULOSS_PARAM_CHECK_TARGETS:
+      return p.check_targets;
+    default:
+      break;
   }
   fail(CULOSS_ERROR_INTERNAL, "no getter for ", param_name(param));
 }
@@ -270,14 +342,22 @@ double get_float(const culoss_loss_s& loss, culoss_param param) {
   check_param_applies(loss.kind, param, ParamType::Float);
   const Params& p = loss.params;
   switch (param) {
-    case CULOSS_PARAM_SMOOTH_NR: return p.smooth_nr;
-    case CULOSS_PARAM_SMOOTH_DR: return p.smooth_dr;
-    case CULOSS_PARAM_ALPHA: return p.alpha;
-    case CULOSS_PARAM_BETA: return p.beta;
-    case CULOSS_PARAM_GAMMA: return p.gamma;
-    case CULOSS_PARAM_LABEL_SMOOTHING: return p.label_smoothing;
-    case CULOSS_PARAM_CE_RATIO: return p.ce_ratio;
-    default: break;
+    case CULOSS_PARAM_SMOOTH_NR:
+      return p.smooth_nr;
+    case CULOSS_PARAM_SMOOTH_DR:
+      return p.smooth_dr;
+    case CULOSS_PARAM_ALPHA:
+      return p.alpha;
+    case CULOSS_PARAM_BETA:
+      return p.beta;
+    case CULOSS_PARAM_GAMMA:
+      return p.gamma;
+    case CULOSS_PARAM_LABEL_SMOOTHING:
+      return p.label_smoothing;
+    case CULOSS_PARAM_CE_RATIO:
+      return p.ce_ratio;
+    default:
+      break;
   }
   fail(CULOSS_ERROR_INTERNAL, "no getter for ", param_name(param));
 }

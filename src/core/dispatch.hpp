@@ -9,11 +9,16 @@ namespace culoss {
 template <class F>
 decltype(auto) dispatch_float(DType dt, F&& f) {
   switch (dt) {
-    case DType::F32: return f(float{});
-    case DType::F64: return f(double{});
-    case DType::F16: return f(half_t{});
-    case DType::BF16: return f(bf16_t{});
-    default: break;
+    case DType::F32:
+      return f(float{});
+    case DType::F64:
+      return f(double{});
+    case DType::F16:
+      return f(half_t{});
+    case DType::BF16:
+      return f(bf16_t{});
+    default:
+      break;
   }
   fail(CULOSS_ERROR_INTERNAL, "dispatch_float: not a float dtype");
 }

@@ -12,11 +12,16 @@ constexpr int64_t kCudaPixelsPerBlockMin = 2048;
 
 int region_kind(culoss_kind k) {
   switch (k) {
-    case CULOSS_DICE: return RK_DICE;
-    case CULOSS_JACCARD: return RK_JACCARD;
-    case CULOSS_TVERSKY: return RK_TVERSKY;
-    case CULOSS_FOCAL_TVERSKY: return RK_FOCAL_TVERSKY;
-    default: return RK_GENERALIZED_DICE;
+    case CULOSS_DICE:
+      return RK_DICE;
+    case CULOSS_JACCARD:
+      return RK_JACCARD;
+    case CULOSS_TVERSKY:
+      return RK_TVERSKY;
+    case CULOSS_FOCAL_TVERSKY:
+      return RK_FOCAL_TVERSKY;
+    default:
+      return RK_GENERALIZED_DICE;
   }
 }
 }  // namespace

@@ -51,10 +51,10 @@ struct RegionBuffers {
   double* stats;          // N x C x 3
   double* coef_a;         // image groups x C
   double* coef_b;
-  double* ell;            // groups
+  double* ell;  // groups
   double* wgt;
-  double* out_values;     // output elements (host-bound loss_out on CUDA)
-  void* partials;         // CUDA: N x blocks x C x 3, float or double
+  double* out_values;         // output elements (host-bound loss_out on CUDA)
+  void* partials;             // CUDA: N x blocks x C x 3, float or double
   unsigned long long* check;  // CUDA: first bad target element, first bad weight
 };
 

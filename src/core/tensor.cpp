@@ -30,14 +30,22 @@ enum DTypeSet : unsigned {
 
 bool to_dtype(DLDataType d, DType* out) {
   if (d.lanes != 1) return false;
-  if (d.code == kDLFloat && d.bits == 32) *out = DType::F32;
-  else if (d.code == kDLFloat && d.bits == 64) *out = DType::F64;
-  else if (d.code == kDLFloat && d.bits == 16) *out = DType::F16;
-  else if (d.code == kDLBfloat && d.bits == 16) *out = DType::BF16;
-  else if (d.code == kDLUInt && d.bits == 8) *out = DType::U8;
-  else if (d.code == kDLInt && d.bits == 32) *out = DType::I32;
-  else if (d.code == kDLInt && d.bits == 64) *out = DType::I64;
-  else return false;
+  if (d.code == kDLFloat && d.bits == 32)
+    *out = DType::F32;
+  else if (d.code == kDLFloat && d.bits == 64)
+    *out = DType::F64;
+  else if (d.code == kDLFloat && d.bits == 16)
+    *out = DType::F16;
+  else if (d.code == kDLBfloat && d.bits == 16)
+    *out = DType::BF16;
+  else if (d.code == kDLUInt && d.bits == 8)
+    *out = DType::U8;
+  else if (d.code == kDLInt && d.bits == 32)
+    *out = DType::I32;
+  else if (d.code == kDLInt && d.bits == 64)
+    *out = DType::I64;
+  else
+    return false;
   return true;
 }
 
@@ -48,11 +56,21 @@ bool is_float(DType t) {
 std::string dtype_string(DLDataType d) {
   std::ostringstream os;
   switch (d.code) {
-    case kDLFloat: os << "float"; break;
-    case kDLBfloat: os << "bfloat"; break;
-    case kDLInt: os << "int"; break;
-    case kDLUInt: os << "uint"; break;
-    default: os << "code" << int(d.code) << "_"; break;
+    case kDLFloat:
+      os << "float";
+      break;
+    case kDLBfloat:
+      os << "bfloat";
+      break;
+    case kDLInt:
+      os << "int";
+      break;
+    case kDLUInt:
+      os << "uint";
+      break;
+    default:
+      os << "code" << int(d.code) << "_";
+      break;
   }
   os << int(d.bits);
   if (d.lanes != 1) os << "x" << d.lanes;
@@ -77,9 +95,11 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
   int64_t numel = 1;
   for (int i = 0; i < t->ndim; ++i) {
     const int64_t d = t->shape[i];
-    if (d < 0) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has a negative extent ", d, " on axis ", i);
+    if (d < 0)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has a negative extent ", d, " on axis ", i);
     if (d != 0 && numel > (int64_t(1) << 62) / d)
-      fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " ", shape_string(r.shape), " has more than 2^62 elements");
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " ", shape_string(r.shape),
+           " has more than 2^62 elements");
     numel *= d;
   }
   r.numel = numel;
@@ -118,15 +138,18 @@ bool same_device(const DLDevice& a, const DLDevice& b) {
 
 std::string device_string(const DLDevice& d) {
   std::ostringstream os;
-  if (d.device_type == kDLCPU) os << "the CPU";
-  else os << "CUDA device " << d.device_id;
+  if (d.device_type == kDLCPU)
+    os << "the CPU";
+  else
+    os << "CUDA device " << d.device_id;
   return os.str();
 }
 
 void require_same_device(const char* name, const TensorRef& t, const TensorRef& input) {
   if (!same_device(t.device, input.device))
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on ", device_string(t.device),
-         " but input is on ", device_string(input.device), "; all tensors of a call share a device");
+         " but input is on ", device_string(input.device),
+         "; all tensors of a call share a device");
 }
 
 bool overlaps(const TensorRef& a, const TensorRef& b) {
@@ -165,7 +188,8 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   for (int64_t i = axis + 1; i < ndim; ++i) L.inner *= ishape[i];
   L.P = L.pre * L.inner;
   if (L.C == 0)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape), " has 0 classes on axis ", axis);
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape), " has 0 classes on axis ",
+         axis);
   std::vector<int64_t> pixel_shape = ishape;
   pixel_shape.erase(pixel_shape.begin() + axis);
   call.backend = call.input.device.device_type == kDLCUDA ? Backend::CUDA : Backend::CPU;
@@ -192,14 +216,16 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
     call.index_target = true;
   } else {
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "target has ", target->ndim, " dimensions; input ",
-         shape_string(ishape), " needs a dense target ", shape_string(ishape),
-         " or class indices ", shape_string(pixel_shape));
+         shape_string(ishape), " needs a dense target ", shape_string(ishape), " or class indices ",
+         shape_string(pixel_shape));
   }
   require_same_device("target", call.target, call.input);
   if (call.index_target && p.activation == CULOSS_ACTIVATION_SIGMOID) {
     if (L.C != 1)
-      fail(CULOSS_ERROR_INVALID_ARGUMENT, "class-index targets with SIGMOID need C = 1 (a binary "
-           "mask); input has C = ", L.C, ": pass a dense (one-hot) target");
+      fail(CULOSS_ERROR_INVALID_ARGUMENT,
+           "class-index targets with SIGMOID need C = 1 (a binary "
+           "mask); input has C = ",
+           L.C, ": pass a dense (one-hot) target");
     call.binary_mask = true;
   }
 
@@ -207,7 +233,8 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
     call.pixel_weight = parse("pixel_weight", pixel_weight, kF32, "float32");
     if (call.pixel_weight.shape != pixel_shape)
       fail(CULOSS_ERROR_SHAPE_MISMATCH, "pixel_weight ", shape_string(call.pixel_weight.shape),
-           " does not match input ", shape_string(ishape), "; expected ", shape_string(pixel_shape));
+           " does not match input ", shape_string(ishape), "; expected ",
+           shape_string(pixel_shape));
     require_same_device("pixel_weight", call.pixel_weight, call.input);
   }
 
@@ -222,7 +249,8 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
     require_same_device("grad_input", call.grad, call.input);
     call.in_place = call.grad.data == call.input.data && call.grad.dtype == call.input.dtype;
     if (!call.in_place && overlaps(call.grad, call.input))
-      fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_input overlaps input without being the very same "
+      fail(CULOSS_ERROR_INVALID_ARGUMENT,
+           "grad_input overlaps input without being the very same "
            "buffer (same data, byte_offset and dtype)");
     if (overlaps(call.grad, call.target))
       fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_input overlaps target");
@@ -247,8 +275,10 @@ void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<i
   const TensorRef& o = call.loss_out;
   const bool scalar_ok = shape.empty() && (o.shape.empty() || o.shape == std::vector<int64_t>{1});
   if (!scalar_ok && o.shape != shape)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "loss_out ", shape_string(o.shape), " has the wrong shape; "
-         "expected ", shape.empty() ? std::string("one element (ndim 0 or (1,))") : shape_string(shape),
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "loss_out ", shape_string(o.shape),
+         " has the wrong shape; "
+         "expected ",
+         shape.empty() ? std::string("one element (ndim 0 or (1,))") : shape_string(shape),
          " for this reduction");
   if (o.device.device_type == kDLCPU) {
     call.loss_out_on_host = call.backend == Backend::CUDA;
@@ -271,8 +301,7 @@ void fail_invalid_target(const Call& call, int64_t element, double value_as_doub
     const long long value = static_cast<long long>(value_as_double);  // labels print as integers
     if (call.binary_mask)
       fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
-           " is not a binary mask value (0 or 1) or IGNORE_INDEX ",
-           call.loss->params.ignore_index);
+           " is not a binary mask value (0 or 1) or IGNORE_INDEX ", call.loss->params.ignore_index);
     fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
          " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ",
          call.loss->params.ignore_index);

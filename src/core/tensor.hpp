@@ -32,9 +32,9 @@ struct Call {
   Layout layout{};
   TensorRef input, target, pixel_weight, loss_out, grad;
   bool index_target = false;
-  bool binary_mask = false;      // index target read as a 0/1 mask (sigmoid, C = 1)
-  bool loss_out_on_host = false; // CUDA input with a kDLCPU loss_out
-  bool in_place = false;         // grad_input is the input's buffer
+  bool binary_mask = false;       // index target read as a 0/1 mask (sigmoid, C = 1)
+  bool loss_out_on_host = false;  // CUDA input with a kDLCPU loss_out
+  bool in_place = false;          // grad_input is the input's buffer
   double grad_scale = 1.0;
   std::vector<double> class_weights;  // C entries (1 when not set)
   void* workspace = nullptr;

@@ -70,7 +70,8 @@ void finalize(const Call& call, const RegionPlan& plan, const RegionBuffers& b) 
     }
   void* out = call.loss_out.data;
   if (rp.reduction == RED_NONE) {
-    for (int64_t g = 0; g < plan.groups; ++g) store_as(out, call.loss_out.dtype, g, b.wgt[g] * b.ell[g]);
+    for (int64_t g = 0; g < plan.groups; ++g)
+      store_as(out, call.loss_out.dtype, g, b.wgt[g] * b.ell[g]);
   } else {
     store_as(out, call.loss_out.dtype, 0,
              region_reduced_loss(rp.reduction, weighted_sum, weight_total));
@@ -112,8 +113,10 @@ void compute_region(const Call& call, const RegionPlan& plan_in) {
     statistics<T>(call, plan, b.stats);
     finalize(call, plan, b);
     if (!call.grad.present) return;
-    if (call.grad.dtype == DType::F32) gradient<T, float>(call, plan, b);
-    else gradient<T, T>(call, plan, b);
+    if (call.grad.dtype == DType::F32)
+      gradient<T, float>(call, plan, b);
+    else
+      gradient<T, T>(call, plan, b);
   });
 }
 

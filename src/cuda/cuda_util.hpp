@@ -9,8 +9,8 @@ namespace culoss::cuda {
 
 inline void check(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return;
-  const culoss_status status = err == cudaErrorMemoryAllocation ? CULOSS_ERROR_OUT_OF_MEMORY
-                                                                 : CULOSS_ERROR_CUDA;
+  const culoss_status status =
+      err == cudaErrorMemoryAllocation ? CULOSS_ERROR_OUT_OF_MEMORY : CULOSS_ERROR_CUDA;
   cudaGetLastError();  // clear a sticky-free error so the next call starts clean
   fail(status, what, " failed: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
 }

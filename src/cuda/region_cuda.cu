@@ -42,8 +42,9 @@ void check_targets(const Call& call, const RegionBuffers& b, cudaStream_t stream
     check(cudaMemcpy(raw, static_cast<const char*>(call.target.data) + i * bytes, bytes,
                      cudaMemcpyDeviceToHost),
           "cudaMemcpy");
-    const double value = call.index_target ? static_cast<double>(load_label(raw, call.target.dtype, 0))
-                                           : load_as<double>(raw, call.target.dtype, 0);
+    const double value = call.index_target
+                             ? static_cast<double>(load_label(raw, call.target.dtype, 0))
+                             : load_as<double>(raw, call.target.dtype, 0);
     fail_invalid_target(call, i, value);
   }
   if (first_bad[1] != ULLONG_MAX) {
@@ -72,15 +73,16 @@ void run(const Call& call, const RegionPlan& plan, const RegionBuffers& b, cudaS
         kStatsMaxWarps, static_cast<int64_t>(kStatsSharedBytes / (row * sizeof(R)))));
     if (warps < 1)
       fail(CULOSS_ERROR_NOT_SUPPORTED, "the CUDA region losses support up to ",
-           kStatsSharedBytes / (kRegionStats * sizeof(R)), " classes for this dtype; input has C = ",
-           L.C);
+           kStatsSharedBytes / (kRegionStats * sizeof(R)),
+           " classes for this dtype; input has C = ", L.C);
     if (L.N * bpi > INT_MAX) fail(CULOSS_ERROR_NOT_SUPPORTED, "batch too large for one launch");
     R* partials = static_cast<R*>(b.partials);
-    region_stats_kernel<T, R><<<static_cast<unsigned>(L.N * bpi), warps * 32,
-                                warps * row * sizeof(R), stream>>>(a, x, partials, bpi, per_block);
+    region_stats_kernel<T, R>
+        <<<static_cast<unsigned>(L.N * bpi), warps * 32, warps * row * sizeof(R), stream>>>(
+            a, x, partials, bpi, per_block);
     check(cudaGetLastError(), "region_stats_kernel launch");
-    region_reduce_kernel<R><<<grid_for(L.N * row, 256), 256, 0, stream>>>(partials, b.stats, L.N,
-                                                                           bpi, row);
+    region_reduce_kernel<R>
+        <<<grid_for(L.N * row, 256), 256, 0, stream>>>(partials, b.stats, L.N, bpi, row);
     check(cudaGetLastError(), "region_reduce_kernel launch");
   } else if (L.N * L.C > 0) {
     check(cudaMemsetAsync(b.stats, 0, L.N * row * sizeof(double), stream), "cudaMemsetAsync");
@@ -115,7 +117,8 @@ void run(const Call& call, const RegionPlan& plan, const RegionBuffers& b, cudaS
                           cudaMemcpyDeviceToHost, stream),
           "cudaMemcpyAsync of the loss");
     check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (host loss_out)");
-    for (int64_t i = 0; i < count; ++i) store_as(call.loss_out.data, call.loss_out.dtype, i, values[i]);
+    for (int64_t i = 0; i < count; ++i)
+      store_as(call.loss_out.data, call.loss_out.dtype, i, values[i]);
   }
 }
 
