@@ -49,7 +49,7 @@ extern "C" {
 int culoss_version(void) { return CULOSS_VERSION; }
 
 const char* culoss_status_string(culoss_status status) {
-  switch (status) {
+  switch (raw_enum(status)) {
     case CULOSS_SUCCESS:
       return "CULOSS_SUCCESS";
     case CULOSS_ERROR_INVALID_ARGUMENT:
@@ -82,10 +82,12 @@ culoss_status culoss_loss_create(culoss_loss* out, culoss_kind kind) {
   return guard([&] {
     if (!out) fail(CULOSS_ERROR_INVALID_ARGUMENT, "out is NULL");
     *out = nullptr;
-    if (kind < CULOSS_DICE || kind > CULOSS_SUM)
-      fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", static_cast<int>(kind),
+    const int k = raw_enum(kind);
+    if (k < CULOSS_DICE || k > CULOSS_SUM)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", k,
            "; expected 1 (CULOSS_DICE) to 13 (CULOSS_SUM)");
-    *out = new culoss_loss_s{kind, default_params(kind), {}, {}};
+    const culoss_kind valid = static_cast<culoss_kind>(k);
+    *out = new culoss_loss_s{valid, default_params(valid), {}, {}};
   });
 }
 
@@ -94,29 +96,29 @@ culoss_status culoss_loss_destroy(culoss_loss loss) {
 }
 
 culoss_status culoss_loss_set_int(culoss_loss loss, culoss_param param, int64_t value) {
-  return guard([&] { set_int(deref(loss), param, value); });
+  return guard([&] { set_int(deref(loss), raw_enum(param), value); });
 }
 
 culoss_status culoss_loss_set_float(culoss_loss loss, culoss_param param, double value) {
-  return guard([&] { set_float(deref(loss), param, value); });
+  return guard([&] { set_float(deref(loss), raw_enum(param), value); });
 }
 
 culoss_status culoss_loss_set_floats(culoss_loss loss, culoss_param param, const double* values,
                                      int64_t count) {
-  return guard([&] { set_floats(deref(loss), param, values, count); });
+  return guard([&] { set_floats(deref(loss), raw_enum(param), values, count); });
 }
 
 culoss_status culoss_loss_get_int(culoss_loss loss, culoss_param param, int64_t* value) {
   return guard([&] {
     if (!value) fail(CULOSS_ERROR_INVALID_ARGUMENT, "value is NULL");
-    *value = get_int(deref(loss), param);
+    *value = get_int(deref(loss), raw_enum(param));
   });
 }
 
 culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param param, double* value) {
   return guard([&] {
     if (!value) fail(CULOSS_ERROR_INVALID_ARGUMENT, "value is NULL");
-    *value = get_float(deref(loss), param);
+    *value = get_float(deref(loss), raw_enum(param));
   });
 }
 

@@ -61,16 +61,16 @@ const ParamInfo kParams[] = {
     {CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", ParamType::Int, kAll},
 };
 
-const ParamInfo* find_param(culoss_param param) {
+const ParamInfo* find_param(int param) {
   for (const ParamInfo& p : kParams)
-    if (p.id == param) return &p;
+    if (static_cast<int>(p.id) == param) return &p;
   return nullptr;
 }
 
 const char* type_name(ParamType t) {
-  return t == ParamType::Int     ? "an int (culoss_loss_set_int)"
-         : t == ParamType::Float ? "a float (culoss_loss_set_float)"
-                                 : "a list of floats (culoss_loss_set_floats)";
+  return t == ParamType::Int     ? "an int (culoss_loss_set_int / culoss_loss_get_int)"
+         : t == ParamType::Float ? "a float (culoss_loss_set_float / culoss_loss_get_float)"
+                                 : "a list of floats (culoss_loss_set_floats; not readable back)";
 }
 
 void check_range(bool ok, const char* name, const char* expected, double value) {
@@ -151,17 +151,20 @@ Params default_params(culoss_kind kind) {
   return p;
 }
 
-void check_param_applies(culoss_kind kind, culoss_param param, ParamType type) {
+culoss_param check_param_applies(culoss_kind kind, int param, ParamType type) {
   const ParamInfo* info = find_param(param);
-  if (!info) fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown parameter ", static_cast<int>(param));
+  if (!info)
+    fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown parameter ", param,
+         "; expected a culoss_param from 1 to 23");
   if (!(info->kinds & bit(kind)))
     fail(CULOSS_ERROR_INVALID_ARGUMENT, info->name, " does not apply to ", kind_name(kind));
   if (info->type != type)
     fail(CULOSS_ERROR_INVALID_ARGUMENT, info->name, " is ", type_name(info->type));
+  return info->id;
 }
 
-void set_int(culoss_loss_s& loss, culoss_param param, int64_t v) {
-  check_param_applies(loss.kind, param, ParamType::Int);
+void set_int(culoss_loss_s& loss, int param_raw, int64_t v) {
+  const culoss_param param = check_param_applies(loss.kind, param_raw, ParamType::Int);
   Params& p = loss.params;
   const char* name = param_name(param);
   const double dv = static_cast<double>(v);
@@ -239,8 +242,8 @@ void set_int(culoss_loss_s& loss, culoss_param param, int64_t v) {
   fail(CULOSS_ERROR_INTERNAL, "no setter for ", name);
 }
 
-void set_float(culoss_loss_s& loss, culoss_param param, double v) {
-  check_param_applies(loss.kind, param, ParamType::Float);
+void set_float(culoss_loss_s& loss, int param_raw, double v) {
+  const culoss_param param = check_param_applies(loss.kind, param_raw, ParamType::Float);
   Params& p = loss.params;
   const char* name = param_name(param);
   const bool finite = std::isfinite(v);
@@ -284,8 +287,8 @@ void set_float(culoss_loss_s& loss, culoss_param param, double v) {
   fail(CULOSS_ERROR_INTERNAL, "no setter for ", name);
 }
 
-void set_floats(culoss_loss_s& loss, culoss_param param, const double* values, int64_t count) {
-  check_param_applies(loss.kind, param, ParamType::Floats);
+void set_floats(culoss_loss_s& loss, int param_raw, const double* values, int64_t count) {
+  const culoss_param param = check_param_applies(loss.kind, param_raw, ParamType::Floats);
   const char* name = param_name(param);
   if (count < 1 || count > (int64_t(1) << 24))
     fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " needs between 1 and 16777216 values; got ", count);
@@ -300,8 +303,8 @@ void set_floats(culoss_loss_s& loss, culoss_param param, const double* values, i
     loss.params.pos_weight = std::move(v);
 }
 
-int64_t get_int(const culoss_loss_s& loss, culoss_param param) {
-  check_param_applies(loss.kind, param, ParamType::Int);
+int64_t get_int(const culoss_loss_s& loss, int param_raw) {
+  const culoss_param param = check_param_applies(loss.kind, param_raw, ParamType::Int);
   const Params& p = loss.params;
   switch (param) {
     case CULOSS_PARAM_ACTIVATION:
@@ -338,8 +341,8 @@ int64_t get_int(const culoss_loss_s& loss, culoss_param param) {
   fail(CULOSS_ERROR_INTERNAL, "no getter for ", param_name(param));
 }
 
-double get_float(const culoss_loss_s& loss, culoss_param param) {
-  check_param_applies(loss.kind, param, ParamType::Float);
+double get_float(const culoss_loss_s& loss, int param_raw) {
+  const culoss_param param = check_param_applies(loss.kind, param_raw, ParamType::Float);
   const Params& p = loss.params;
   switch (param) {
     case CULOSS_PARAM_SMOOTH_NR:

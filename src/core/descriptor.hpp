@@ -4,6 +4,7 @@
 #include <culoss/culoss.h>
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace culoss {
@@ -45,7 +46,9 @@ const char* param_name(culoss_param param);
 enum class ParamType { Int, Float, Floats };
 
 // Throws INVALID_ARGUMENT unless `param` exists, applies to `kind` and has type `type`.
-void check_param_applies(culoss_kind kind, culoss_param param, ParamType type);
+// `param` is the caller's raw value: C callers may pass any int, so it becomes a culoss_param
+// only once it is known. Returns it as one.
+culoss_param check_param_applies(culoss_kind kind, int param, ParamType type);
 
 }  // namespace culoss
 
@@ -57,11 +60,20 @@ struct culoss_loss_s {
 };
 
 namespace culoss {
+// Reads the bits of a C enum argument as an int without forming an out-of-range enum value.
+template <class E>
+int raw_enum(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Validated setters and getters behind culoss_loss_set_* / get_*; they throw culoss::Error.
-void set_int(culoss_loss_s& loss, culoss_param param, int64_t value);
-void set_float(culoss_loss_s& loss, culoss_param param, double value);
-void set_floats(culoss_loss_s& loss, culoss_param param, const double* values, int64_t count);
-int64_t get_int(const culoss_loss_s& loss, culoss_param param);
-double get_float(const culoss_loss_s& loss, culoss_param param);
+void set_int(culoss_loss_s& loss, int param, int64_t value);
+void set_float(culoss_loss_s& loss, int param, double value);
+void set_floats(culoss_loss_s& loss, int param, const double* values, int64_t count);
+int64_t get_int(const culoss_loss_s& loss, int param);
+double get_float(const culoss_loss_s& loss, int param);
 void add_term(culoss_loss_s& sum, const culoss_loss_s& term, double weight);
 }  // namespace culoss

@@ -16,10 +16,13 @@ constexpr size_t kWorkspaceAlign = 256;
 // Hands out aligned slices of one buffer; with a NULL base it only counts.
 class Carver {
  public:
-  explicit Carver(void* base) : base_(static_cast<char*>(base)) {
-    if (base_) {
-      const uintptr_t b = reinterpret_cast<uintptr_t>(base_);
-      used_ = (kWorkspaceAlign - b % kWorkspaceAlign) % kWorkspaceAlign;
+  // Slices start at addresses that are multiples of kWorkspaceAlign: the base is rounded up
+  // first, which the slack in required() pays for.
+  explicit Carver(void* base) {
+    if (base) {
+      const uintptr_t b = reinterpret_cast<uintptr_t>(base);
+      base_ =
+          reinterpret_cast<char*>((b + kWorkspaceAlign - 1) / kWorkspaceAlign * kWorkspaceAlign);
     }
   }
   template <class T>
@@ -33,7 +36,7 @@ class Carver {
   size_t required() const { return used_ + kWorkspaceAlign; }
 
  private:
-  char* base_;
+  char* base_ = nullptr;
   size_t used_ = 0;
 };
 

@@ -242,7 +242,10 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
     call.grad = parse("grad_input", grad_input, kFloats, "the input's dtype or float32");
     if (call.grad.dtype != call.input.dtype && call.grad.dtype != DType::F32)
       fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "grad_input has dtype ", dtype_string(grad_input->dtype),
-           "; expected the input's dtype ", dtype_string(input->dtype), " or float32");
+           "; expected ",
+           call.input.dtype == DType::F32
+               ? std::string("float32 (the input's dtype)")
+               : "the input's dtype " + dtype_string(input->dtype) + " or float32");
     if (call.grad.shape != ishape)
       fail(CULOSS_ERROR_SHAPE_MISMATCH, "grad_input ", shape_string(call.grad.shape),
            " does not match input ", shape_string(ishape));

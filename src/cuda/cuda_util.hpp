@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include <string>
+
 #include "core/error.hpp"
 
 namespace culoss::cuda {
@@ -19,8 +21,10 @@ inline void check(cudaError_t err, const char* what) {
 class DeviceScope {
  public:
   explicit DeviceScope(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+    // The first runtime call of a CUDA computation: a missing driver or device shows here.
+    const std::string what = "using CUDA device " + std::to_string(device) + " of the input";
+    check(cudaGetDevice(&previous_), what.c_str());
+    if (previous_ != device) check(cudaSetDevice(device), what.c_str());
   }
   ~DeviceScope() {
     int now = previous_;
