@@ -39,7 +39,8 @@ struct TargetView {
 template <class R>
 struct PixelTarget {
   int64_t label;  // index targets: the class whose t is 1 (or -1 for none)
-  R v;
+  R v;            // m * pixel_weight
+  R m;            // 1 counted, 0 ignored
 };
 
 // Reads the label and weight of flat pixel `pix`. Labels outside [0, C) (or {0, 1} for a binary
@@ -47,7 +48,7 @@ struct PixelTarget {
 template <class R>
 CULOSS_HD PixelTarget<R> read_pixel(const TargetView& t, const float* pixel_weight, int64_t C,
                                     int64_t pix) {
-  PixelTarget<R> out{-1, pixel_weight ? static_cast<R>(pixel_weight[pix]) : R(1)};
+  PixelTarget<R> out{-1, pixel_weight ? static_cast<R>(pixel_weight[pix]) : R(1), R(1)};
   if (t.index) {
     const int64_t label = load_label(t.data, t.dtype, pix);
     const int64_t limit = t.binary_mask ? 2 : C;
@@ -55,6 +56,7 @@ CULOSS_HD PixelTarget<R> read_pixel(const TargetView& t, const float* pixel_weig
       out.label = label;
     } else {
       out.v = R(0);
+      out.m = R(0);
     }
   }
   return out;
@@ -71,13 +73,13 @@ CULOSS_HD R target_value(const TargetView& t, const PixelTarget<R>& px, int64_t 
 // The softmax of one pixel is exp(x_c - max) * inv_sum; sigmoid and none need no pixel state.
 template <class R>
 struct PixelActivation {
-  R max, inv_sum;
+  R max, inv_sum, log_sum;  // log p_c = x_c − max − log_sum
 };
 
 template <class R, class T>
 CULOSS_HD PixelActivation<R> pixel_activation(int act, const T* x, int64_t base, int64_t stride,
                                               int64_t C) {
-  PixelActivation<R> a{R(0), R(1)};
+  PixelActivation<R> a{R(0), R(1), R(0)};
   if (act != ACT_SOFTMAX) return a;
   R m = to_real<R>(x[base]);
   for (int64_t c = 1; c < C; ++c) m = max_r(m, to_real<R>(x[base + c * stride]));
@@ -85,6 +87,7 @@ CULOSS_HD PixelActivation<R> pixel_activation(int act, const T* x, int64_t base,
   for (int64_t c = 0; c < C; ++c) s += exp_r(to_real<R>(x[base + c * stride]) - m);
   a.max = m;
   a.inv_sum = R(1) / s;
+  a.log_sum = log_r(s);
   return a;
 }
 

@@ -11,6 +11,8 @@ CULOSS_HD float exp_r(float x) { return expf(x); }
 CULOSS_HD double exp_r(double x) { return exp(x); }
 CULOSS_HD float log_r(float x) { return logf(x); }
 CULOSS_HD double log_r(double x) { return log(x); }
+CULOSS_HD float log1p_r(float x) { return log1pf(x); }
+CULOSS_HD double log1p_r(double x) { return log1p(x); }
 CULOSS_HD float pow_r(float x, float y) { return powf(x, y); }
 CULOSS_HD double pow_r(double x, double y) { return pow(x, y); }
 
@@ -25,6 +27,12 @@ CULOSS_HD R sigmoid(R x) {
   if (x >= R(0)) return R(1) / (R(1) + exp_r(-x));
   const R e = exp_r(x);
   return e / (R(1) + e);
+}
+
+// log(sigmoid(x)) without overflow or cancellation, for any finite x.
+template <class R>
+CULOSS_HD R log_sigmoid(R x) {
+  return x < R(0) ? x - log1p_r(exp_r(x)) : -log1p_r(exp_r(-x));
 }
 
 }  // namespace culoss

@@ -20,7 +20,6 @@ enum WeightType : int { WT_SQUARE = 0, WT_SIMPLE = 1, WT_UNIFORM = 2 };
 
 constexpr int kRegionStats = 3;  // I, SP, ST
 constexpr int kStatI = 0, kStatSP = 1, kStatST = 2;
-constexpr int kInlineClassWeights = 256;  // 2 KiB of kernel arguments
 
 // Everything finalize needs; plain data so it can be passed to a kernel by value.
 struct RegionParams {
@@ -30,17 +29,10 @@ struct RegionParams {
   bool squared, batch, micro, include_background, skip_empty;
   double smooth_nr, smooth_dr, alpha, beta, gamma;
   int64_t N, C;
-  // Class weights: a pointer to C entries on the backend's device, or (pointer NULL) the first
-  // inline_weight_count entries by value — kernel arguments keep CUDA graphs capturable — and 1
-  // for any class beyond them.
-  const double* class_weights;
-  int64_t inline_weight_count;
-  double inline_weights[kInlineClassWeights];
+  int stat_stride, stat_offset;  // this term's slots in the statistics rows
+  const double* class_weights;   // C entries, on the backend's device; NULL: all 1
 
-  CULOSS_HD double class_weight(int64_t c) const {
-    if (class_weights) return class_weights[c];
-    return c < inline_weight_count ? inline_weights[c] : 1.0;
-  }
+  CULOSS_HD double class_weight(int64_t c) const { return class_weights ? class_weights[c] : 1.0; }
 
   // Groups own one loss value each: (n, c) pairs for MACRO (c alone with BATCH), images for
   // MICRO and generalized Dice (one group with BATCH).
@@ -115,9 +107,10 @@ CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double S
 // Sums statistic k of class c over the images of image group gn.
 CULOSS_HD double group_stat(const RegionParams& rp, const double* stats, int64_t gn, int64_t c,
                             int k) {
-  if (!rp.batch) return stats[(gn * rp.C + c) * kRegionStats + k];
+  const int64_t at = c * rp.stat_stride + rp.stat_offset + k;
+  if (!rp.batch) return stats[gn * rp.C * rp.stat_stride + at];
   double s = 0.0;
-  for (int64_t n = 0; n < rp.N; ++n) s += stats[(n * rp.C + c) * kRegionStats + k];
+  for (int64_t n = 0; n < rp.N; ++n) s += stats[n * rp.C * rp.stat_stride + at];
   return s;
 }
 

@@ -20,25 +20,17 @@ culoss_loss_s& deref(culoss_loss loss) {
   return *loss;
 }
 
-void require_implemented(const culoss_loss_s& loss) {
-  if (!is_region_kind(loss.kind))
-    fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(loss.kind),
-         " is not implemented in this version of culoss (", CULOSS_VERSION_MAJOR, ".",
-         CULOSS_VERSION_MINOR, ".", CULOSS_VERSION_PATCH, ")");
-}
-
 // Validation and planning shared by culoss_workspace_size and culoss_compute.
 struct Prepared {
   Call call;
-  RegionPlan plan;
+  Plan plan;
 };
 
 Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
                  const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
-  require_implemented(loss);
   Prepared p;
   p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
-  p.plan = make_region_plan(p.call);
+  p.plan = make_plan(p.call);
   return p;
 }
 
@@ -135,7 +127,7 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
   return guard([&] {
     if (!bytes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "bytes is NULL");
     const Prepared p = prepare(deref(loss), input, target, nullptr, nullptr, 1.0);
-    *bytes = region_workspace_bytes(p.call, p.plan);
+    *bytes = workspace_bytes(p.call, p.plan);
   });
 }
 
@@ -146,7 +138,7 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
   return guard([&] {
     Prepared p = prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale);
     validate_loss_out(p.call, loss_out, p.plan.output_shape);
-    const size_t required = region_workspace_bytes(p.call, p.plan);
+    const size_t required = culoss::workspace_bytes(p.call, p.plan);
     if (workspace && workspace_bytes < required)
       fail(CULOSS_ERROR_INSUFFICIENT_WORKSPACE, "workspace has ", workspace_bytes,
            " bytes; this call needs ", required, " (see culoss_workspace_size)");
@@ -154,9 +146,9 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
     p.call.workspace_bytes = workspace_bytes;
     p.call.stream = stream;
     if (p.call.backend == Backend::CUDA)
-      cuda::compute_region(p.call, p.plan);
+      cuda::compute(p.call, p.plan);
     else
-      cpu::compute_region(p.call, p.plan);
+      cpu::compute(p.call, p.plan);
   });
 }
 

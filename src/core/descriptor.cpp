@@ -171,7 +171,8 @@ void set_int(culoss_loss_s& loss, int param_raw, int64_t v) {
   switch (param) {
     case CULOSS_PARAM_ACTIVATION:
       check_range(activation_allowed(loss.kind, v), name,
-                  loss.kind == CULOSS_BCE ? "NONE (0) or SIGMOID (1) for CULOSS_BCE"
+                  loss.kind == CULOSS_BCE || loss.kind == CULOSS_COMBO
+                      ? "NONE (0) or SIGMOID (1) for this kind"
                   : activation_allowed(loss.kind, CULOSS_ACTIVATION_SIGMOID)
                       ? "NONE (0), SIGMOID (1) or SOFTMAX (2)"
                       : "NONE (0) or SOFTMAX (2) for this kind",
@@ -363,6 +364,56 @@ double get_float(const culoss_loss_s& loss, int param_raw) {
       break;
   }
   fail(CULOSS_ERROR_INTERNAL, "no getter for ", param_name(param));
+}
+
+bool is_binary_term(const culoss_loss_s& d) {
+  switch (d.kind) {
+    case CULOSS_BCE:
+    case CULOSS_COMBO:
+      return true;
+    case CULOSS_FOCAL:
+      return d.params.activation != CULOSS_ACTIVATION_SOFTMAX;
+    case CULOSS_CROSS_ENTROPY:
+    case CULOSS_MARGINAL_CE:
+    case CULOSS_LOVASZ_SOFTMAX:
+    case CULOSS_SUM:
+      return false;
+    case CULOSS_LOVASZ_HINGE:
+      return true;
+    default:
+      return d.params.activation == CULOSS_ACTIVATION_SIGMOID;  // region kinds
+  }
+}
+
+CallParams resolve_call_params(const culoss_loss_s& loss) {
+  CallParams cp;
+  cp.check_targets = loss.params.check_targets != 0;
+  if (loss.kind != CULOSS_SUM) {
+    cp.class_axis = loss.params.class_axis;
+    cp.ignore_index = loss.params.ignore_index;
+    (is_binary_term(loss) ? cp.binary : cp.class_index) = true;
+    return cp;
+  }
+  if (loss.terms.empty())
+    fail(CULOSS_ERROR_INVALID_ARGUMENT,
+         "this CULOSS_SUM has no terms; add them with culoss_loss_add_term");
+  const Params& first = loss.terms[0].params;
+  cp.class_axis = first.class_axis;
+  cp.ignore_index = first.ignore_index;
+  for (const culoss_loss_s& t : loss.terms) {
+    if (t.params.class_axis != cp.class_axis)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT,
+           "the terms of a CULOSS_SUM must share "
+           "CULOSS_PARAM_CLASS_AXIS; found ",
+           cp.class_axis, " and ", t.params.class_axis);
+    if (t.params.ignore_index != cp.ignore_index)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT,
+           "the terms of a CULOSS_SUM must share "
+           "CULOSS_PARAM_IGNORE_INDEX; found ",
+           cp.ignore_index, " and ", t.params.ignore_index);
+    (is_binary_term(t) ? cp.binary : cp.class_index) = true;
+  }
+  return cp;
 }
 
 void add_term(culoss_loss_s& sum, const culoss_loss_s& term, double weight) {

@@ -69,6 +69,19 @@ int raw_enum(const E& e) {
   return v;
 }
 
+// What a whole call shares, resolved over the terms of a CULOSS_SUM (which must agree).
+struct CallParams {
+  int64_t class_axis = 1;
+  int64_t ignore_index = -100;
+  bool check_targets = true;
+  bool binary = false;       // some term reads targets as per-element binary labels
+  bool class_index = false;  // some term reads them as class indices (one-hot)
+};
+CallParams resolve_call_params(const culoss_loss_s& loss);
+
+// A term whose target is a per-element binary label (sigmoid-style), not a class index.
+bool is_binary_term(const culoss_loss_s& loss);
+
 // Validated setters and getters behind culoss_loss_set_* / get_*; they throw culoss::Error.
 void set_int(culoss_loss_s& loss, int param, int64_t value);
 void set_float(culoss_loss_s& loss, int param, double value);

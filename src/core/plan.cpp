@@ -1,14 +1,21 @@
+// Builds the Program of a call: one term per kind (COMBO expanded into a BCE-like term, a Dice
+// term and a constant; a SUM flattened), statistics and coefficient slots, output shape, and the
+// CUDA launch geometry the workspace depends on.
 #include "core/plan.hpp"
 
 #include <algorithm>
 
+#include "core/error.hpp"
+
 namespace culoss {
 
 namespace {
-// CUDA statistics: enough blocks to fill a large GPU, independent of the device model so that
-// workspace sizes and results do not depend on where a call runs.
+// CUDA launch geometry: independent of the device model so that workspace sizes and results do
+// not depend on where a call runs.
 constexpr int64_t kCudaTargetBlocks = 1024;
 constexpr int64_t kCudaPixelsPerBlockMin = 2048;
+constexpr int64_t kCudaElementThreads = 256;
+constexpr int64_t kCudaMaxElementBlocks = 8192;
 
 int region_kind(culoss_kind k) {
   switch (k) {
@@ -24,71 +31,260 @@ int region_kind(culoss_kind k) {
       return RK_GENERALIZED_DICE;
   }
 }
-}  // namespace
 
-RegionPlan make_region_plan(const Call& call) {
-  const Params& p = call.loss->params;
-  const Layout& L = call.layout;
-  RegionPlan plan;
-  RegionParams& rp = plan.rp;
-  rp.kind = region_kind(call.loss->kind);
-  rp.reduction = static_cast<int>(p.reduction);
-  rp.weight_type = static_cast<int>(p.weight_type);
-  rp.squared = p.squared_denominator != 0;
-  rp.batch = p.batch != 0;
-  rp.micro = p.average == CULOSS_AVERAGE_MICRO;
-  rp.include_background = p.include_background != 0;
-  rp.skip_empty = p.skip_empty != 0;
-  rp.smooth_nr = p.smooth_nr;
-  rp.smooth_dr = p.smooth_dr;
-  rp.alpha = p.alpha;
-  rp.beta = p.beta;
-  rp.gamma = p.gamma;
-  rp.N = L.N;
-  rp.C = L.C;
-  rp.class_weights = nullptr;
-  rp.inline_weight_count = 0;
-  plan.groups = rp.groups();
-  plan.coef_count = rp.image_groups() * L.C;
-  if (rp.reduction == RED_NONE) {
-    if (rp.pooled()) {
-      if (!rp.batch) plan.output_shape = {L.N};
-    } else {
-      plan.output_shape = rp.batch ? std::vector<int64_t>{L.C} : std::vector<int64_t>{L.N, L.C};
+class Builder {
+ public:
+  Builder(const Call& call, Plan& plan) : call_(call), plan_(plan) {}
+
+  void add(const culoss_loss_s& d, double weight) {
+    const Params& p = d.params;
+    switch (d.kind) {
+      case CULOSS_SUM:
+        for (size_t i = 0; i < d.terms.size(); ++i) add(d.terms[i], weight * d.weights[i]);
+        return;
+      case CULOSS_COMBO: {  // ce_ratio · L_wce − (1 − ce_ratio) · (1 − Dice loss)
+        TermSpec& ce = push(TK_BCE, d, weight * p.ce_ratio, CULOSS_REDUCTION_MEAN);
+        ce.label_smoothing = 0.0;
+        ce.pos_scale = p.alpha;
+        ce.neg_scale = 1.0 - p.alpha;
+        ce.class_weight_offset = -1;
+        binary_stats(ce);
+        TermSpec& dice = push(TK_REGION, d, weight * (1.0 - p.ce_ratio), CULOSS_REDUCTION_MEAN);
+        region(dice, d, RK_DICE);
+        plan_.prog.constant -= weight * (1.0 - p.ce_ratio);
+        return;
+      }
+      case CULOSS_BCE: {
+        TermSpec& t = push(TK_BCE, d, weight, p.reduction);
+        t.batch_frequency = p.class_balance == CULOSS_BALANCE_BATCH_FREQUENCY;
+        t.pos_weight_offset = weights(p.pos_weight, "CULOSS_PARAM_POS_WEIGHT");
+        binary_stats(t);
+        return;
+      }
+      case CULOSS_FOCAL: {
+        if (p.activation == CULOSS_ACTIVATION_SOFTMAX) {
+          TermSpec& t = push(TK_FOCAL_SOFTMAX, d, weight, p.reduction);
+          class_stats(t);
+        } else {
+          TermSpec& t = push(TK_FOCAL_BINARY, d, weight, p.reduction);
+          binary_stats(t);
+        }
+        return;
+      }
+      case CULOSS_CROSS_ENTROPY: {
+        TermSpec& t = push(TK_CE, d, weight, p.reduction);
+        class_stats(t);
+        return;
+      }
+      case CULOSS_MARGINAL_CE: {
+        TermSpec& t = push(TK_MARGINAL, d, weight, p.reduction);
+        t.class_weight_offset = -1;
+        t.needs_target_stats = true;  // which classes each image's annotation has, and Σ m
+        stats(t, 2);
+        return;
+      }
+      case CULOSS_LOVASZ_HINGE:
+      case CULOSS_LOVASZ_SOFTMAX:
+        fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(d.kind),
+             " is not implemented in this version of culoss (", CULOSS_VERSION_MAJOR, ".",
+             CULOSS_VERSION_MINOR, ".", CULOSS_VERSION_PATCH, ")");
+      default: {
+        TermSpec& t = push(TK_REGION, d, weight, p.reduction);
+        region(t, d, region_kind(d.kind));
+        return;
+      }
     }
   }
-  if (call.backend == Backend::CUDA && L.N > 0) {
-    const int64_t per_image = std::max<int64_t>(1, kCudaTargetBlocks / L.N);
-    const int64_t by_size = (L.P + kCudaPixelsPerBlockMin - 1) / kCudaPixelsPerBlockMin;
-    plan.cuda_blocks_per_image = std::max<int64_t>(1, std::min(per_image, by_size));
+
+ private:
+  TermSpec& push(int kind, const culoss_loss_s& d, double weight, int64_t reduction) {
+    Program& prog = plan_.prog;
+    if (prog.count == kMaxTerms)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM may hold at most ", kMaxTerms,
+           " terms (COMBO counts as 2)");
+    TermSpec& t = prog.term[prog.count++];
+    t = TermSpec{};
+    t.kind = kind;
+    t.activation = static_cast<int>(d.params.activation);
+    t.reduction = static_cast<int>(reduction);
+    t.weight = weight;
+    t.alpha = d.params.alpha;
+    t.gamma = d.params.gamma;
+    t.label_smoothing = d.params.label_smoothing;
+    t.pos_scale = 1.0;
+    t.neg_scale = 1.0;
+    t.class_weight_offset = weights(d.params.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
+    t.pos_weight_offset = -1;
+    t.stat_offset = prog.stat_width;
+    t.coef_offset = prog.coef_width;
+    t.coef_count = kind == TK_REGION || kind == TK_BCE ? 2 : 1;
+    prog.coef_width += t.coef_count;
+    const Layout& L = call_.layout;
+    t.static_count = L.N * L.C * L.P;
+    return t;
+  }
+
+  void stats(TermSpec& t, int count) {
+    t.stat_count = count;
+    plan_.prog.stat_width += count;
+  }
+
+  // Binary (per-element) terms need target counts for BATCH_FREQUENCY, and for MEAN when labels
+  // can be ignored; dense targets count every element.
+  void binary_stats(TermSpec& t) {
+    t.needs_target_stats = t.batch_frequency || (t.reduction == RED_MEAN && call_.index_target);
+    if (t.needs_target_stats) stats(t, 2);
+  }
+
+  // Softmax-style terms divide MEAN by Σ m Σ_c ω_c t_c, which needs Σ m t per class.
+  void class_stats(TermSpec& t) {
+    t.needs_target_stats = t.reduction == RED_MEAN;
+    if (t.needs_target_stats) stats(t, 1);
+  }
+
+  void region(TermSpec& t, const culoss_loss_s& d, int kind) {
+    const Params& p = d.params;
+    const Layout& L = call_.layout;
+    RegionParams& rp = t.region;
+    rp.kind = kind;
+    rp.reduction = t.reduction;
+    rp.weight_type = static_cast<int>(p.weight_type);
+    rp.squared = p.squared_denominator != 0;
+    rp.batch = p.batch != 0;
+    rp.micro = p.average == CULOSS_AVERAGE_MICRO;
+    rp.include_background = p.include_background != 0;
+    rp.skip_empty = p.skip_empty != 0;
+    rp.smooth_nr = p.smooth_nr;
+    rp.smooth_dr = p.smooth_dr;
+    rp.alpha = p.alpha;
+    rp.beta = p.beta;
+    rp.gamma = p.gamma;
+    rp.N = L.N;
+    rp.C = L.C;
+    rp.class_weights = nullptr;  // bound per backend (bind_weights)
+    stats(t, kRegionStats);
+    rp.stat_stride = 0;  // set once the statistics row width is final
+    rp.stat_offset = t.stat_offset;
+    plan_.prog.stats_need_prediction = true;
+    plan_.scratch_count = std::max(plan_.scratch_count, rp.image_groups() * L.C);
+    plan_.group_count = std::max(plan_.group_count, rp.groups());
+  }
+
+  int64_t weights(const std::vector<double>& w, const char* name) {
+    if (w.empty()) return -1;
+    if (static_cast<int64_t>(w.size()) != call_.layout.C)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, name, " has ", w.size(),
+           " values but input has C = ", call_.layout.C, " classes");
+    const int64_t offset = static_cast<int64_t>(plan_.weight_table.size());
+    plan_.weight_table.insert(plan_.weight_table.end(), w.begin(), w.end());
+    return offset;
+  }
+
+  const Call& call_;
+  Plan& plan_;
+};
+
+}  // namespace
+
+Plan make_plan(const Call& call) {
+  Plan plan;
+  Program& prog = plan.prog;
+  prog = Program{};
+  Builder(call, plan).add(*call.loss, 1.0);
+  const Layout& L = call.layout;
+  plan.scratch_count = std::max(plan.scratch_count, L.C);
+  for (int i = 0; i < prog.count; ++i) {
+    TermSpec& t = prog.term[i];
+    if (t.kind == TK_REGION) t.region.stat_stride = prog.stat_width;
+    if (t.activation == ACT_SOFTMAX) prog.any_softmax = true;
+    if (t.kind == TK_MARGINAL) prog.any_marginal = true;
+    if (t.kind != TK_REGION) prog.any_elementwise = true;
+    if (t.stat_count > 0) prog.has_stats = true;
+  }
+
+  // NONE: a single term (a SUM's terms are MEAN or SUM) writes its own shape.
+  const TermSpec& t0 = prog.term[0];
+  prog.none_mode = NONE_OFF;
+  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE) {
+    if (t0.kind == TK_REGION) {
+      const RegionParams& rp = t0.region;
+      prog.none_mode = NONE_GROUPS;
+      if (rp.pooled()) {
+        if (!rp.batch) plan.output_shape = {L.N};
+      } else {
+        plan.output_shape = rp.batch ? std::vector<int64_t>{L.C} : std::vector<int64_t>{L.N, L.C};
+      }
+    } else if (t0.kind == TK_BCE || t0.kind == TK_FOCAL_BINARY) {
+      prog.none_mode = NONE_ELEMENTS;
+      plan.output_shape = call.input.shape;
+    } else {
+      prog.none_mode = NONE_PIXELS;
+      plan.output_shape = call.pixel_shape;
+    }
+  }
+  plan.output_count = 1;
+  for (int64_t d : plan.output_shape) plan.output_count *= d;
+
+  plan.element_pass = call.grad.present || prog.any_elementwise;
+  plan.group_count = std::max<int64_t>(plan.group_count, 1);
+  if (call.backend == Backend::CUDA) {
+    if (L.N > 0) {
+      const int64_t per_image = std::max<int64_t>(1, kCudaTargetBlocks / L.N);
+      const int64_t by_size = (L.P + kCudaPixelsPerBlockMin - 1) / kCudaPixelsPerBlockMin;
+      plan.cuda_blocks_per_image = std::max<int64_t>(1, std::min(per_image, by_size));
+    }
+    const int64_t pixels = L.N * L.P;
+    plan.cuda_element_blocks = std::max<int64_t>(
+        1,
+        std::min(kCudaMaxElementBlocks, (pixels + kCudaElementThreads - 1) / kCudaElementThreads));
     plan.wide_partials = call.input.dtype == DType::F64;
   }
   return plan;
 }
 
-RegionBuffers carve_region(Carver& carver, const Call& call, const RegionPlan& plan) {
+Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   const Layout& L = call.layout;
-  RegionBuffers b{};
-  b.class_weights = carver.take<double>(L.C);
-  b.stats = carver.take<double>(L.N * L.C * kRegionStats);
-  b.coef_a = carver.take<double>(plan.coef_count);
-  b.coef_b = carver.take<double>(plan.coef_count);
-  b.ell = carver.take<double>(plan.groups);
-  b.wgt = carver.take<double>(plan.groups);
-  b.out_values = carver.take<double>(plan.output_shape.empty() ? 1 : plan.groups);
+  const Program& prog = plan.prog;
+  Buffers b{};
+  b.weights = carver.take<double>(static_cast<int64_t>(plan.weight_table.size()));
+  b.stats = carver.take<double>(L.N * L.C * prog.stat_width);
+  b.coefs = carver.take<double>(L.N * L.C * prog.coef_width);
+  b.scale = carver.take<double>(kMaxTerms);
+  b.scratch_a = carver.take<double>(plan.scratch_count);
+  b.scratch_b = carver.take<double>(plan.scratch_count);
+  b.ell = carver.take<double>(plan.group_count);
+  b.wgt = carver.take<double>(plan.group_count);
+  b.region_value = carver.take<double>(1);
+  b.out_values = carver.take<double>(plan.output_count);
   if (call.backend == Backend::CUDA) {
-    const int64_t partials = L.N * plan.cuda_blocks_per_image * L.C * kRegionStats;
-    b.partials = plan.wide_partials ? static_cast<void*>(carver.take<double>(partials))
-                                    : static_cast<void*>(carver.take<float>(partials));
+    const int64_t partials = L.N * plan.cuda_blocks_per_image * L.C * prog.stat_width;
+    b.stat_partials = plan.wide_partials ? static_cast<void*>(carver.take<double>(partials))
+                                         : static_cast<void*>(carver.take<float>(partials));
+    b.loss_partials = carver.take<double>(plan.cuda_element_blocks);
     b.check = carver.take<unsigned long long>(2);
   }
   return b;
 }
 
-size_t region_workspace_bytes(const Call& call, const RegionPlan& plan) {
+size_t workspace_bytes(const Call& call, const Plan& plan) {
   Carver measure(nullptr);
-  carve_region(measure, call, plan);
+  carve(measure, call, plan);
   return measure.required();
+}
+
+Program bind_weights(const Plan& plan, const double* table) {
+  Program prog = plan.prog;
+  for (int i = 0; i < prog.count; ++i) {
+    TermSpec& t = prog.term[i];
+    if (t.kind == TK_REGION)
+      t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
+  }
+  return prog;
+}
+
+FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype) {
+  return FinalizeBuffers{b.stats, b.weights, b.coefs,        b.scale,  b.scratch_a, b.scratch_b,
+                         b.ell,   b.wgt,     b.region_value, none_out, none_dtype};
 }
 
 }  // namespace culoss

@@ -1,5 +1,6 @@
-// What a region-loss call computes and the workspace it needs. The workspace is carved the same
-// way for measuring (base = NULL) and for use, so culoss_workspace_size is exact by construction.
+// What a call computes — its Program of terms (kernels/common/terms.cuh) — and the workspace it
+// needs. The workspace is carved the same way for measuring (base = NULL) and for use, so
+// culoss_workspace_size is exact by construction.
 #pragma once
 
 #include <cstddef>
@@ -7,7 +8,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
-#include "kernels/common/region_math.cuh"
+#include "kernels/common/finalize.cuh"
 
 namespace culoss {
 
@@ -40,29 +41,44 @@ class Carver {
   size_t used_ = 0;
 };
 
-struct RegionPlan {
-  RegionParams rp{};                  // class_weights points into the workspace
+struct Plan {
+  Program prog{};
   std::vector<int64_t> output_shape;  // empty: one element
-  int64_t groups = 0;                 // loss values before reduction
-  int64_t coef_count = 0;             // image groups x C
+  int64_t output_count = 1;
+  std::vector<double> weight_table;   // class and positive weights the terms refer to
+  int64_t scratch_count = 0;          // finalize scratch: max(region groups x C, C)
+  int64_t group_count = 0;            // max region groups
+  bool element_pass = false;          // step 4 runs (gradient, or an element-wise value)
   int64_t cuda_blocks_per_image = 0;  // statistics partials per image (CUDA)
-  bool wide_partials = false;         // double partials (float64 input on CUDA)
+  int64_t cuda_element_blocks = 0;    // element-pass blocks, one loss partial each (CUDA)
+  bool wide_partials = false;         // double statistics partials (float64 input on CUDA)
 };
 
-struct RegionBuffers {
-  double* class_weights;  // C
-  double* stats;          // N x C x 3
-  double* coef_a;         // image groups x C
-  double* coef_b;
-  double* ell;  // groups
+struct Buffers {
+  double* weights;    // weight_table
+  double* stats;      // N x C x stat_width
+  double* coefs;      // N x C x coef_width
+  double* scale;      // kMaxTerms
+  double* scratch_a;  // scratch_count
+  double* scratch_b;
+  double* ell;  // group_count
   double* wgt;
-  double* out_values;         // output elements (host-bound loss_out on CUDA)
-  void* partials;             // CUDA: N x blocks x C x 3, float or double
+  double* region_value;       // 1
+  double* out_values;         // output_count (host-bound loss_out on CUDA)
+  void* stat_partials;        // CUDA: N x blocks x C x stat_width, float or double
+  double* loss_partials;      // CUDA: cuda_element_blocks
   unsigned long long* check;  // CUDA: first bad target element, first bad weight
 };
 
-RegionPlan make_region_plan(const Call& call);
-RegionBuffers carve_region(Carver& carver, const Call& call, const RegionPlan& plan);
-size_t region_workspace_bytes(const Call& call, const RegionPlan& plan);
+Plan make_plan(const Call& call);
+Buffers carve(Carver& carver, const Call& call, const Plan& plan);
+size_t workspace_bytes(const Call& call, const Plan& plan);
+
+// The program with its weight pointers bound to the weight table at `table` (on the backend's
+// device): region terms read their class weights through RegionParams.
+Program bind_weights(const Plan& plan, const double* table);
+
+// Finalize buffers over a carved workspace; NONE region outputs go to `none_out`.
+FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype);
 
 }  // namespace culoss

@@ -167,16 +167,18 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
                    double grad_scale) {
   Call call;
   call.loss = &loss;
-  const Params& p = loss.params;
+  const CallParams cp = resolve_call_params(loss);
+  call.ignore_index = cp.ignore_index;
+  call.check_targets = cp.check_targets;
   call.input = parse("input", input, kFloats, "float32, float64, float16 or bfloat16");
   const std::vector<int64_t>& ishape = call.input.shape;
   const int64_t ndim = static_cast<int64_t>(ishape.size());
   if (ndim < 2)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape),
          " needs at least 2 dimensions (N, C, ...)");
-  const int64_t axis = p.class_axis < 0 ? p.class_axis + ndim : p.class_axis;
+  const int64_t axis = cp.class_axis < 0 ? cp.class_axis + ndim : cp.class_axis;
   if (axis < 1 || axis >= ndim)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", p.class_axis,
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", cp.class_axis,
          " does not name a class axis of input ", shape_string(ishape),
          "; expected an axis in [1, ", ndim, ") (axis 0 is the batch)");
   Layout& L = call.layout;
@@ -220,11 +222,15 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
          shape_string(pixel_shape));
   }
   require_same_device("target", call.target, call.input);
-  if (call.index_target && p.activation == CULOSS_ACTIVATION_SIGMOID) {
+  if (call.index_target && cp.binary) {  // sigmoid-style terms read the labels as a 0/1 mask
+    if (cp.class_index)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT,
+           "this CULOSS_SUM mixes binary (sigmoid-style) and class-index (softmax-style) terms; "
+           "with class-index targets they would read the labels differently: pass a dense target");
     if (L.C != 1)
       fail(CULOSS_ERROR_INVALID_ARGUMENT,
-           "class-index targets with SIGMOID need C = 1 (a binary "
-           "mask); input has C = ",
+           "class-index targets with SIGMOID (or another binary loss: BCE, COMBO, sigmoid FOCAL) "
+           "need C = 1 (a binary mask); input has C = ",
            L.C, ": pass a dense (one-hot) target");
     call.binary_mask = true;
   }
@@ -264,12 +270,7 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (!std::isfinite(grad_scale))
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_scale must be finite; got ", grad_scale);
   call.grad_scale = grad_scale;
-
-  const std::vector<double>& cw = p.class_weights;
-  if (!cw.empty() && static_cast<int64_t>(cw.size()) != L.C)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_WEIGHTS has ", cw.size(),
-         " values but input has C = ", L.C, " classes");
-  call.class_weights = cw.empty() ? std::vector<double>(static_cast<size_t>(L.C), 1.0) : cw;
+  call.pixel_shape = pixel_shape;
   return call;
 }
 
@@ -304,10 +305,9 @@ void fail_invalid_target(const Call& call, int64_t element, double value_as_doub
     const long long value = static_cast<long long>(value_as_double);  // labels print as integers
     if (call.binary_mask)
       fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
-           " is not a binary mask value (0 or 1) or IGNORE_INDEX ", call.loss->params.ignore_index);
+           " is not a binary mask value (0 or 1) or IGNORE_INDEX ", call.ignore_index);
     fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
-         " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ",
-         call.loss->params.ignore_index);
+         " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ", call.ignore_index);
   }
   fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value_as_double,
        " is outside [0, 1] (dense targets hold probabilities)");

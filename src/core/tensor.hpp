@@ -36,14 +36,15 @@ struct Call {
   bool loss_out_on_host = false;  // CUDA input with a kDLCPU loss_out
   bool in_place = false;          // grad_input is the input's buffer
   double grad_scale = 1.0;
-  std::vector<double> class_weights;  // C entries (1 when not set)
+  std::vector<int64_t> pixel_shape;  // the input's shape without the class axis
+  int64_t ignore_index = -100;       // resolved over the terms of a SUM
+  bool check_targets = true;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   void* stream = nullptr;
 
   TargetView target_view() const {
-    return TargetView{target.data, target.dtype, index_target, binary_mask,
-                      loss->params.ignore_index};
+    return TargetView{target.data, target.dtype, index_target, binary_mask, ignore_index};
   }
   const float* pixel_weight_data() const {
     return pixel_weight.present ? static_cast<const float*>(pixel_weight.data) : nullptr;

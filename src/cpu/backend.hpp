@@ -6,6 +6,6 @@
 
 namespace culoss::cpu {
 
-void compute_region(const Call& call, const RegionPlan& plan);
+void compute(const Call& call, const Plan& plan);
 
 }  // namespace culoss::cpu

@@ -7,6 +7,6 @@
 namespace culoss::cuda {
 
 bool available();  // built with CUDA (a device may still be absent)
-void compute_region(const Call& call, const RegionPlan& plan);
+void compute(const Call& call, const Plan& plan);
 
 }  // namespace culoss::cuda

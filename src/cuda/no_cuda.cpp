@@ -7,7 +7,7 @@ namespace culoss::cuda {
 
 bool available() { return false; }
 
-void compute_region(const Call&, const RegionPlan&) {
+void compute(const Call&, const Plan&) {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }

@@ -614,8 +614,6 @@ TEST_P(ApiNotImplemented, ComputeIsNotSupported) {
   const culoss_kind kind = GetParam();
   Loss loss(kind);
   ASSERT_NE(nullptr, loss.h);
-  Loss dice(CULOSS_DICE);
-  if (kind == CULOSS_SUM) ASSERT_OK(culoss_loss_add_term(loss, dice, 1.0));
   // Valid tensors for every kind: logits and a dense 0/1 target.
   TestTensor input({2, 3, 4}, f32()), target({2, 3, 4}, f32()), out({}, f32()),
       grad({2, 3, 4}, f32());
@@ -637,11 +635,32 @@ TEST_P(ApiNotImplemented, ComputeIsNotSupported) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ApiDescriptor, ApiNotImplemented,
-                         ::testing::Values(CULOSS_BCE, CULOSS_CROSS_ENTROPY, CULOSS_FOCAL,
-                                           CULOSS_COMBO, CULOSS_MARGINAL_CE, CULOSS_LOVASZ_HINGE,
-                                           CULOSS_LOVASZ_SOFTMAX, CULOSS_SUM),
+                         ::testing::Values(CULOSS_LOVASZ_HINGE, CULOSS_LOVASZ_SOFTMAX),
                          [](const ::testing::TestParamInfo<culoss_kind>& info) {
                            return std::string(kind_name(info.param)).substr(7);
                          });
+
+// A Lovász term inside a SUM is refused the same way.
+TEST(ApiNotImplementedSum, LovaszTermIsNotSupported) {
+  Loss sum(CULOSS_SUM), lovasz(CULOSS_LOVASZ_SOFTMAX), dice(CULOSS_DICE);
+  ASSERT_OK(culoss_loss_add_term(sum, dice, 1.0));
+  ASSERT_OK(culoss_loss_add_term(sum, lovasz, 0.5));
+  TestTensor input({2, 3, 4}, f32()), target({2, 4}, testing_util::i64()), out({}, f32());
+  fill_logits(input);
+  size_t bytes = 4242;
+  EXPECT_REFUSED(culoss_workspace_size(sum, input.dl(), target.dl(), &bytes),
+                 CULOSS_ERROR_NOT_SUPPORTED, "CULOSS_LOVASZ_SOFTMAX");
+  EXPECT_EQ(4242u, bytes);
+}
+
+// A SUM without terms cannot compute.
+TEST(ApiDescriptor, EmptySumIsRefused) {
+  Loss sum(CULOSS_SUM);
+  TestTensor input({2, 3, 4}, f32()), target({2, 4}, testing_util::i64()), out({}, f32());
+  fill_logits(input);
+  EXPECT_REFUSED(culoss_compute(sum, input.dl(), target.dl(), nullptr, out.dl(), nullptr, 1.0,
+                                nullptr, 0, nullptr),
+                 CULOSS_ERROR_INVALID_ARGUMENT, "CULOSS_SUM", "no terms");
+}
 
 }  // namespace

@@ -1,0 +1,172 @@
+// Host launcher of the fused CUDA kernels (kernels/fused/fused_kernels.cuh): carves the
+// workspace, checks targets when asked, and runs statistics → finalize → element pass →
+// combine on the caller's stream. Synchronizes only for CHECK_TARGETS=1 or a loss_out on the
+// host.
+#include <algorithm>
+#include <climits>
+#include <memory>
+#include <vector>
+
+#include "core/dispatch.hpp"
+#include "cuda/backend.hpp"
+#include "cuda/cuda_util.hpp"
+#include "kernels/fused/fused_kernels.cuh"
+
+namespace culoss::cuda {
+
+bool available() { return true; }
+
+namespace {
+
+constexpr int64_t kMaxGridBlocks = 8192;  // grid-stride loops cover the rest
+constexpr size_t kStatsSharedBytes = 48 * 1024;
+
+int64_t grid_for(int64_t work, int threads) {
+  return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, kMaxGridBlocks));
+}
+
+void check_targets(const Call& call, const Buffers& b, cudaStream_t stream) {
+  check(cudaMemsetAsync(b.check, 0xff, 2 * sizeof(unsigned long long), stream), "cudaMemsetAsync");
+  const int64_t work = std::max(call.target.numel, call.pixel_weight.numel);
+  check_targets_kernel<<<grid_for(work, 256), 256, 0, stream>>>(
+      call.target_view(), call.layout.C, call.target.numel, call.pixel_weight_data(),
+      call.pixel_weight.present ? call.pixel_weight.numel : 0, b.check);
+  check(cudaGetLastError(), "check_targets_kernel launch");
+  unsigned long long first_bad[2];
+  check(cudaMemcpyAsync(first_bad, b.check, sizeof(first_bad), cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (CHECK_TARGETS)");
+  if (first_bad[0] != ULLONG_MAX) {
+    const int64_t i = static_cast<int64_t>(first_bad[0]);
+    unsigned char raw[8] = {};
+    const int bytes = dtype_bytes(call.target.dtype);
+    check(cudaMemcpy(raw, static_cast<const char*>(call.target.data) + i * bytes, bytes,
+                     cudaMemcpyDeviceToHost),
+          "cudaMemcpy");
+    const double value = call.index_target
+                             ? static_cast<double>(load_label(raw, call.target.dtype, 0))
+                             : load_as<double>(raw, call.target.dtype, 0);
+    fail_invalid_target(call, i, value);
+  }
+  if (first_bad[1] != ULLONG_MAX) {
+    const int64_t i = static_cast<int64_t>(first_bad[1]);
+    float w = 0.0f;
+    check(cudaMemcpy(&w, call.pixel_weight_data() + i, sizeof(float), cudaMemcpyDeviceToHost),
+          "cudaMemcpy");
+    fail_invalid_pixel_weight(i, w);
+  }
+}
+
+// The weight table reaches the device through kernel arguments when it fits (graph-capturable),
+// else through a copy from host memory.
+void upload_weights(const Plan& plan, double* dst, cudaStream_t stream) {
+  const int64_t count = static_cast<int64_t>(plan.weight_table.size());
+  if (count == 0) return;
+  if (count <= kInlineTable) {
+    InlineTable table{};
+    std::copy(plan.weight_table.begin(), plan.weight_table.end(), table.values);
+    upload_table_kernel<<<1, 256, 0, stream>>>(table, dst, count);
+    check(cudaGetLastError(), "upload_table_kernel launch");
+  } else {
+    check(cudaMemcpyAsync(dst, plan.weight_table.data(), count * sizeof(double),
+                          cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync of the class weights");
+  }
+}
+
+template <class T>
+void run(const Call& call, const Plan& plan, const Program& prog, const Buffers& b,
+         cudaStream_t stream) {
+  using R = typename ComputeType<T>::type;
+  const Layout& L = call.layout;
+  const ElementArgs a{L, call.target_view(), call.pixel_weight_data()};
+  const T* x = static_cast<const T*>(call.input.data);
+  const int64_t S = prog.stat_width, row = L.C * S, pixels = L.N * L.P;
+
+  // Step 2: statistics
+  if (prog.has_stats && pixels > 0) {
+    const int64_t bpi = plan.cuda_blocks_per_image;
+    const int64_t per_block = (L.P + bpi - 1) / bpi;
+    const int warps = static_cast<int>(std::min<int64_t>(
+        kStatsMaxWarps, static_cast<int64_t>(kStatsSharedBytes / (row * sizeof(R)))));
+    if (warps < 1)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, "on CUDA, C x statistics slots must be at most ",
+           kStatsSharedBytes / sizeof(R), " for this dtype; this call has C = ", L.C, " and ", S,
+           " slots");
+    if (L.N * bpi > INT_MAX) fail(CULOSS_ERROR_NOT_SUPPORTED, "batch too large for one launch");
+    R* partials = static_cast<R*>(b.stat_partials);
+    stats_kernel<T, R>
+        <<<static_cast<unsigned>(L.N * bpi), warps * 32, warps * row * sizeof(R), stream>>>(
+            prog, a, x, partials, bpi, per_block);
+    check(cudaGetLastError(), "stats_kernel launch");
+    reduce_kernel<R>
+        <<<grid_for(L.N * row, 256), 256, 0, stream>>>(partials, b.stats, L.N, bpi, row);
+    check(cudaGetLastError(), "reduce_kernel launch");
+  } else if (prog.has_stats && L.N * row > 0) {
+    check(cudaMemsetAsync(b.stats, 0, L.N * row * sizeof(double), stream), "cudaMemsetAsync");
+  }
+
+  // Outputs go straight to a device loss_out, or to doubles the host copies back.
+  void* out = call.loss_out_on_host ? static_cast<void*>(b.out_values) : call.loss_out.data;
+  const DType out_dtype = call.loss_out_on_host ? DType::F64 : call.loss_out.dtype;
+
+  // Step 3: finalize
+  finalize_kernel<<<1, kFinalizeThreads, 0, stream>>>(prog, finalize_buffers(b, out, out_dtype),
+                                                      L.N, L.C, call.grad_scale);
+  check(cudaGetLastError(), "finalize_kernel launch");
+
+  // Step 4: the fused element pass
+  if (plan.element_pass && pixels > 0) {
+    const unsigned blocks = static_cast<unsigned>(plan.cuda_element_blocks);
+    if (call.grad.present && call.grad.dtype == DType::F32 && call.input.dtype != DType::F32) {
+      element_kernel<T, R, float><<<blocks, kElementThreads, 0, stream>>>(
+          prog, a, x, static_cast<float*>(call.grad.data), out, out_dtype, b.coefs, b.scale,
+          call.grad_scale, b.loss_partials);
+    } else {
+      element_kernel<T, R, T><<<blocks, kElementThreads, 0, stream>>>(
+          prog, a, x, call.grad.present ? static_cast<T*>(call.grad.data) : nullptr, out, out_dtype,
+          b.coefs, b.scale, call.grad_scale, b.loss_partials);
+    }
+    check(cudaGetLastError(), "element_kernel launch");
+  } else {
+    check(cudaMemsetAsync(b.loss_partials, 0, plan.cuda_element_blocks * sizeof(double), stream),
+          "cudaMemsetAsync");
+  }
+  if (prog.none_mode == NONE_OFF) {
+    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.region_value, b.loss_partials,
+                                                       plan.cuda_element_blocks, out, out_dtype);
+    check(cudaGetLastError(), "combine_kernel launch");
+  }
+
+  if (call.loss_out_on_host) {
+    const int64_t count = call.loss_out.numel;
+    std::vector<double> values(static_cast<size_t>(count));
+    check(cudaMemcpyAsync(values.data(), b.out_values, count * sizeof(double),
+                          cudaMemcpyDeviceToHost, stream),
+          "cudaMemcpyAsync of the loss");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (host loss_out)");
+    for (int64_t i = 0; i < count; ++i)
+      store_as(call.loss_out.data, call.loss_out.dtype, i, values[i]);
+  }
+}
+
+}  // namespace
+
+void compute(const Call& call, const Plan& plan) {
+  DeviceScope device(call.device_id);
+  cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
+  void* base = call.workspace;
+  std::unique_ptr<StreamBuffer> owned;
+  if (!base) {
+    owned = std::make_unique<StreamBuffer>(workspace_bytes(call, plan), stream);
+    base = owned->get();
+  }
+  Carver carver(base);
+  const Buffers b = carve(carver, call, plan);
+  if (call.check_targets) check_targets(call, b, stream);  // before anything is written
+  upload_weights(plan, b.weights, stream);
+  const Program prog = bind_weights(plan, b.weights);
+  dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, plan, prog, b, stream); });
+}
+
+}  // namespace culoss::cuda
