@@ -1,5 +1,4 @@
-// region_demo: every region loss of culoss, value and gradient, on a synthetic segmentation
-// batch — on the CPU, and on the GPU too when one is present (built with CUDA).
+// region_demo: the losses of culoss, value and gradient, on a synthetic segmentation batch — on the CPU, and on the GPU too when one is present (built with CUDA).
 //
 // The batch: 2 images of 64x64 with 4 classes (background, a large square, a small disc, and
 // a class absent from image 1), logits from a noisy "model" that is right most of the time.
@@ -65,7 +64,30 @@ const KindRow kKinds[] = {{CULOSS_DICE, "Dice"},
                           {CULOSS_JACCARD, "Jaccard"},
                           {CULOSS_TVERSKY, "Tversky"},
                           {CULOSS_FOCAL_TVERSKY, "FocalTversky"},
-                          {CULOSS_GENERALIZED_DICE, "GeneralizedDice"}};
+                          {CULOSS_GENERALIZED_DICE, "GeneralizedDice"},
+                          {CULOSS_CROSS_ENTROPY, "CrossEntropy"},
+                          {CULOSS_FOCAL, "Focal(softmax)"},
+                          {CULOSS_MARGINAL_CE, "MarginalCE"},
+                          {CULOSS_SUM, "Dice+CE (fused)"}};
+
+bool is_region(culoss_kind k) { return k >= CULOSS_DICE && k <= CULOSS_GENERALIZED_DICE; }
+
+// A descriptor for one row: softmax everywhere; the sum is Dice + 1.0 * cross-entropy.
+culoss_loss make_loss(culoss_kind kind) {
+  culoss_loss l = nullptr;
+  culoss_loss_create(&l, kind);
+  if (kind == CULOSS_FOCAL) culoss_loss_set_int(l, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX);
+  if (kind == CULOSS_SUM) {
+    culoss_loss dice = nullptr, ce = nullptr;
+    culoss_loss_create(&dice, CULOSS_DICE);
+    culoss_loss_create(&ce, CULOSS_CROSS_ENTROPY);
+    culoss_loss_add_term(l, dice, 1.0);
+    culoss_loss_add_term(l, ce, 1.0);
+    culoss_loss_destroy(dice);
+    culoss_loss_destroy(ce);
+  }
+  return l;
+}
 
 // Runs every kind on one device; input/target/grad point to memory on that device.
 bool run_all(const char* device_name, DLDevice dev, void* logits, void* labels, void* grad,
@@ -80,12 +102,11 @@ bool run_all(const char* device_name, DLDevice dev, void* logits, void* labels, 
               device_name, (long long)kN, (long long)kC, (long long)kH, (long long)kW);
   std::printf("  %-16s %12s %12s %14s\n", "loss", "value", "batch=1", "|grad|_2");
   for (const KindRow& k : kKinds) {
-    culoss_loss l = nullptr;
-    culoss_loss_create(&l, k.kind);
-    double values[2];
+    culoss_loss l = make_loss(k.kind);
+    double values[2] = {0.0, 0.0};
     float norm = 0.0f;
-    for (int batch = 0; batch < 2; ++batch) {
-      culoss_loss_set_int(l, CULOSS_PARAM_BATCH, batch);
+    for (int batch = 0; batch < (is_region(k.kind) ? 2 : 1); ++batch) {
+      if (is_region(k.kind)) culoss_loss_set_int(l, CULOSS_PARAM_BATCH, batch);
       culoss_status s = culoss_compute(l, &input, &target, nullptr, &loss_out,
                                        batch ? nullptr : &grad_t, 1.0, nullptr, 0, nullptr);
       if (s != CULOSS_SUCCESS) {
@@ -97,7 +118,10 @@ bool run_all(const char* device_name, DLDevice dev, void* logits, void* labels, 
       values[batch] = loss;
       if (!batch) norm = grad_norm(grad, kN * kC * kH * kW);
     }
-    std::printf("  %-16s %12.6f %12.6f %14.6e\n", k.name, values[0], values[1], norm);
+    if (is_region(k.kind))
+      std::printf("  %-16s %12.6f %12.6f %14.6e\n", k.name, values[0], values[1], norm);
+    else
+      std::printf("  %-16s %12.6f %12s %14.6e\n", k.name, values[0], "-", norm);
     culoss_loss_destroy(l);
   }
   return true;
@@ -131,7 +155,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::printf("culoss %d.%d.%d — region losses and their gradients\n", culoss_version() / 10000,
+  std::printf("culoss %d.%d.%d — losses and their gradients\n", culoss_version() / 10000,
               culoss_version() / 100 % 100, culoss_version() % 100);
   Batch b = make_batch();
   std::vector<float> grad(b.logits.size());

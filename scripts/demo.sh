@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds culoss and runs the region-loss demo: every region loss and its gradient on a
+# Builds culoss and runs the demo: each loss (region, element-wise, a fused sum) and its gradient on a
 # synthetic batch, on the CPU, and on the GPU too when one is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
