@@ -8,6 +8,7 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ "${CULOSS_NEED_GTEST:-0}" = 1 ] && [ ! -f /usr/include/gtest/gtest.h ]; then need+=(libgtest-dev); fi
+if [ "${CULOSS_NEED_BENCH:-0}" = 1 ] && [ ! -f /usr/include/benchmark/benchmark.h ]; then need+=(libbenchmark-dev); fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "culoss: installing ${need[*]}"
   SUDO=""
