@@ -211,6 +211,17 @@ CULOSS_HD void store_as(void* data, DType dt, int64_t i, R v) {
   }
 }
 
+// Computation type of the CUDA kernels: double for float64 inputs, float otherwise (accumulation
+// in fp32 or better). The CPU backend computes in double throughout.
+template <class T>
+struct ComputeType {
+  using type = float;
+};
+template <>
+struct ComputeType<double> {
+  using type = double;
+};
+
 constexpr int dtype_bytes(DType dt) {
   return dt == DType::F64 || dt == DType::I64    ? 8
          : dt == DType::F32 || dt == DType::I32  ? 4

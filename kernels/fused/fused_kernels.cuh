@@ -28,16 +28,6 @@ constexpr int kFinalizeThreads = 256;
 constexpr int kElementThreads = 256;
 constexpr int kInlineTable = 480;  // weights passed by value (kernel arguments stay under 4 KiB)
 
-// Computation type: double for float64 inputs, float otherwise (fp32 accumulation or better).
-template <class T>
-struct ComputeType {
-  using type = float;
-};
-template <>
-struct ComputeType<double> {
-  using type = double;
-};
-
 struct InlineTable {
   double values[kInlineTable];
 };

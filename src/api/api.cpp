@@ -23,14 +23,42 @@ culoss_loss_s& deref(culoss_loss loss) {
 // Validation and planning shared by culoss_workspace_size and culoss_compute.
 struct Prepared {
   Call call;
-  Plan plan;
+  bool lovasz = false;
+  Plan plan;         // every kind but Lovász: a program of terms
+  LovaszPlan lplan;  // Lovász: a sort
+
+  const std::vector<int64_t>& output_shape() const {
+    return lovasz ? lplan.output_shape : plan.output_shape;
+  }
+  size_t workspace_bytes() const {
+    if (!lovasz) return culoss::workspace_bytes(call, plan);
+    return call.backend == Backend::CUDA ? cuda::lovasz_workspace_bytes(call, lplan)
+                                         : kWorkspaceAlign;  // the CPU sorts in host vectors
+  }
+  void run() const {
+    if (call.backend == Backend::CUDA) {
+      if (lovasz)
+        cuda::compute_lovasz(call, lplan);
+      else
+        cuda::compute(call, plan);
+    } else {
+      if (lovasz)
+        cpu::compute_lovasz(call, lplan);
+      else
+        cpu::compute(call, plan);
+    }
+  }
 };
 
 Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
                  const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
   Prepared p;
   p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
-  p.plan = make_plan(p.call);
+  p.lovasz = is_lovasz_kind(loss.kind);
+  if (p.lovasz)
+    p.lplan = make_lovasz_plan(p.call);
+  else
+    p.plan = make_plan(p.call);
   return p;
 }
 
@@ -127,7 +155,7 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
   return guard([&] {
     if (!bytes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "bytes is NULL");
     const Prepared p = prepare(deref(loss), input, target, nullptr, nullptr, 1.0);
-    *bytes = workspace_bytes(p.call, p.plan);
+    *bytes = p.workspace_bytes();
   });
 }
 
@@ -137,18 +165,15 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
                              void* stream) {
   return guard([&] {
     Prepared p = prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale);
-    validate_loss_out(p.call, loss_out, p.plan.output_shape);
-    const size_t required = culoss::workspace_bytes(p.call, p.plan);
+    validate_loss_out(p.call, loss_out, p.output_shape());
+    const size_t required = p.workspace_bytes();
     if (workspace && workspace_bytes < required)
       fail(CULOSS_ERROR_INSUFFICIENT_WORKSPACE, "workspace has ", workspace_bytes,
            " bytes; this call needs ", required, " (see culoss_workspace_size)");
     p.call.workspace = workspace;
     p.call.workspace_bytes = workspace_bytes;
     p.call.stream = stream;
-    if (p.call.backend == Backend::CUDA)
-      cuda::compute(p.call, p.plan);
-    else
-      cpu::compute(p.call, p.plan);
+    p.run();
   });
 }
 

@@ -84,10 +84,9 @@ class Builder {
         return;
       }
       case CULOSS_LOVASZ_HINGE:
-      case CULOSS_LOVASZ_SOFTMAX:
-        fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(d.kind),
-             " is not implemented in this version of culoss (", CULOSS_VERSION_MAJOR, ".",
-             CULOSS_VERSION_MINOR, ".", CULOSS_VERSION_PATCH, ")");
+      case CULOSS_LOVASZ_SOFTMAX:  // a sort-based kind: computed on its own, not as a fused term
+        fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM cannot hold ", kind_name(d.kind),
+             " in this version of culoss: compute it in its own call and add the gradients");
       default: {
         TermSpec& t = push(TK_REGION, d, weight, p.reduction);
         region(t, d, region_kind(d.kind));
@@ -285,6 +284,31 @@ Program bind_weights(const Plan& plan, const double* table) {
 FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype) {
   return FinalizeBuffers{b.stats, b.weights, b.coefs,        b.scale,  b.scratch_a, b.scratch_b,
                          b.ell,   b.wgt,     b.region_value, none_out, none_dtype};
+}
+
+bool is_lovasz_kind(culoss_kind kind) {
+  return kind == CULOSS_LOVASZ_HINGE || kind == CULOSS_LOVASZ_SOFTMAX;
+}
+
+LovaszPlan make_lovasz_plan(const Call& call) {
+  const Params& p = call.loss->params;
+  const Layout& L = call.layout;
+  LovaszPlan lp;
+  lp.shape = LovaszShape{L.N, L.C, L.P, p.per_image != 0};
+  lp.hinge = call.loss->kind == CULOSS_LOVASZ_HINGE;
+  lp.activation = lp.hinge ? ACT_NONE : static_cast<int>(p.activation);
+  lp.reduction = static_cast<int>(p.reduction);
+  lp.classes_all = p.classes == CULOSS_CLASSES_ALL;
+  if (lp.reduction == RED_NONE) {  // one value per problem (the hinge: per channel too)
+    if (lp.hinge)
+      lp.output_shape =
+          lp.shape.per_image ? std::vector<int64_t>{L.N, L.C} : std::vector<int64_t>{L.C};
+    else if (lp.shape.per_image)
+      lp.output_shape = {L.N};
+  }
+  lp.output_count = 1;
+  for (int64_t d : lp.output_shape) lp.output_count *= d;
+  return lp;
 }
 
 }  // namespace culoss

@@ -82,3 +82,23 @@ Program bind_weights(const Plan& plan, const double* table);
 FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype);
 
 }  // namespace culoss
+
+#include "kernels/common/lovasz.cuh"
+
+namespace culoss {
+
+// Lovász kinds replace statistics and finalize with a sort (DESIGN.md §1).
+struct LovaszPlan {
+  LovaszShape shape{};
+  bool hinge = true;
+  int activation = ACT_NONE;
+  int reduction = RED_MEAN;
+  bool classes_all = false;
+  std::vector<int64_t> output_shape;  // empty: one element
+  int64_t output_count = 1;
+};
+
+bool is_lovasz_kind(culoss_kind kind);
+LovaszPlan make_lovasz_plan(const Call& call);
+
+}  // namespace culoss

@@ -7,5 +7,9 @@
 namespace culoss::cpu {
 
 void compute(const Call& call, const Plan& plan);
+void compute_lovasz(const Call& call, const LovaszPlan& plan);
+
+// CHECK_TARGETS=1: refuses the call before anything is written.
+void check_targets(const Call& call);
 
 }  // namespace culoss::cpu

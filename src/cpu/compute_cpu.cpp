@@ -9,7 +9,6 @@
 #include "kernels/common/passes.cuh"
 
 namespace culoss::cpu {
-namespace {
 
 void check_targets(const Call& call) {
   const TargetView tv = call.target_view();
@@ -30,6 +29,8 @@ void check_targets(const Call& call) {
     for (int64_t i = 0; i < call.pixel_weight.numel; ++i)
       if (!pixel_weight_is_valid(w[i])) fail_invalid_pixel_weight(i, w[i]);
 }
+
+namespace {
 
 ElementArgs element_args(const Call& call) {
   return ElementArgs{call.layout, call.target_view(), call.pixel_weight_data()};

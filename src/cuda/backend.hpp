@@ -8,5 +8,10 @@ namespace culoss::cuda {
 
 bool available();  // built with CUDA (a device may still be absent)
 void compute(const Call& call, const Plan& plan);
+void compute_lovasz(const Call& call, const LovaszPlan& plan);
+size_t lovasz_workspace_bytes(const Call& call, const LovaszPlan& plan);  // queries CUB
+
+// CHECK_TARGETS on the device (synchronizes); `slots` are 2 words of workspace.
+void check_targets_on_device(const Call& call, unsigned long long* slots, void* stream);
 
 }  // namespace culoss::cuda

@@ -25,15 +25,18 @@ int64_t grid_for(int64_t work, int threads) {
   return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, kMaxGridBlocks));
 }
 
-void check_targets(const Call& call, const Buffers& b, cudaStream_t stream) {
-  check(cudaMemsetAsync(b.check, 0xff, 2 * sizeof(unsigned long long), stream), "cudaMemsetAsync");
+}  // namespace
+
+void check_targets_on_device(const Call& call, unsigned long long* slots, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  check(cudaMemsetAsync(slots, 0xff, 2 * sizeof(unsigned long long), stream), "cudaMemsetAsync");
   const int64_t work = std::max(call.target.numel, call.pixel_weight.numel);
   check_targets_kernel<<<grid_for(work, 256), 256, 0, stream>>>(
       call.target_view(), call.layout.C, call.target.numel, call.pixel_weight_data(),
-      call.pixel_weight.present ? call.pixel_weight.numel : 0, b.check);
+      call.pixel_weight.present ? call.pixel_weight.numel : 0, slots);
   check(cudaGetLastError(), "check_targets_kernel launch");
   unsigned long long first_bad[2];
-  check(cudaMemcpyAsync(first_bad, b.check, sizeof(first_bad), cudaMemcpyDeviceToHost, stream),
+  check(cudaMemcpyAsync(first_bad, slots, sizeof(first_bad), cudaMemcpyDeviceToHost, stream),
         "cudaMemcpyAsync");
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (CHECK_TARGETS)");
   if (first_bad[0] != ULLONG_MAX) {
@@ -56,6 +59,8 @@ void check_targets(const Call& call, const Buffers& b, cudaStream_t stream) {
     fail_invalid_pixel_weight(i, w);
   }
 }
+
+namespace {
 
 // The weight table reaches the device through kernel arguments when it fits (graph-capturable),
 // else through a copy from host memory.
@@ -163,7 +168,7 @@ void compute(const Call& call, const Plan& plan) {
   }
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
-  if (call.check_targets) check_targets(call, b, stream);  // before anything is written
+  if (call.check_targets) check_targets_on_device(call, b.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);
   const Program prog = bind_weights(plan, b.weights);
   dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, plan, prog, b, stream); });

@@ -606,41 +606,9 @@ TEST(ApiDescriptor, SumOfASumFlattens) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// kinds this version does not compute
+// what this version does not compute
 
-class ApiNotImplemented : public ::testing::TestWithParam<culoss_kind> {};
-
-TEST_P(ApiNotImplemented, ComputeIsNotSupported) {
-  const culoss_kind kind = GetParam();
-  Loss loss(kind);
-  ASSERT_NE(nullptr, loss.h);
-  // Valid tensors for every kind: logits and a dense 0/1 target.
-  TestTensor input({2, 3, 4}, f32()), target({2, 3, 4}, f32()), out({}, f32()),
-      grad({2, 3, 4}, f32());
-  fill_logits(input);
-  for (int64_t i = 0; i < target.numel(); ++i) target.set(i, (i % 3 == 0) ? 1.0 : 0.0);
-  out.fill(kSentinel);
-  grad.fill(kSentinel);
-  Untouched untouched;
-  untouched.watch(out, "loss_out");
-  untouched.watch(grad, "grad_input");
-  EXPECT_REFUSED(culoss_compute(loss, input.dl(), target.dl(), nullptr, out.dl(), grad.dl(), 1.0,
-                                nullptr, 0, nullptr),
-                 CULOSS_ERROR_NOT_SUPPORTED, kind_name(kind));
-  size_t bytes = 4242;
-  EXPECT_REFUSED(culoss_workspace_size(loss, input.dl(), target.dl(), &bytes),
-                 CULOSS_ERROR_NOT_SUPPORTED, kind_name(kind));
-  EXPECT_EQ(4242u, bytes);
-  untouched.check();
-}
-
-INSTANTIATE_TEST_SUITE_P(ApiDescriptor, ApiNotImplemented,
-                         ::testing::Values(CULOSS_LOVASZ_HINGE, CULOSS_LOVASZ_SOFTMAX),
-                         [](const ::testing::TestParamInfo<culoss_kind>& info) {
-                           return std::string(kind_name(info.param)).substr(7);
-                         });
-
-// A Lovász term inside a SUM is refused the same way.
+// Every kind computes; a Lovász term inside a SUM is refused (a sort-based kind is not fused).
 TEST(ApiNotImplementedSum, LovaszTermIsNotSupported) {
   Loss sum(CULOSS_SUM), lovasz(CULOSS_LOVASZ_SOFTMAX), dice(CULOSS_DICE);
   ASSERT_OK(culoss_loss_add_term(sum, dice, 1.0));

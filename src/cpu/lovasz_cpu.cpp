@@ -1,0 +1,127 @@
+// CPU backend of the Lovász losses: per segment, the counted items sorted by error (descending,
+// ties by element index), then the Jaccard gradient along the order. Double precision; the sort
+// buffers are host vectors.
+#include <algorithm>
+#include <vector>
+
+#include "core/dispatch.hpp"
+#include "cpu/backend.hpp"
+
+namespace culoss::cpu {
+namespace {
+
+struct SortItem {
+  double e;
+  int64_t element;
+  bool fg;
+};
+
+}  // namespace
+
+void compute_lovasz(const Call& call, const LovaszPlan& lp) {
+  if (call.check_targets) check_targets(call);
+  const Layout& L = call.layout;
+  const LovaszShape& sh = lp.shape;
+  const int64_t numel = call.input.numel, segments = sh.segments();
+  const TargetView tv = call.target_view();
+
+  // Every element's item (its segment is implied by its image and class).
+  std::vector<LovaszItem<double>> items(static_cast<size_t>(numel));
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* x = static_cast<const T*>(call.input.data);
+    for (int64_t n = 0; n < L.N; ++n)
+      for (int64_t q = 0; q < L.P; ++q)
+        lovasz_pixel<double>(
+            lp.hinge, lp.activation, L, tv, call.pixel_weight_data(), x, n, q,
+            [&](int64_t, int64_t e, const LovaszItem<double>& it) { items[e] = it; });
+  });
+
+  // Per segment: sort, Jaccard gradient g of every item, the segment's loss.
+  std::vector<double> seg_loss(static_cast<size_t>(segments), 0.0), seg_gts(seg_loss);
+  std::vector<double> slope_g(static_cast<size_t>(numel), 0.0);  // g · d(error)/d(p or x)
+  std::vector<SortItem> order;
+  for (int64_t seg = 0; seg < segments; ++seg) {
+    const int64_t problem = seg / L.C, c = seg % L.C;
+    order.clear();
+    for (int64_t n = sh.per_image ? problem : 0; n < (sh.per_image ? problem + 1 : L.N); ++n)
+      for (int64_t q = 0; q < L.P; ++q) {
+        const int64_t e = L.base(n, q) + c * L.class_stride();
+        if (items[e].counted) order.push_back(SortItem{items[e].e, e, items[e].fg});
+      }
+    std::sort(order.begin(), order.end(), [](const SortItem& a, const SortItem& b) {
+      return a.e != b.e ? a.e > b.e : a.element < b.element;
+    });
+    double gts = 0.0;
+    for (const SortItem& it : order) gts += it.fg ? 1.0 : 0.0;
+    double cum_t = 0.0, cum_f = 0.0, loss = 0.0;
+    for (const SortItem& it : order) {
+      (it.fg ? cum_t : cum_f) += 1.0;
+      const double g = lovasz_grad(gts, cum_t, cum_f, it.fg);
+      loss += (lp.hinge ? max_r(it.e, 0.0) : it.e) * g;
+      slope_g[it.element] = g * lovasz_error_slope(lp.hinge, items[it.element]);
+    }
+    seg_loss[seg] = loss;
+    seg_gts[seg] = gts;
+  }
+
+  // Segment weights (value) and the loss.
+  const int64_t problems = sh.problems();
+  std::vector<double> weight(static_cast<size_t>(segments));
+  for (int64_t seg = 0; seg < segments; ++seg) {
+    const int64_t problem = seg / L.C;
+    int64_t present = 0;
+    for (int64_t c = 0; c < L.C; ++c)
+      if (lp.classes_all || seg_gts[problem * L.C + c] > 0.0) ++present;
+    weight[seg] = lovasz_segment_weight(lp.hinge, lp.reduction, lp.classes_all, seg_gts[seg],
+                                        present, problems, segments);
+  }
+  void* out = call.loss_out.data;
+  if (lp.reduction == RED_NONE) {
+    if (lp.hinge) {
+      for (int64_t seg = 0; seg < segments; ++seg)
+        store_as(out, call.loss_out.dtype, seg, seg_loss[seg]);
+    } else {
+      for (int64_t pr = 0; pr < problems; ++pr) {
+        double v = 0.0;
+        for (int64_t c = 0; c < L.C; ++c) v += weight[pr * L.C + c] * seg_loss[pr * L.C + c];
+        store_as(out, call.loss_out.dtype, pr, v);
+      }
+    }
+  } else {
+    double total = 0.0;
+    for (int64_t seg = 0; seg < segments; ++seg) total += weight[seg] * seg_loss[seg];
+    store_as(out, call.loss_out.dtype, 0, total);
+  }
+  if (!call.grad.present) return;
+
+  // Gradient: the hinge's slope is d/dx already; the softmax's goes through the activation.
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    auto write = [&](auto* grad) {
+      using G = std::remove_pointer_t<decltype(grad)>;
+      std::vector<double> G_c(static_cast<size_t>(L.C));
+      for (int64_t n = 0; n < L.N; ++n)
+        for (int64_t q = 0; q < L.P; ++q) {
+          const int64_t base = L.base(n, q), stride = L.class_stride();
+          double dot = 0.0;
+          for (int64_t c = 0; c < L.C; ++c) {
+            const int64_t e = base + c * stride;
+            G_c[c] = call.grad_scale * weight[sh.segment(n, c)] * slope_g[e];
+            dot += items[e].p * G_c[c];
+          }
+          for (int64_t c = 0; c < L.C; ++c) {
+            const int64_t e = base + c * stride;
+            const bool softmax = !lp.hinge && lp.activation == ACT_SOFTMAX;
+            grad[e] = StoreAs<G>::from(softmax ? items[e].p * (G_c[c] - dot) : G_c[c]);
+          }
+        }
+    };
+    if (call.grad.dtype == DType::F32)
+      write(static_cast<float*>(call.grad.data));
+    else
+      write(static_cast<T*>(call.grad.data));
+  });
+}
+
+}  // namespace culoss::cpu
