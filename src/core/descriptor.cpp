@@ -86,6 +86,7 @@ void check_flag(const char* name, int64_t v) {
 bool activation_allowed(culoss_kind kind, int64_t a) {
   switch (kind) {
     case CULOSS_BCE:
+    case CULOSS_COMBO:  // binary cross-entropy + Dice on per-element probabilities
       return a == CULOSS_ACTIVATION_NONE || a == CULOSS_ACTIVATION_SIGMOID;
     case CULOSS_CROSS_ENTROPY:
     case CULOSS_MARGINAL_CE:
