@@ -1,9 +1,12 @@
-// Call plumbing for the region-loss tests (DICE, JACCARD, TVERSKY, FOCAL_TVERSKY,
-// GENERALIZED_DICE): describe a call with plain values (RegionCase), run culoss_compute on CPU
-// tensors through the public API only, and get the loss values and the gradient back as doubles.
+// Call plumbing for the loss tests (region losses DICE, JACCARD, TVERSKY, FOCAL_TVERSKY,
+// GENERALIZED_DICE; element-wise BCE, CROSS_ENTROPY, FOCAL, COMBO, MARGINAL_CE): describe a call
+// with plain values (RegionCase), run culoss_compute on CPU tensors through the public API only,
+// and get the loss values and the gradient back as doubles.
 // RegionOptions/configure()/loss_shape()/describe_case() do not depend on the device and can be
 // reused by a CUDA test that builds device tensors itself; run_region() is the CPU path.
-// Companions: region_random.hpp (seeded random cases), region_check.hpp (reference comparison).
+// Companions: region_random.hpp (seeded random cases), region_check.hpp (reference comparison);
+// elementwise_check.hpp does the same for the element-wise kinds. run_with() runs a descriptor the
+// caller built (a CULOSS_SUM) on the tensors of a case.
 #pragma once
 
 #include <culoss/culoss.h>
@@ -39,13 +42,26 @@ struct RegionOptions {
   bool skip_empty = false;
   int average = CULOSS_AVERAGE_MACRO;  // not GENERALIZED_DICE
   bool check_targets = true;
+  // Element-wise kinds (alpha/gamma above also serve FOCAL and COMBO).
+  std::vector<double> pos_weight;   // BCE; empty: not set (all 1)
+  int class_balance = CULOSS_BALANCE_NONE;  // BCE
+  double label_smoothing = 0.0;     // BCE, CROSS_ENTROPY
+  double ce_ratio = 0.5;            // COMBO
 };
 
 inline RegionOptions default_options(culoss_kind kind) {
   RegionOptions o;
   o.kind = kind;
   if (kind == CULOSS_FOCAL_TVERSKY) { o.alpha = 0.3; o.beta = 0.7; o.gamma = 0.75; }
+  if (kind == CULOSS_BCE || kind == CULOSS_FOCAL || kind == CULOSS_COMBO)
+    o.activation = CULOSS_ACTIVATION_SIGMOID;
+  if (kind == CULOSS_FOCAL) { o.alpha = 0.25; o.gamma = 2.0; }
   return o;
+}
+
+inline bool is_elementwise_kind(culoss_kind k) {
+  return k == CULOSS_BCE || k == CULOSS_CROSS_ENTROPY || k == CULOSS_FOCAL || k == CULOSS_COMBO ||
+         k == CULOSS_MARGINAL_CE;
 }
 
 inline bool is_region_kind(culoss_kind k) {
@@ -53,8 +69,36 @@ inline bool is_region_kind(culoss_kind k) {
          k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE;
 }
 
-// Whether a parameter applies to a region kind (DESIGN.md §2 and docs/SEMANTICS.md).
+// Whether a parameter applies to an element-wise kind (DESIGN.md §2, docs/SEMANTICS.md).
+inline bool elementwise_param_applies(culoss_kind k, culoss_param p) {
+  switch (p) {
+    case CULOSS_PARAM_ACTIVATION:
+    case CULOSS_PARAM_CLASS_AXIS:
+    case CULOSS_PARAM_REDUCTION:
+    case CULOSS_PARAM_IGNORE_INDEX:
+    case CULOSS_PARAM_CHECK_TARGETS: return true;
+    case CULOSS_PARAM_CLASS_WEIGHTS: return k != CULOSS_MARGINAL_CE;
+    case CULOSS_PARAM_POS_WEIGHT:
+    case CULOSS_PARAM_CLASS_BALANCE: return k == CULOSS_BCE;
+    case CULOSS_PARAM_LABEL_SMOOTHING: return k == CULOSS_BCE || k == CULOSS_CROSS_ENTROPY;
+    case CULOSS_PARAM_ALPHA: return k == CULOSS_FOCAL || k == CULOSS_COMBO;
+    case CULOSS_PARAM_GAMMA: return k == CULOSS_FOCAL;
+    case CULOSS_PARAM_CE_RATIO:
+    case CULOSS_PARAM_SMOOTH_NR:
+    case CULOSS_PARAM_SMOOTH_DR:
+    case CULOSS_PARAM_SQUARED_DENOMINATOR:
+    case CULOSS_PARAM_BATCH:
+    case CULOSS_PARAM_INCLUDE_BACKGROUND:
+    case CULOSS_PARAM_SKIP_EMPTY:
+    case CULOSS_PARAM_AVERAGE: return k == CULOSS_COMBO;  // its Dice part
+    default: return false;
+  }
+}
+
+// Whether a parameter applies to a region kind (DESIGN.md §2 and docs/SEMANTICS.md), or, for an
+// element-wise kind, elementwise_param_applies.
 inline bool param_applies(culoss_kind k, culoss_param p) {
+  if (is_elementwise_kind(k)) return elementwise_param_applies(k, p);
   switch (p) {
     case CULOSS_PARAM_SQUARED_DENOMINATOR: return k == CULOSS_DICE || k == CULOSS_JACCARD;
     case CULOSS_PARAM_ALPHA:
@@ -98,6 +142,7 @@ inline culoss_status configure(culoss_loss h, const RegionOptions& o, std::strin
       {CULOSS_PARAM_SKIP_EMPTY, o.skip_empty ? 1 : 0, "SKIP_EMPTY"},
       {CULOSS_PARAM_AVERAGE, o.average, "AVERAGE"},
       {CULOSS_PARAM_CHECK_TARGETS, o.check_targets ? 1 : 0, "CHECK_TARGETS"},
+      {CULOSS_PARAM_CLASS_BALANCE, o.class_balance, "CLASS_BALANCE"},
   };
   for (const IntP& ip : ints) {
     if (!param_applies(o.kind, ip.p)) continue;
@@ -110,6 +155,8 @@ inline culoss_status configure(culoss_loss h, const RegionOptions& o, std::strin
       {CULOSS_PARAM_ALPHA, o.alpha, "ALPHA"},
       {CULOSS_PARAM_BETA, o.beta, "BETA"},
       {CULOSS_PARAM_GAMMA, o.gamma, "GAMMA"},
+      {CULOSS_PARAM_LABEL_SMOOTHING, o.label_smoothing, "LABEL_SMOOTHING"},
+      {CULOSS_PARAM_CE_RATIO, o.ce_ratio, "CE_RATIO"},
   };
   for (const FloatP& fp : floats) {
     if (!param_applies(o.kind, fp.p)) continue;
@@ -119,6 +166,11 @@ inline culoss_status configure(culoss_loss h, const RegionOptions& o, std::strin
     st = culoss_loss_set_floats(h, CULOSS_PARAM_CLASS_WEIGHTS, o.class_weights.data(),
                                 static_cast<int64_t>(o.class_weights.size()));
     if (st != CULOSS_SUCCESS) return fail("CLASS_WEIGHTS");
+  }
+  if (!o.pos_weight.empty()) {
+    st = culoss_loss_set_floats(h, CULOSS_PARAM_POS_WEIGHT, o.pos_weight.data(),
+                                static_cast<int64_t>(o.pos_weight.size()));
+    if (st != CULOSS_SUCCESS) return fail("POS_WEIGHT");
   }
   return CULOSS_SUCCESS;
 }
@@ -160,7 +212,11 @@ inline int64_t num_classes(const RegionCase& rc) {
 // Shape of loss_out per SEMANTICS.md ({} = one element).
 inline std::vector<int64_t> loss_shape(const RegionCase& rc) {
   const RegionOptions& o = rc.opt;
-  if (o.reduction != CULOSS_REDUCTION_NONE) return {};
+  if (o.reduction != CULOSS_REDUCTION_NONE || o.kind == CULOSS_SUM) return {};
+  if (o.kind == CULOSS_BCE || (o.kind == CULOSS_FOCAL && o.activation != CULOSS_ACTIVATION_SOFTMAX))
+    return rc.shape;  // per element
+  if (o.kind == CULOSS_CROSS_ENTROPY || o.kind == CULOSS_FOCAL || o.kind == CULOSS_MARGINAL_CE)
+    return without_axis(rc.shape, o.class_axis);  // per pixel
   const bool pooled = o.kind == CULOSS_GENERALIZED_DICE || o.average == CULOSS_AVERAGE_MICRO;
   const int64_t N = rc.shape[0], C = num_classes(rc);
   if (pooled) return o.batch ? std::vector<int64_t>{} : std::vector<int64_t>{N};
@@ -199,17 +255,11 @@ struct RunResult {
   bool ok() const { return status == CULOSS_SUCCESS; }
 };
 
-// Builds the tensors of `rc`, runs culoss_compute once on the CPU and reads the outputs back.
-inline RunResult run_region(const RegionCase& rc, const RunConfig& cfg = RunConfig()) {
+// Builds the tensors of `rc` and runs culoss_compute once on the CPU with the descriptor `loss`
+// as given (rc.opt is only used for the tensor shapes: class axis, and the loss_out shape); reads
+// the outputs back.
+inline RunResult run_with(culoss_loss loss, const RegionCase& rc, const RunConfig& cfg = RunConfig()) {
   RunResult res;
-  testing_util::Loss loss(rc.opt.kind);
-  if (loss.h == nullptr) {
-    res.error = std::string("culoss_loss_create failed: ") + culoss_last_error();
-    return res;
-  }
-  res.status = configure(loss, rc.opt, &res.error);
-  if (res.status != CULOSS_SUCCESS) return res;
-
   TestTensor in(rc.shape, rc.input_dtype);
   for (int64_t i = 0; i < in.numel() && i < static_cast<int64_t>(rc.input.size()); ++i)
     in.set(i, rc.input[static_cast<size_t>(i)]);
@@ -280,6 +330,19 @@ inline RunResult run_region(const RegionCase& rc, const RunConfig& cfg = RunConf
   return res;
 }
 
+// Builds the descriptor of rc.opt and runs it on the tensors of `rc` (see run_with).
+inline RunResult run_region(const RegionCase& rc, const RunConfig& cfg = RunConfig()) {
+  RunResult res;
+  testing_util::Loss loss(rc.opt.kind);
+  if (loss.h == nullptr) {
+    res.error = std::string("culoss_loss_create failed: ") + culoss_last_error();
+    return res;
+  }
+  res.status = configure(loss, rc.opt, &res.error);
+  if (res.status != CULOSS_SUCCESS) return res;
+  return run_with(loss, rc, cfg);
+}
+
 inline std::string describe_case(const RegionCase& rc) {
   std::ostringstream os;
   const RegionOptions& o = rc.opt;
@@ -293,6 +356,8 @@ inline std::string describe_case(const RegionCase& rc) {
      << " sq=" << o.squared << " skip_empty=" << o.skip_empty << " smooth=(" << o.smooth_nr << ","
      << o.smooth_dr << ") a=" << o.alpha << " b=" << o.beta << " g=" << o.gamma
      << " wt=" << o.weight_type << " check=" << o.check_targets << " scale=" << rc.grad_scale
+     << " posw=" << o.pos_weight.size() << " balance=" << o.class_balance
+     << " ls=" << o.label_smoothing << " ce_ratio=" << o.ce_ratio
      << " in_dtype=(" << int(rc.input_dtype.code) << "," << int(rc.input_dtype.bits) << ")";
   return os.str();
 }
