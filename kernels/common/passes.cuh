@@ -64,10 +64,18 @@ CULOSS_HD ClassProb<R> class_prob(int activation, const PixelActivation<R>& soft
     cp.live = true;
     return cp;
   }
-  const R lo = R(kProbClamp), hi = R(1) - R(kProbClamp);
-  cp.live = xc >= lo && xc <= hi;
-  cp.p = xc < lo ? lo : (xc > hi ? hi : xc);
-  cp.logp = log_r(cp.p);
+  const double xd = static_cast<double>(xc);  // bounds in double, as in binary_prob
+  cp.live = xd >= kProbClamp && xd <= 1.0 - kProbClamp;
+  if (xd < kProbClamp) {
+    cp.p = R(kProbClamp);
+    cp.logp = R(kLogProbClamp);
+  } else if (xd > 1.0 - kProbClamp) {
+    cp.p = R(1.0 - kProbClamp);
+    cp.logp = R(kLog1mProbClamp);
+  } else {
+    cp.p = xc;
+    cp.logp = log_r(xc);
+  }
   return cp;
 }
 

@@ -69,6 +69,8 @@ CULOSS_HD bool is_softmax_style(const TermSpec& t) { return t.activation == ACT_
 // ---- probabilities of a binary (per-element) term --------------------------------------------
 
 constexpr double kProbClamp = 1e-7;  // ACTIVATION_NONE: p is clamped to [1e-7, 1 − 1e-7]
+constexpr double kLogProbClamp = -16.11809565095832;       // log(1e-7)
+constexpr double kLog1mProbClamp = -1.0000000500000033e-07;  // log(1 − 1e-7)
 
 template <class R>
 struct BinaryProb {
@@ -88,12 +90,26 @@ CULOSS_HD BinaryProb<R> binary_prob(int activation, R x) {
     b.live = true;
     return b;
   }
-  const R lo = R(kProbClamp), hi = R(1) - R(kProbClamp);
-  b.live = x >= lo && x <= hi;
-  b.p = x < lo ? lo : (x > hi ? hi : x);
-  b.q = R(1) - b.p;
-  b.logp = log_r(b.p);
-  b.logq = log1p_r(-b.p);
+  // The bounds are compared and their logs taken in double: in float, 1 − 1e-7 would round to
+  // 1 − 1.19e-7 and the clamped loss would differ between backends.
+  const double xd = static_cast<double>(x);
+  b.live = xd >= kProbClamp && xd <= 1.0 - kProbClamp;
+  if (xd < kProbClamp) {
+    b.p = R(kProbClamp);
+    b.q = R(1.0 - kProbClamp);
+    b.logp = R(kLogProbClamp);
+    b.logq = R(kLog1mProbClamp);
+  } else if (xd > 1.0 - kProbClamp) {
+    b.p = R(1.0 - kProbClamp);
+    b.q = R(kProbClamp);
+    b.logp = R(kLog1mProbClamp);
+    b.logq = R(kLogProbClamp);
+  } else {
+    b.p = x;
+    b.q = R(1) - x;
+    b.logp = log_r(x);
+    b.logq = log1p_r(-x);
+  }
   return b;
 }
 

@@ -28,11 +28,17 @@
 #include <vector>
 
 #include "common/test_tensor.hpp"
+#include "cuda/compare.hpp"
+#include "cuda/cuda_run.hpp"
 #include "cuda/cuda_tensor.hpp"
 
 namespace {
 
 using testing_util::bf16;
+using testing_util::CallData;
+using testing_util::close;
+using testing_util::cuda_view;
+using testing_util::CudaRunOptions;
 using testing_util::CudaStream;
 using testing_util::CudaTensor;
 using testing_util::f16;
@@ -41,9 +47,15 @@ using testing_util::f64;
 using testing_util::i32;
 using testing_util::i64;
 using testing_util::Loss;
+using testing_util::offsets;
 using testing_util::PinnedBuffer;
+using testing_util::RunResult;
+using testing_util::same_bits;
+using testing_util::still_poisoned;
 using testing_util::TestTensor;
+using testing_util::Tol;
 using testing_util::u8;
+using testing_util::Ws;
 
 // ---------------------------------------------------------------------------------------------
 // Cases
@@ -374,15 +386,6 @@ bool configure(culoss_loss h, const Problem& p) {
 // Running a problem
 // ---------------------------------------------------------------------------------------------
 
-struct RunResult {
-  culoss_status status = CULOSS_ERROR_INTERNAL;
-  std::string error;
-  TestTensor loss, grad;
-  bool guards_ok = true;
-  bool host_loss_ready = true;  // a kDLCPU loss_out held its final value when the call returned
-  size_t workspace_bytes = 0;
-};
-
 void run_cpu(Problem& p, culoss_loss h, RunResult* r, bool with_grad = true) {
   r->loss = TestTensor(p.loss_shape, p.c.loss_dtype);
   r->loss.poison();
@@ -394,239 +397,28 @@ void run_cpu(Problem& p, culoss_loss h, RunResult* r, bool with_grad = true) {
   r->error = culoss_last_error();
 }
 
-enum class Ws { Null, Exact, ExactMisaligned, Short, Large };
-
-struct CudaRunOptions {
-  bool host_loss_out = false;
-  uint64_t off_in = 0, off_tg = 0, off_w = 0, off_loss = 0, off_grad = 0;
-  cudaStream_t stream = nullptr;
-  Ws ws = Ws::Null;
-  uint64_t ws_misalign = 0;
-  bool in_place = false;         // grad_input is the input's own DLTensor
-  bool in_place_copy = false;    // grad_input is a separate DLTensor describing the input's buffer
-  bool with_grad = true;
-  int device_id = 0;
-};
-
-CudaRunOptions offsets(uint64_t all) {
-  CudaRunOptions o;
-  o.off_in = o.off_tg = o.off_w = o.off_loss = o.off_grad = all;
-  return o;
+CallData call_data(const Problem& p) {
+  CallData d;
+  d.input = &p.input;
+  d.target = &p.target;
+  d.weight = p.has_weight ? &p.weight : nullptr;
+  d.loss_shape = p.loss_shape;
+  d.loss_dtype = p.c.loss_dtype;
+  d.grad_dtype = grad_dtype(p.c);
+  d.grad_scale = p.c.grad_scale;
+  return d;
 }
 
 void run_cuda(Problem& p, culoss_loss h, const CudaRunOptions& o, RunResult* r) {
-  const int dev = o.device_id;
-  CudaTensor din(p.input, o.off_in, dev), dtg(p.target, o.off_tg, dev);
-  std::unique_ptr<CudaTensor> dw;
-  if (p.has_weight) dw = std::make_unique<CudaTensor>(p.weight, o.off_w, dev);
-  CudaTensor dloss(p.loss_shape, p.c.loss_dtype, o.off_loss, dev);
-  dloss.poison();
-  CudaTensor dgrad(p.c.shape, grad_dtype(p.c), o.off_grad, dev);
-  dgrad.poison();
-  TestTensor hloss(p.loss_shape, p.c.loss_dtype);
-  hloss.poison();
-
-  size_t ws = 0;
-  if (o.ws != Ws::Null) {
-    ASSERT_EQ(CULOSS_SUCCESS, culoss_workspace_size(h, din.dl(), dtg.dl(), &ws)) << culoss_last_error();
-  }
-  r->workspace_bytes = ws;
-  std::unique_ptr<CudaTensor> wsbuf;
-  void* wsp = nullptr;
-  size_t wsn = 0;
-  switch (o.ws) {
-    case Ws::Null: break;
-    case Ws::Exact:
-    case Ws::ExactMisaligned:
-      wsbuf = std::make_unique<CudaTensor>(std::vector<int64_t>{static_cast<int64_t>(ws)}, u8(),
-                                           o.ws == Ws::ExactMisaligned ? o.ws_misalign : 0, dev);
-      wsp = wsbuf->data_ptr();
-      wsn = ws;
-      break;
-    case Ws::Short:
-      ASSERT_GT(ws, 0u) << "region losses need a workspace for their statistics";
-      wsbuf = std::make_unique<CudaTensor>(std::vector<int64_t>{static_cast<int64_t>(ws - 1)}, u8(), 0, dev);
-      wsp = wsbuf->data_ptr();
-      wsn = ws - 1;
-      break;
-    case Ws::Large:
-      wsbuf = std::make_unique<CudaTensor>(std::vector<int64_t>{static_cast<int64_t>(ws + 4096)}, u8(), 0, dev);
-      wsp = wsbuf->data_ptr();
-      wsn = ws + 4096;
-      break;
-  }
-  CUDA_ASSERT_OK(cudaDeviceSynchronize());
-
-  DLTensor* loss_dl = o.host_loss_out ? hloss.dl() : dloss.dl();
-  DLTensor in_copy = *din.dl();
-  DLTensor* grad_dl = nullptr;
-  if (o.with_grad) grad_dl = o.in_place ? din.dl() : o.in_place_copy ? &in_copy : dgrad.dl();
-  r->status = culoss_compute(h, din.dl(), dtg.dl(), dw ? dw->dl() : nullptr, loss_dl, grad_dl,
-                             p.c.grad_scale, wsp, wsn, o.stream);
-  r->error = culoss_last_error();
-  const TestTensor hloss_at_return = hloss;
-  CUDA_ASSERT_OK(cudaGetLastError());
-  CUDA_ASSERT_OK(cudaDeviceSynchronize());
-  if (o.host_loss_out) {
-    r->loss = hloss;
-    r->host_loss_ready = hloss_at_return.bytes == hloss.bytes;
-  } else {
-    r->loss = dloss.download();
-  }
-  r->grad = (o.in_place || o.in_place_copy) ? din.download() : dgrad.download();
-  r->guards_ok = din.guards_intact() && dtg.guards_intact() && (!dw || dw->guards_intact()) &&
-                 dloss.guards_intact() && dgrad.guards_intact() && (!wsbuf || wsbuf->guards_intact());
-  if (!o.host_loss_out) {
-    // The host loss_out was not passed; the device one was. Nothing may write the host one.
-    TestTensor fresh(p.loss_shape, p.c.loss_dtype);
-    fresh.poison();
-    EXPECT_EQ(fresh.bytes, hloss.bytes);
-  } else {
-    // The device loss_out was not passed; it must still be poisoned.
-    TestTensor d = dloss.download();
-    TestTensor fresh(p.loss_shape, p.c.loss_dtype);
-    fresh.poison();
-    EXPECT_EQ(0, std::memcmp(fresh.bytes.data(), d.bytes.data(), static_cast<size_t>(d.numel() * d.elem_size())));
-  }
-}
-
-// A kDLCUDA view on device memory the caller owns (`shape` must outlive the view).
-DLTensor cuda_view(void* data, uint64_t byte_offset, const std::vector<int64_t>& shape, DLDataType dtype,
-                   int device_id = 0) {
-  DLTensor t{};
-  t.data = data;
-  t.device = DLDevice{kDLCUDA, device_id};
-  t.ndim = static_cast<int32_t>(shape.size());
-  t.dtype = dtype;
-  t.shape = const_cast<int64_t*>(shape.data());
-  t.strides = nullptr;
-  t.byte_offset = byte_offset;
-  return t;
+  testing_util::run_cuda(call_data(p), h, o, r);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Comparisons
 // ---------------------------------------------------------------------------------------------
 
-struct Fmt {
-  int mant;  // explicit mantissa bits
-  int emin;  // exponent of the smallest normal
-};
-Fmt fmt_of(DLDataType d) {
-  if (d.code == kDLBfloat) return {7, -126};
-  if (d.bits == 16) return {10, -14};
-  if (d.bits == 32) return {23, -126};
-  return {52, -1022};
-}
-double ulp(Fmt f, double x) {
-  x = std::fabs(x);
-  int e = (x > 0.0 && std::isfinite(x)) ? std::ilogb(x) : f.emin;
-  e = std::max(e, f.emin);
-  return std::ldexp(1.0, e - f.mant);
-}
-
-struct Tol {
-  double rtol = 0.0;       // of |ref|
-  double atol = 0.0;       // absolute
-  double atol_frac = 0.0;  // of max |ref| over the tensor (cancellation in softmax gradients)
-  double ulps = 0.0;       // ulps of `fmt` at |ref|
-  Fmt fmt{52, -1022};
-};
-
-::testing::AssertionResult close(const TestTensor& ref, const TestTensor& got, const Tol& tol, const char* what) {
-  if (ref.numel() != got.numel())
-    return ::testing::AssertionFailure() << what << ": " << got.numel() << " elements, expected " << ref.numel();
-  double maxabs = 0.0;
-  for (int64_t i = 0; i < ref.numel(); ++i)
-    if (std::isfinite(ref.get(i))) maxabs = std::max(maxabs, std::fabs(ref.get(i)));
-  int64_t bad = 0;
-  double worst = 0.0;
-  std::ostringstream os;
-  os << std::setprecision(17);
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double r = ref.get(i), g = got.get(i);
-    const double lim = tol.rtol * std::fabs(r) + tol.atol + tol.atol_frac * maxabs + tol.ulps * ulp(tol.fmt, r);
-    bool ok;
-    if (std::isnan(r) || std::isnan(g)) ok = false;
-    else if (std::isinf(r) || std::isinf(g)) ok = r == g;
-    else ok = std::fabs(g - r) <= lim;
-    if (!ok) {
-      if (bad < 8) os << "\n  [" << i << "] cpu " << r << "  cuda " << g << "  |diff| " << std::fabs(g - r) << " > " << lim;
-      if (std::isfinite(r) && std::isfinite(g) && lim > 0) worst = std::max(worst, std::fabs(g - r) / lim);
-      ++bad;
-    }
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << ref.numel()
-                                       << " elements differ (max |cpu| " << maxabs << ", worst "
-                                       << worst << "x the tolerance)" << os.str();
-}
-
-::testing::AssertionResult same_bits(const TestTensor& a, const TestTensor& b, const char* what) {
-  if (a.numel() != b.numel() || a.elem_size() != b.elem_size())
-    return ::testing::AssertionFailure() << what << ": different sizes";
-  const size_t es = static_cast<size_t>(a.elem_size());
-  int64_t bad = 0;
-  std::ostringstream os;
-  os << std::setprecision(17);
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    if (std::memcmp(a.bytes.data() + static_cast<size_t>(i) * es, b.bytes.data() + static_cast<size_t>(i) * es, es) != 0) {
-      if (bad < 8) os << "\n  [" << i << "] " << a.get(i) << " vs " << b.get(i);
-      ++bad;
-    }
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << a.numel() << " elements differ in their bits" << os.str();
-}
-
-// True when every byte still has the poison pattern (nothing was written).
-bool still_poisoned(const TestTensor& t) {
-  const size_t n = static_cast<size_t>(t.numel() * t.elem_size());
-  for (size_t i = 0; i < n; ++i)
-    if (t.bytes[i] != 0xff) return false;
-  return true;
-}
-
-bool is_half(DLDataType d) { return d.bits == 16; }
-
-Tol value_tol(const Case& c) {
-  Tol t;
-  t.fmt = fmt_of(c.loss_dtype);
-  if (c.in.code == kDLFloat && c.in.bits == 64) {
-    t.rtol = 1e-9;
-    t.atol = 1e-12;
-  } else if (c.in.code == kDLFloat && c.in.bits == 32) {
-    t.rtol = 1e-5;
-    t.atol = 2e-6;
-  } else {
-    t.rtol = 2e-2;
-    t.atol = 1e-3;
-  }
-  t.ulps = 2;
-  return t;
-}
-
-Tol grad_tol(const Case& c) {
-  Tol t;
-  const DLDataType g = grad_dtype(c);
-  t.fmt = fmt_of(g);
-  const bool in64 = c.in.code == kDLFloat && c.in.bits == 64;
-  const bool in32 = c.in.code == kDLFloat && c.in.bits == 32;
-  if (in64) {
-    t.rtol = 1e-9;
-    t.atol_frac = 1e-10;
-    t.ulps = g.bits == 64 ? 0 : 2;
-  } else if (in32) {
-    t.rtol = 2e-5;
-    t.atol_frac = 2e-6;
-    t.ulps = 4;
-  } else {
-    t.rtol = 1e-4;
-    t.atol_frac = 1e-5;
-    t.ulps = is_half(g) ? 3 : 4;
-  }
-  return t;
-}
+Tol value_tol(const Case& c) { return testing_util::value_tol(c.in, c.loss_dtype); }
+Tol grad_tol(const Case& c) { return testing_util::grad_tol(c.in, grad_dtype(c)); }
 
 // ---------------------------------------------------------------------------------------------
 // Case lists
