@@ -386,7 +386,8 @@ bool is_binary_term(const culoss_loss_s& d) {
   }
 }
 
-CallParams resolve_call_params(const culoss_loss_s& loss) {
+CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim) {
+  auto resolved = [ndim](int64_t axis) { return axis < 0 ? axis + ndim : axis; };
   CallParams cp;
   cp.check_targets = loss.params.check_targets != 0;
   if (loss.kind != CULOSS_SUM) {
@@ -402,7 +403,7 @@ CallParams resolve_call_params(const culoss_loss_s& loss) {
   cp.class_axis = first.class_axis;
   cp.ignore_index = first.ignore_index;
   for (const culoss_loss_s& t : loss.terms) {
-    if (t.params.class_axis != cp.class_axis)
+    if (resolved(t.params.class_axis) != resolved(cp.class_axis))
       fail(CULOSS_ERROR_INVALID_ARGUMENT,
            "the terms of a CULOSS_SUM must share "
            "CULOSS_PARAM_CLASS_AXIS; found ",

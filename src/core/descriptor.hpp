@@ -77,7 +77,8 @@ struct CallParams {
   bool binary = false;       // some term reads targets as per-element binary labels
   bool class_index = false;  // some term reads them as class indices (one-hot)
 };
-CallParams resolve_call_params(const culoss_loss_s& loss);
+// `ndim` is the input's: negative class axes are resolved before the terms are compared.
+CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim);
 
 // A term whose target is a per-element binary label (sigmoid-style), not a class index.
 bool is_binary_term(const culoss_loss_s& loss);

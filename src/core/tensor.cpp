@@ -167,12 +167,12 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
                    double grad_scale) {
   Call call;
   call.loss = &loss;
-  const CallParams cp = resolve_call_params(loss);
-  call.ignore_index = cp.ignore_index;
-  call.check_targets = cp.check_targets;
   call.input = parse("input", input, kFloats, "float32, float64, float16 or bfloat16");
   const std::vector<int64_t>& ishape = call.input.shape;
   const int64_t ndim = static_cast<int64_t>(ishape.size());
+  const CallParams cp = resolve_call_params(loss, ndim);
+  call.ignore_index = cp.ignore_index;
+  call.check_targets = cp.check_targets;
   if (ndim < 2)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape),
          " needs at least 2 dimensions (N, C, ...)");

@@ -441,8 +441,11 @@ TEST(SumRefusals, MoreThanEightTerms) {
 TEST(SumRefusals, TermsMustShareClassAxisAndIgnoreIndex) {
   RegionCase rc = small_softmax_case();
   RegionOptions a = rc.opt, b = default_options(CULOSS_DICE);
-  b.class_axis = -2;  // the same axis for this 3-d input, but a different setting
+  b.class_axis = -2;  // the same axis for this 3-d input, written from the end: accepted
   RunResult r = run_sum(rc, {{a, 1.0}, {b, 1.0}});
+  EXPECT_TRUE(r.ok()) << r.error;
+  b.class_axis = 2;  // a different axis: refused
+  r = run_sum(rc, {{a, 1.0}, {b, 1.0}});
   EXPECT_EQ(r.status, CULOSS_ERROR_INVALID_ARGUMENT);
   EXPECT_NE(r.error.find("CLASS_AXIS"), std::string::npos) << r.error;
   b.class_axis = 1;
