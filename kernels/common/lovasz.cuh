@@ -36,7 +36,7 @@ CULOSS_HD R hinge_error(R x, bool fg) {
 // Order-preserving map of a float to 32 bits, inverted so that larger errors sort first in an
 // ascending radix sort. The all-ones key is kept for left-out items (sorted last).
 CULOSS_HD uint32_t descending_error_key(float e) {
-  const uint32_t u = float_bits(e);
+  const uint32_t u = float_bits(e == 0.0f ? 0.0f : e);  // −0 and +0 are one error: a tie
   const uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   const uint32_t key = ~ascending;
   return key == 0xffffffffu ? 0xfffffffeu : key;
