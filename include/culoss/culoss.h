@@ -187,6 +187,37 @@ CULOSS_API culoss_status culoss_compute(culoss_loss loss, const DLTensor* input,
                                         DLTensor* loss_out, DLTensor* grad_input, double grad_scale,
                                         void* workspace, size_t workspace_bytes, void* stream);
 
+/*
+ * Losses across processes and GPUs (data parallelism). Ranks hold shards of one global batch,
+ * split along N. Each rank:
+ *   1. culoss_stats_size: the length `count` of the statistics vector (float64). It depends on
+ *      the loss and C, never on the shard's N, so every rank reduces vectors of one length;
+ *   2. culoss_compute_stats: its shard's statistics, into `stats` (float64 [count], on the
+ *      input's device);
+ *   3. sums `stats` element-wise across ranks (any all-reduce: NCCL, MPI, torch.distributed);
+ *   4. culoss_compute_from_stats with the summed vector: loss_out receives the loss of the whole
+ *      global batch (the same on every rank) and grad_input the shard's slice of its gradient,
+ *      as one process computing on the concatenated batch would (up to the rounding of the
+ *      reduction). REDUCTION_NONE writes the shard's own rows.
+ * Every kind and option works this way except pooled Lovász (PER_IMAGE=0), which is refused
+ * with CULOSS_ERROR_NOT_SUPPORTED. culoss_compute_from_stats recomputes the shard's own
+ * statistics (it does not reuse the workspace of culoss_compute_stats), so the workspace of
+ * either call may be any buffer of culoss_workspace_size() bytes.
+ */
+CULOSS_API culoss_status culoss_stats_size(culoss_loss loss, const DLTensor* input,
+                                           const DLTensor* target, int64_t* count);
+CULOSS_API culoss_status culoss_compute_stats(culoss_loss loss, const DLTensor* input,
+                                              const DLTensor* target, const DLTensor* pixel_weight,
+                                              DLTensor* stats, void* workspace,
+                                              size_t workspace_bytes, void* stream);
+CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTensor* input,
+                                                   const DLTensor* target,
+                                                   const DLTensor* pixel_weight,
+                                                   const DLTensor* stats, DLTensor* loss_out,
+                                                   DLTensor* grad_input, double grad_scale,
+                                                   void* workspace, size_t workspace_bytes,
+                                                   void* stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -90,14 +90,19 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
                            int64_t q, bool valid, Sink&& sink) {
   const int64_t C = a.L.C;
   PixelState<R> s{};
+  R t0 = R(0), x0 = R(0);  // class 0 of the pixel (marginal CE's background sum)
   if (valid) {
     s.base = a.L.base(n, q);
     s.stride = a.L.class_stride();
     s.px = read_pixel<R>(a.target, a.pixel_weight, C, n * a.L.P + q);
-    if (prog.stats_need_prediction)
-      s.soft =
-          pixel_activation<R>(prog.any_softmax ? ACT_SOFTMAX : ACT_NONE, x, s.base, s.stride, C);
     if (s.px.m == R(0)) valid = false;  // nothing of an ignored pixel is counted
+  }
+  if (valid && prog.stats_need_prediction) {
+    s = pixel_state<R>(prog, a, x, n, q);
+    if (prog.any_marginal) {
+      t0 = target_value(a.target, s.px, 0, s.base);
+      x0 = to_real<R>(x[s.base]);
+    }
   }
   for (int64_t c = 0; c < C; ++c) {
     const int64_t e = valid ? s.base + c * s.stride : 0;
@@ -106,17 +111,37 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       if (ts.stat_count == 0) continue;
-      R vals[kRegionStats] = {R(0), R(0), R(0)};
+      R vals[4] = {R(0), R(0), R(0), R(0)};
       if (valid) {
         if (ts.kind == TK_REGION) {
           region_element_stats(term_prob(ts.activation, s.soft, xc), t, s.px.v, ts.region.squared,
                                vals);
-        } else if (ts.kind == TK_MARGINAL) {
-          vals[0] = t >= R(0.5) ? s.px.m : R(0);
+        } else {
+          // counts: Σ m t and Σ m (marginal: Σ m [t ≥ 0.5], whether the class is annotated)
+          vals[0] = ts.kind == TK_MARGINAL ? (t >= R(0.5) ? s.px.m : R(0)) : s.px.m * t;
           vals[1] = s.px.m;
-        } else {  // target counts of the element-wise terms: Σ m t and Σ m
-          vals[0] = s.px.m * t;
-          vals[1] = s.px.m;
+          if (prog.value_in_stats) {  // the value's own sums, unweighted (ω after the reduction)
+            const int v = ts.value_offset - ts.stat_offset;
+            const R w = s.px.v;
+            if (ts.kind == TK_BCE) {  // Σ −v t′ log p and Σ −v (1 − t′) log(1 − p): linear in ω±
+              const BinaryProb<R> b = binary_prob(ts.activation, xc);
+              const R eps = static_cast<R>(ts.label_smoothing);
+              const R tt = t * (R(1) - eps) + eps / R(2);
+              vals[v] = -w * tt * b.logp;
+              vals[v + 1] = -w * (R(1) - tt) * b.logq;
+            } else if (ts.kind == TK_FOCAL_BINARY) {
+              vals[v] = focal_binary_element(ts, binary_prob(ts.activation, xc), t, w, R(1)).loss;
+            } else if (ts.kind == TK_CE) {
+              vals[v] = ce_element(ts, class_prob(ts.activation, s.soft, xc), t, w, R(1), C).loss;
+            } else if (ts.kind == TK_FOCAL_SOFTMAX) {
+              vals[v] =
+                  focal_softmax_element(ts, class_prob(ts.activation, s.soft, xc), t, w, R(1)).loss;
+            } else if (ts.kind == TK_MARGINAL) {  // foreground terms; background bucketed by argmax
+              if (c >= 1)
+                vals[v] = marginal_element(ts, class_prob(ts.activation, s.soft, xc), t, w).loss;
+              if (c == s.argmax) vals[v + 1] = -w * t0 * class_prob(ts.activation, s.soft, x0).logp;
+            }
+          }
         }
       }
       for (int k = 0; k < ts.stat_count; ++k) sink(c, ts.stat_offset + k, vals[k]);
@@ -217,7 +242,7 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
       const TermOut<R> o = term_element(ts, s, row + c * W + ts.coef_offset,
                                         argmax_row + ts.coef_offset, c, C, xc, t);
       if (ts.kind != TK_REGION) {
-        pixel_loss += static_cast<R>(scale[i]) * o.loss;
+        if (!prog.value_in_stats) pixel_loss += static_cast<R>(scale[i]) * o.loss;
         none_element += o.loss;
       }
       if (is_softmax_style(ts))

@@ -30,6 +30,7 @@ struct RegionParams {
   double smooth_nr, smooth_dr, alpha, beta, gamma;
   int64_t N, C;
   int stat_stride, stat_offset;  // this term's slots in the statistics rows
+  const double* class_totals;    // distributed: the batch's per-class sums (C x stat_stride)
   const double* class_weights;   // C entries, on the backend's device; NULL: all 1
 
   CULOSS_HD double class_weight(int64_t c) const { return class_weights ? class_weights[c] : 1.0; }
@@ -109,6 +110,7 @@ CULOSS_HD double group_stat(const RegionParams& rp, const double* stats, int64_t
                             int k) {
   const int64_t at = c * rp.stat_stride + rp.stat_offset + k;
   if (!rp.batch) return stats[gn * rp.C * rp.stat_stride + at];
+  if (rp.class_totals) return rp.class_totals[at];  // summed over every rank's images
   double s = 0.0;
   for (int64_t n = 0; n < rp.N; ++n) s += stats[n * rp.C * rp.stat_stride + at];
   return s;

@@ -46,6 +46,8 @@ struct TermSpec {
   int64_t class_weight_offset;  // into the weight table; -1: all 1
   int64_t pos_weight_offset;    // BCE positive weight; -1: all 1
   RegionParams region;          // TK_REGION only
+  int value_offset;             // distributed: first slot of the value sums in the stats row
+  int64_t export_offset;        // distributed: region (Σ wgt·ℓ, Σ wgt) or marginal background
 };
 
 // Where a NONE reduction writes: per (image, class) group (region), per element, per pixel.
@@ -62,6 +64,11 @@ struct Program {
   bool any_softmax;            // some term uses the softmax of the input
   bool any_marginal;           // some term needs the pixel's argmax
   bool any_elementwise;        // some term's value is summed in the element pass
+  // Distributed (culoss_compute_stats / _from_stats): element-wise values are statistics too,
+  // so that they can be summed across ranks; the exported vector is C x stat_width class
+  // totals, then each term's export slots, then the pixel count.
+  bool value_in_stats;
+  int64_t export_count, export_pixels;
 };
 
 CULOSS_HD bool is_softmax_style(const TermSpec& t) { return t.activation == ACT_SOFTMAX; }
@@ -69,7 +76,7 @@ CULOSS_HD bool is_softmax_style(const TermSpec& t) { return t.activation == ACT_
 // ---- probabilities of a binary (per-element) term --------------------------------------------
 
 constexpr double kProbClamp = 1e-7;  // ACTIVATION_NONE: p is clamped to [1e-7, 1 − 1e-7]
-constexpr double kLogProbClamp = -16.11809565095832;       // log(1e-7)
+constexpr double kLogProbClamp = -16.11809565095832;         // log(1e-7)
 constexpr double kLog1mProbClamp = -1.0000000500000033e-07;  // log(1 − 1e-7)
 
 template <class R>

@@ -2,6 +2,7 @@
 // status and the thread's last-error message: nothing throws across the C boundary.
 #include <culoss/culoss.h>
 
+#include <algorithm>
 #include <new>
 
 #include "core/descriptor.hpp"
@@ -50,16 +51,35 @@ struct Prepared {
   }
 };
 
+// Which entry point a call comes from: the distributed ones plan their statistics so that
+// they can be summed across ranks.
+enum class Mode { Compute, ExportStats, FromStats };
+
 Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
-                 const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
+                 const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale,
+                 Mode mode = Mode::Compute) {
   Prepared p;
   p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
   p.lovasz = is_lovasz_kind(loss.kind);
+  if (mode != Mode::Compute) {
+    if (p.lovasz)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(loss.kind),
+           " has no statistics API in this version of culoss (its sort needs the whole batch)");
+    p.call.distributed = true;
+    p.call.exporting = mode == Mode::ExportStats;
+  }
   if (p.lovasz)
     p.lplan = make_lovasz_plan(p.call);
   else
     p.plan = make_plan(p.call);
   return p;
+}
+
+void check_workspace(const Prepared& p, void* workspace, size_t workspace_bytes) {
+  const size_t required = p.workspace_bytes();
+  if (workspace && workspace_bytes < required)
+    fail(CULOSS_ERROR_INSUFFICIENT_WORKSPACE, "workspace has ", workspace_bytes,
+         " bytes; this call needs ", required, " (see culoss_workspace_size)");
 }
 
 }  // namespace
@@ -154,8 +174,58 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
                                     size_t* bytes) {
   return guard([&] {
     if (!bytes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "bytes is NULL");
-    const Prepared p = prepare(deref(loss), input, target, nullptr, nullptr, 1.0);
-    *bytes = p.workspace_bytes();
+    const culoss_loss_s& d = deref(loss);
+    const Prepared p = prepare(d, input, target, nullptr, nullptr, 1.0);
+    size_t need = p.workspace_bytes();
+    if (!p.lovasz)  // large enough for the statistics API's calls too
+      need = std::max(
+          need,
+          prepare(d, input, target, nullptr, nullptr, 1.0, Mode::FromStats).workspace_bytes());
+    *bytes = need;
+  });
+}
+
+culoss_status culoss_stats_size(culoss_loss loss, const DLTensor* input, const DLTensor* target,
+                                int64_t* count) {
+  return guard([&] {
+    if (!count) fail(CULOSS_ERROR_INVALID_ARGUMENT, "count is NULL");
+    const Prepared p =
+        prepare(deref(loss), input, target, nullptr, nullptr, 1.0, Mode::ExportStats);
+    *count = p.plan.prog.export_count;
+  });
+}
+
+culoss_status culoss_compute_stats(culoss_loss loss, const DLTensor* input, const DLTensor* target,
+                                   const DLTensor* pixel_weight, DLTensor* stats, void* workspace,
+                                   size_t workspace_bytes, void* stream) {
+  return guard([&] {
+    Prepared p = prepare(deref(loss), input, target, pixel_weight, nullptr, 1.0, Mode::ExportStats);
+    const TensorRef s = validate_stats(p.call, stats, p.plan.prog.export_count, true);
+    check_workspace(p, workspace, workspace_bytes);
+    p.call.export_stats = static_cast<double*>(s.data);
+    p.call.workspace = workspace;
+    p.call.workspace_bytes = workspace_bytes;
+    p.call.stream = stream;
+    p.run();
+  });
+}
+
+culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTensor* input,
+                                        const DLTensor* target, const DLTensor* pixel_weight,
+                                        const DLTensor* stats, DLTensor* loss_out,
+                                        DLTensor* grad_input, double grad_scale, void* workspace,
+                                        size_t workspace_bytes, void* stream) {
+  return guard([&] {
+    Prepared p =
+        prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale, Mode::FromStats);
+    validate_loss_out(p.call, loss_out, p.output_shape());
+    const TensorRef s = validate_stats(p.call, stats, p.plan.prog.export_count, false);
+    check_workspace(p, workspace, workspace_bytes);
+    p.call.global_stats = static_cast<const double*>(s.data);
+    p.call.workspace = workspace;
+    p.call.workspace_bytes = workspace_bytes;
+    p.call.stream = stream;
+    p.run();
   });
 }
 
@@ -166,10 +236,7 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
   return guard([&] {
     Prepared p = prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale);
     validate_loss_out(p.call, loss_out, p.output_shape());
-    const size_t required = p.workspace_bytes();
-    if (workspace && workspace_bytes < required)
-      fail(CULOSS_ERROR_INSUFFICIENT_WORKSPACE, "workspace has ", workspace_bytes,
-           " bytes; this call needs ", required, " (see culoss_workspace_size)");
+    check_workspace(p, workspace, workspace_bytes);
     p.call.workspace = workspace;
     p.call.workspace_bytes = workspace_bytes;
     p.call.stream = stream;

@@ -80,7 +80,8 @@ class Builder {
         TermSpec& t = push(TK_MARGINAL, d, weight, p.reduction);
         t.class_weight_offset = -1;
         t.needs_target_stats = true;  // which classes each image's annotation has, and Σ m
-        stats(t, 2);
+        t.value_offset = t.stat_offset + 2;
+        stats(t, call_.distributed ? 4 : 2);
         return;
       }
       case CULOSS_LOVASZ_HINGE:
@@ -115,6 +116,8 @@ class Builder {
     t.class_weight_offset = weights(d.params.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
     t.pos_weight_offset = -1;
     t.stat_offset = prog.stat_width;
+    t.value_offset = -1;
+    t.export_offset = -1;
     t.coef_offset = prog.coef_width;
     t.coef_count = kind == TK_REGION || kind == TK_BCE ? 2 : 1;
     prog.coef_width += t.coef_count;
@@ -130,15 +133,22 @@ class Builder {
 
   // Binary (per-element) terms need target counts for BATCH_FREQUENCY, and for MEAN when labels
   // can be ignored; dense targets count every element.
+  // Distributed, they always count, and their value is summed as statistics too (BCE: its ω⁺
+  // and ω⁻ parts apart, since BATCH_FREQUENCY weighs them after the reduction).
   void binary_stats(TermSpec& t) {
-    t.needs_target_stats = t.batch_frequency || (t.reduction == RED_MEAN && call_.index_target);
-    if (t.needs_target_stats) stats(t, 2);
+    t.needs_target_stats =
+        call_.distributed || t.batch_frequency || (t.reduction == RED_MEAN && call_.index_target);
+    if (!t.needs_target_stats) return;
+    t.value_offset = t.stat_offset + 2;
+    stats(t, call_.distributed ? (t.kind == TK_BCE ? 4 : 3) : 2);
   }
 
   // Softmax-style terms divide MEAN by Σ m Σ_c ω_c t_c, which needs Σ m t per class.
   void class_stats(TermSpec& t) {
     t.needs_target_stats = t.reduction == RED_MEAN;
-    if (t.needs_target_stats) stats(t, 1);
+    if (!t.needs_target_stats && !call_.distributed) return;
+    t.value_offset = t.stat_offset + 1;
+    stats(t, call_.distributed ? 2 : 1);
   }
 
   void region(TermSpec& t, const culoss_loss_s& d, int kind) {
@@ -160,7 +170,8 @@ class Builder {
     rp.gamma = p.gamma;
     rp.N = L.N;
     rp.C = L.C;
-    rp.class_weights = nullptr;  // bound per backend (bind_weights)
+    rp.class_weights = nullptr;  // bound per call (bind_program)
+    rp.class_totals = nullptr;
     stats(t, kRegionStats);
     rp.stat_stride = 0;  // set once the statistics row width is final
     rp.stat_offset = t.stat_offset;
@@ -201,6 +212,24 @@ Plan make_plan(const Call& call) {
     if (t.stat_count > 0) prog.has_stats = true;
   }
 
+  // Distributed: element-wise values are statistics (they need the prediction), and the
+  // exported vector is C x stat_width class totals, each term's slots, then the pixel count.
+  prog.value_in_stats = call.distributed;
+  if (call.distributed) {
+    prog.export_count = L.C * prog.stat_width;
+    for (int i = 0; i < prog.count; ++i) {
+      TermSpec& t = prog.term[i];
+      if (t.kind == TK_REGION) {
+        t.export_offset = prog.export_count;
+        prog.export_count += 2;  // Σ wgt·ℓ and Σ wgt of the per-image groups
+      } else {
+        prog.stats_need_prediction = true;
+        if (t.kind == TK_MARGINAL) t.export_offset = prog.export_count++;  // background sum
+      }
+    }
+    prog.export_pixels = prog.export_count++;
+  }
+
   // NONE: a single term (a SUM's terms are MEAN or SUM) writes its own shape.
   const TermSpec& t0 = prog.term[0];
   prog.none_mode = NONE_OFF;
@@ -221,10 +250,14 @@ Plan make_plan(const Call& call) {
       plan.output_shape = call.pixel_shape;
     }
   }
+  if (call.exporting) {  // culoss_compute_stats writes statistics only
+    prog.none_mode = NONE_OFF;
+    plan.output_shape.clear();
+  }
   plan.output_count = 1;
   for (int64_t d : plan.output_shape) plan.output_count *= d;
 
-  plan.element_pass = call.grad.present || prog.any_elementwise;
+  plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
   plan.group_count = std::max<int64_t>(plan.group_count, 1);
   if (call.backend == Backend::CUDA) {
     if (L.N > 0) {
@@ -271,20 +304,40 @@ size_t workspace_bytes(const Call& call, const Plan& plan) {
   return measure.required();
 }
 
-Program bind_weights(const Plan& plan, const double* table) {
+Program bind_program(const Plan& plan, const double* table, const Call& call) {
   Program prog = plan.prog;
   for (int i = 0; i < prog.count; ++i) {
     TermSpec& t = prog.term[i];
-    if (t.kind == TK_REGION)
-      t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
+    if (t.kind != TK_REGION) continue;
+    t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
+    t.region.class_totals = call.global_stats;
   }
   return prog;
 }
 
-FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype) {
-  return FinalizeBuffers{b.stats, b.weights, b.coefs,        b.scale,  b.scratch_a, b.scratch_b,
-                         b.ell,   b.wgt,     b.region_value, none_out, none_dtype};
+FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_out,
+                                 DType none_dtype) {
+  FinalizeBuffers f{};
+  f.stats = b.stats;
+  f.weights = b.weights;
+  f.coefs = b.coefs;
+  f.scale = b.scale;
+  f.scratch_a = b.scratch_a;
+  f.scratch_b = b.scratch_b;
+  f.ell = b.ell;
+  f.wgt = b.wgt;
+  f.region_value = b.region_value;
+  f.none_out = none_out;
+  f.none_dtype = none_dtype;
+  f.global = call.global_stats;
+  f.export_vec = call.export_stats;
+  f.pixels = call.layout.N * call.layout.P;
+  return f;
 }
+
+}  // namespace culoss
+
+namespace culoss {
 
 bool is_lovasz_kind(culoss_kind kind) {
   return kind == CULOSS_LOVASZ_HINGE || kind == CULOSS_LOVASZ_SOFTMAX;

@@ -74,12 +74,14 @@ Plan make_plan(const Call& call);
 Buffers carve(Carver& carver, const Call& call, const Plan& plan);
 size_t workspace_bytes(const Call& call, const Plan& plan);
 
-// The program with its weight pointers bound to the weight table at `table` (on the backend's
-// device): region terms read their class weights through RegionParams.
-Program bind_weights(const Plan& plan, const double* table);
+// The program with its pointers bound for this call: region terms read their class weights
+// from the weight table at `table` (on the backend's device) and, distributed, their batch
+// totals from the summed statistics.
+Program bind_program(const Plan& plan, const double* table, const Call& call);
 
 // Finalize buffers over a carved workspace; NONE region outputs go to `none_out`.
-FinalizeBuffers finalize_buffers(const Buffers& b, void* none_out, DType none_dtype);
+FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_out,
+                                 DType none_dtype);
 
 }  // namespace culoss
 

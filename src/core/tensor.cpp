@@ -274,6 +274,25 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   return call;
 }
 
+TensorRef validate_stats(const Call& call, const DLTensor* stats, int64_t count, bool output) {
+  TensorRef r = parse("stats", stats, kF64, "float64");
+  if (r.shape != std::vector<int64_t>{count})
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "stats ", shape_string(r.shape),
+         " has the wrong shape; "
+         "expected (",
+         count, ",) (culoss_stats_size)");
+  require_same_device("stats", r, call.input);
+  const char* names[] = {"input", "target", "pixel_weight", "grad_input", "loss_out"};
+  const TensorRef* refs[] = {&call.input, &call.target, &call.pixel_weight, &call.grad,
+                             &call.loss_out};
+  for (int i = 0; i < 5; ++i) {
+    const bool conflict = output || i >= 3;  // an output may not overlap anything; outputs not it
+    if (conflict && overlaps(r, *refs[i]))
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "stats overlaps ", names[i]);
+  }
+  return r;
+}
+
 void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape) {
   call.loss_out = parse("loss_out", loss_out, kF32 | kF64, "float32 or float64");
   const TensorRef& o = call.loss_out;

@@ -39,6 +39,11 @@ struct Call {
   std::vector<int64_t> pixel_shape;  // the input's shape without the class axis
   int64_t ignore_index = -100;       // resolved over the terms of a SUM
   bool check_targets = true;
+  // Distributed calls (culoss_compute_stats / culoss_compute_from_stats).
+  bool distributed = false;
+  bool exporting = false;                // culoss_compute_stats (known before planning)
+  double* export_stats = nullptr;        // compute_stats: this rank's vector (output)
+  const double* global_stats = nullptr;  // compute_from_stats: the vector summed over ranks
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   void* stream = nullptr;
@@ -57,6 +62,10 @@ struct Call {
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
                    const DLTensor* pixel_weight, DLTensor* loss_out, DLTensor* grad_input,
                    double grad_scale);
+
+// Validates the statistics vector of a distributed call: float64 [count] on the input's device,
+// overlapping no other tensor of the call. `output` for culoss_compute_stats.
+TensorRef validate_stats(const Call& call, const DLTensor* stats, int64_t count, bool output);
 
 // Validates loss_out once the loss's output shape is known.
 void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape);

@@ -80,15 +80,16 @@ void compute(const Call& call, const Plan& plan) {
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
   for (size_t i = 0; i < plan.weight_table.size(); ++i) b.weights[i] = plan.weight_table[i];
-  const Program prog = bind_weights(plan, b.weights);
+  const Program prog = bind_program(plan, b.weights, call);
   const Layout& L = call.layout;
 
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     if (prog.has_stats) statistics<T>(call, prog, b.stats);
     finalize_program(
-        prog, finalize_buffers(b, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
+        prog, finalize_buffers(b, call, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
         call.grad_scale, 0, 1, [] {}, [](double v) { return v; });
+    if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
     double element_total = 0.0;
     if (plan.element_pass) {
       if (call.grad.present && call.grad.dtype == DType::F32 && call.input.dtype != DType::F32)

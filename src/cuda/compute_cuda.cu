@@ -116,9 +116,10 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
   const DType out_dtype = call.loss_out_on_host ? DType::F64 : call.loss_out.dtype;
 
   // Step 3: finalize
-  finalize_kernel<<<1, kFinalizeThreads, 0, stream>>>(prog, finalize_buffers(b, out, out_dtype),
-                                                      L.N, L.C, call.grad_scale);
+  finalize_kernel<<<1, kFinalizeThreads, 0, stream>>>(
+      prog, finalize_buffers(b, call, out, out_dtype), L.N, L.C, call.grad_scale);
   check(cudaGetLastError(), "finalize_kernel launch");
+  if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
 
   // Step 4: the fused element pass
   if (plan.element_pass && pixels > 0) {
@@ -170,7 +171,7 @@ void compute(const Call& call, const Plan& plan) {
   const Buffers b = carve(carver, call, plan);
   if (call.check_targets) check_targets_on_device(call, b.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);
-  const Program prog = bind_weights(plan, b.weights);
+  const Program prog = bind_program(plan, b.weights, call);
   dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, plan, prog, b, stream); });
 }
 
