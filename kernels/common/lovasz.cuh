@@ -93,15 +93,28 @@ CULOSS_HD R lovasz_error_slope(bool hinge, const LovaszItem<R>& it) {
   return it.fg ? R(-1) : R(1);  // e = |fg − p| with p in [0, 1]
 }
 
-// Value weight of a segment: MEAN/SUM over problems; Lovász-Softmax averages a problem's classes
-// in CLASSES (PRESENT: those with a positive). present_count = |CLASSES| of the segment's problem.
-CULOSS_HD double lovasz_segment_weight(bool hinge, int reduction, bool classes_all, double gts,
-                                       int64_t present_count, int64_t problems, int64_t segments) {
-  const bool mean = reduction == 0;  // RED_MEAN
-  if (hinge) return mean ? 1.0 / static_cast<double>(segments) : 1.0;
+// Weight of a segment's loss in the SUM reduction: 1 for the hinge; Lovász-Softmax averages a
+// problem's classes in CLASSES (PRESENT: those with a positive), present_count = |CLASSES|.
+CULOSS_HD double lovasz_sum_weight(bool hinge, bool classes_all, double gts,
+                                   int64_t present_count) {
+  if (hinge) return 1.0;
   if (!(classes_all || gts > 0.0) || present_count == 0) return 0.0;
-  const double w = 1.0 / static_cast<double>(present_count);
-  return mean ? w / static_cast<double>(problems) : w;
+  return 1.0 / static_cast<double>(present_count);
+}
+
+// MEAN divides the SUM by the number of problems (the hinge: problems x channels).
+CULOSS_HD double lovasz_mean_denominator(bool hinge, double problems, int64_t C) {
+  return hinge ? problems * static_cast<double>(C) : problems;
+}
+
+// A segment's weight in the reduced loss; `problems` counts every rank's images when the call
+// finishes from summed statistics.
+CULOSS_HD double lovasz_segment_weight(bool hinge, int reduction, bool classes_all, double gts,
+                                       int64_t present_count, double problems, int64_t C) {
+  const double w = lovasz_sum_weight(hinge, classes_all, gts, present_count);
+  if (reduction != 0) return w;  // RED_SUM, RED_NONE
+  const double d = lovasz_mean_denominator(hinge, problems, C);
+  return d > 0.0 ? w / d : 0.0;
 }
 
 }  // namespace culoss

@@ -70,10 +70,12 @@ __device__ __forceinline__ unsigned long long segment_prefix(const unsigned long
 }
 
 // One thread per problem: positives of its segments, then their weights.
+// `global`: the statistics summed over the ranks (its [1] counts every rank's problems), or NULL.
 __global__ void lovasz_segments_kernel(LovaszShape shape, const unsigned long long* scan,
-                                       bool hinge, int reduction, bool classes_all, double* seg_gts,
-                                       double* seg_weight) {
+                                       bool hinge, int reduction, bool classes_all,
+                                       const double* global, double* seg_gts, double* seg_weight) {
   const int64_t len = shape.segment_length(), problems = shape.problems();
+  const double all_problems = global ? global[1] : static_cast<double>(problems);
   for (int64_t pr = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; pr < problems;
        pr += int64_t(gridDim.x) * blockDim.x) {
     int64_t present = 0;
@@ -87,7 +89,7 @@ __global__ void lovasz_segments_kernel(LovaszShape shape, const unsigned long lo
     for (int64_t c = 0; c < shape.C; ++c) {
       const int64_t seg = pr * shape.C + c;
       seg_weight[seg] = lovasz_segment_weight(hinge, reduction, classes_all, seg_gts[seg], present,
-                                              problems, shape.segments());
+                                              all_problems, shape.C);
     }
   }
 }
@@ -145,7 +147,7 @@ __global__ void lovasz_chunk_sums_kernel(const R* item_loss, int64_t len, int64_
 __global__ void lovasz_finalize_kernel(LovaszShape shape, bool hinge, int reduction,
                                        const double* chunk_sums, int64_t chunks,
                                        const double* seg_weight, double* seg_loss, void* out,
-                                       DType out_dtype) {
+                                       DType out_dtype, double* export_vec, const double* global) {
   __shared__ double scratch[kLovaszThreads];
   const int64_t segments = shape.segments();
   for (int64_t seg = threadIdx.x; seg < segments; seg += blockDim.x) {
@@ -172,7 +174,16 @@ __global__ void lovasz_finalize_kernel(LovaszShape shape, bool hinge, int reduct
   for (int64_t seg = threadIdx.x; seg < segments; seg += blockDim.x)
     s += seg_weight[seg] * seg_loss[seg];
   const double total = block_sum(s, scratch);
-  if (threadIdx.x == 0) store_as(out, out_dtype, 0, total);
+  if (threadIdx.x != 0) return;
+  if (export_vec) {  // distributed: [Σ problem losses (SUM weights), problems]
+    export_vec[0] = total;
+    export_vec[1] = static_cast<double>(shape.problems());
+  } else if (global) {  // the summed statistics' loss: MEAN over every rank's problems
+    const double d = lovasz_mean_denominator(hinge, global[1], shape.C);
+    store_as(out, out_dtype, 0, reduction == 0 ? (d > 0.0 ? global[0] / d : 0.0) : global[0]);
+  } else {
+    store_as(out, out_dtype, 0, total);
+  }
 }
 
 // Lovász-Softmax: dℓ/dx from dℓ/dp, one pixel per thread (reads only the workspace, so the

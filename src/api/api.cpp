@@ -28,6 +28,8 @@ struct Prepared {
   Plan plan;         // every kind but Lovász: a program of terms
   LovaszPlan lplan;  // Lovász: a sort
 
+  // Length of the statistics vector: Lovász sums [problem losses, problems].
+  int64_t stats_count() const { return lovasz ? 2 : plan.prog.export_count; }
   const std::vector<int64_t>& output_shape() const {
     return lovasz ? lplan.output_shape : plan.output_shape;
   }
@@ -62,9 +64,6 @@ Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTenso
   p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
   p.lovasz = is_lovasz_kind(loss.kind);
   if (mode != Mode::Compute) {
-    if (p.lovasz)
-      fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(loss.kind),
-           " has no statistics API in this version of culoss (its sort needs the whole batch)");
     p.call.distributed = true;
     p.call.exporting = mode == Mode::ExportStats;
   }
@@ -177,7 +176,7 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
     const culoss_loss_s& d = deref(loss);
     const Prepared p = prepare(d, input, target, nullptr, nullptr, 1.0);
     size_t need = p.workspace_bytes();
-    if (!p.lovasz)  // large enough for the statistics API's calls too
+    if (!p.lovasz || d.params.per_image)  // large enough for the statistics API's calls too
       need = std::max(
           need,
           prepare(d, input, target, nullptr, nullptr, 1.0, Mode::FromStats).workspace_bytes());
@@ -191,7 +190,7 @@ culoss_status culoss_stats_size(culoss_loss loss, const DLTensor* input, const D
     if (!count) fail(CULOSS_ERROR_INVALID_ARGUMENT, "count is NULL");
     const Prepared p =
         prepare(deref(loss), input, target, nullptr, nullptr, 1.0, Mode::ExportStats);
-    *count = p.plan.prog.export_count;
+    *count = p.stats_count();
   });
 }
 
@@ -200,7 +199,7 @@ culoss_status culoss_compute_stats(culoss_loss loss, const DLTensor* input, cons
                                    size_t workspace_bytes, void* stream) {
   return guard([&] {
     Prepared p = prepare(deref(loss), input, target, pixel_weight, nullptr, 1.0, Mode::ExportStats);
-    const TensorRef s = validate_stats(p.call, stats, p.plan.prog.export_count, true);
+    const TensorRef s = validate_stats(p.call, stats, p.stats_count(), true);
     check_workspace(p, workspace, workspace_bytes);
     p.call.export_stats = static_cast<double*>(s.data);
     p.call.workspace = workspace;
@@ -219,7 +218,7 @@ culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTensor* input,
     Prepared p =
         prepare(deref(loss), input, target, pixel_weight, grad_input, grad_scale, Mode::FromStats);
     validate_loss_out(p.call, loss_out, p.output_shape());
-    const TensorRef s = validate_stats(p.call, stats, p.plan.prog.export_count, false);
+    const TensorRef s = validate_stats(p.call, stats, p.stats_count(), false);
     check_workspace(p, workspace, workspace_bytes);
     p.call.global_stats = static_cast<const double*>(s.data);
     p.call.workspace = workspace;

@@ -351,6 +351,11 @@ LovaszPlan make_lovasz_plan(const Call& call) {
   lp.hinge = call.loss->kind == CULOSS_LOVASZ_HINGE;
   lp.activation = lp.hinge ? ACT_NONE : static_cast<int>(p.activation);
   lp.reduction = static_cast<int>(p.reduction);
+  if (call.distributed && !lp.shape.per_image)
+    fail(CULOSS_ERROR_NOT_SUPPORTED, kind_name(call.loss->kind),
+         " with PER_IMAGE=0 pools the whole batch into one sort, so it has no statistics to sum "
+         "across ranks; set CULOSS_PARAM_PER_IMAGE=1");
+  if (call.exporting) lp.reduction = RED_SUM;  // the statistics: [Σ problem losses, problems]
   lp.classes_all = p.classes == CULOSS_CLASSES_ALL;
   if (lp.reduction == RED_NONE) {  // one value per problem (the hinge: per channel too)
     if (lp.hinge)
@@ -359,6 +364,7 @@ LovaszPlan make_lovasz_plan(const Call& call) {
     else if (lp.shape.per_image)
       lp.output_shape = {L.N};
   }
+  if (call.exporting) lp.output_shape.clear();
   lp.output_count = 1;
   for (int64_t d : lp.output_shape) lp.output_count *= d;
   return lp;

@@ -106,7 +106,7 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
   if (!to_dtype(t->dtype, &r.dtype) || !dtype_in(r.dtype, allowed))
     fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, name, " has dtype ", dtype_string(t->dtype), "; expected ",
          allowed_text);
-  if (t->strides) {  // compact row-major only; extents of 1 may carry any stride
+  if (t->strides && numel > 0) {  // compact row-major only; extents of 1 may carry any stride
     int64_t expected = 1;
     for (int i = t->ndim - 1; i >= 0; --i) {
       if (t->shape[i] != 1 && t->strides[i] != expected)

@@ -65,8 +65,11 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
     seg_gts[seg] = gts;
   }
 
-  // Segment weights (value) and the loss.
+  // Segment weights and the loss. Distributed: the statistics are [Σ of the problems' losses,
+  // number of problems]; finishing from summed statistics divides by every rank's problems.
   const int64_t problems = sh.problems();
+  const double all_problems =
+      call.global_stats ? call.global_stats[1] : static_cast<double>(problems);
   std::vector<double> weight(static_cast<size_t>(segments));
   for (int64_t seg = 0; seg < segments; ++seg) {
     const int64_t problem = seg / L.C;
@@ -74,7 +77,7 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
     for (int64_t c = 0; c < L.C; ++c)
       if (lp.classes_all || seg_gts[problem * L.C + c] > 0.0) ++present;
     weight[seg] = lovasz_segment_weight(lp.hinge, lp.reduction, lp.classes_all, seg_gts[seg],
-                                        present, problems, segments);
+                                        present, all_problems, L.C);
   }
   void* out = call.loss_out.data;
   if (lp.reduction == RED_NONE) {
@@ -91,6 +94,16 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   } else {
     double total = 0.0;
     for (int64_t seg = 0; seg < segments; ++seg) total += weight[seg] * seg_loss[seg];
+    if (call.export_stats) {  // planned with SUM weights
+      call.export_stats[0] = total;
+      call.export_stats[1] = static_cast<double>(problems);
+      return;
+    }
+    if (call.global_stats) {
+      const double d = lovasz_mean_denominator(lp.hinge, all_problems, L.C);
+      total = lp.reduction == RED_MEAN ? (d > 0.0 ? call.global_stats[0] / d : 0.0)
+                                       : call.global_stats[0];
+    }
     store_as(out, call.loss_out.dtype, 0, total);
   }
   if (!call.grad.present) return;

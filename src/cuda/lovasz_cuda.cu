@@ -131,7 +131,8 @@ void run(const Call& call, const LovaszPlan& lp, const LovaszBuffers& b, cudaStr
     check(cub::DeviceScan::InclusiveSum(b.cub_temp, bytes, packed, scan, items, stream),
           "cub::DeviceScan::InclusiveSum");
     lovasz_segments_kernel<<<grid_for(sh.problems(), kLovaszThreads), kLovaszThreads, 0, stream>>>(
-        sh, scan, lp.hinge, lp.reduction, lp.classes_all, b.seg_gts, b.seg_weight);
+        sh, scan, lp.hinge, lp.reduction, lp.classes_all, call.global_stats, b.seg_gts,
+        b.seg_weight);
     check(cudaGetLastError(), "lovasz_segments_kernel launch");
     auto items_kernel = [&](auto* grad) {
       using G = std::remove_pointer_t<decltype(grad)>;
@@ -166,7 +167,8 @@ void run(const Call& call, const LovaszPlan& lp, const LovaszBuffers& b, cudaStr
     check(cudaMemsetAsync(b.seg_weight, 0, segments * sizeof(double), stream), "cudaMemsetAsync");
   }
   lovasz_finalize_kernel<<<1, kLovaszThreads, 0, stream>>>(
-      sh, lp.hinge, lp.reduction, b.chunk_sums, chunks, b.seg_weight, b.seg_loss, out, out_dtype);
+      sh, lp.hinge, lp.reduction, b.chunk_sums, chunks, b.seg_weight, b.seg_loss, out, out_dtype,
+      call.export_stats, call.global_stats);
   check(cudaGetLastError(), "lovasz_finalize_kernel launch");
 
   if (call.loss_out_on_host) {
