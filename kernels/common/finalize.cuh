@@ -87,7 +87,7 @@ CULOSS_HD void finalize_program(const Program& prog, const FinalizeBuffers& b, i
         b.coefs[j * W + ts.coef_offset + 0] = f * b.scratch_a[gn * C + c];
         b.coefs[j * W + ts.coef_offset + 1] = f * b.scratch_b[gn * C + c];
       }
-      if (rp.reduction == RED_NONE)
+      if (rp.reduction == RED_NONE && b.none_out)  // culoss_compute_stats writes no outputs
         for (int64_t g = tid; g < groups; g += threads)
           store_as(b.none_out, b.none_dtype, g, b.wgt[g] * b.ell[g]);
       sync();
