@@ -14,6 +14,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from capi import CApi  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "distributed: runs several processes with "
+                            "torch.distributed (deselect with -m 'not distributed')")
+
+
 def pytest_report_header(config):
     try:
         lib = "%s (%s)" % (culoss.library_path(), culoss.library_version())

@@ -75,6 +75,19 @@ def candidates(package_dir: Optional[str] = None,
     return out
 
 
+# Functions added after 0.1's first release: a library without them still loads, and calling
+# one raises LibraryError.
+_OPTIONAL = ("culoss_stats_size", "culoss_compute_stats", "culoss_compute_from_stats")
+
+
+def _missing(path: str, name: str):
+    def fn(*_args):
+        raise LibraryError("%s does not export %s: this libculoss predates the statistics API "
+                           "(data parallelism); install a newer one" % (path, name))
+    fn.__name__ = name
+    return fn
+
+
 class Library:
     """A loaded libculoss with every function declared (argtypes and restype)."""
 
@@ -106,11 +119,24 @@ class Library:
             "culoss_compute": (c_int, [loss_p, POINTER(DLTensor), POINTER(DLTensor),
                                        POINTER(DLTensor), POINTER(DLTensor), POINTER(DLTensor),
                                        c_double, c_void_p, c_size_t, c_void_p]),
+            # the statistics API (data parallelism)
+            "culoss_stats_size": (c_int, [loss_p, POINTER(DLTensor), POINTER(DLTensor),
+                                          POINTER(c_int64)]),
+            "culoss_compute_stats": (c_int, [loss_p, POINTER(DLTensor), POINTER(DLTensor),
+                                             POINTER(DLTensor), POINTER(DLTensor), c_void_p,
+                                             c_size_t, c_void_p]),
+            "culoss_compute_from_stats": (c_int, [loss_p, POINTER(DLTensor), POINTER(DLTensor),
+                                                  POINTER(DLTensor), POINTER(DLTensor),
+                                                  POINTER(DLTensor), POINTER(DLTensor), c_double,
+                                                  c_void_p, c_size_t, c_void_p]),
         }
         for name, (restype, argtypes) in decls.items():
             try:
                 fn = getattr(lib, name)
             except AttributeError as exc:
+                if name in _OPTIONAL:  # an older 0.x library: fail when the function is used
+                    setattr(self, name[len("culoss_"):], _missing(self.path, name))
+                    continue
                 raise LibraryError("%s does not export %s: not a culoss library, or a broken one"
                                    % (self.path, name)) from exc
             fn.restype = restype

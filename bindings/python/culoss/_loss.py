@@ -442,6 +442,64 @@ class Loss:
         the gradient then overwrites the logits). ``stream``: a raw ``cudaStream_t`` to run on
         instead of the framework's current stream.
         """
+        return self._run("compute", input, target, pixel_weight, None, grad, grad_scale,
+                         grad_out, grad_dtype, stream)
+
+    def stats_size(self, input: Any, target: Any) -> int:
+        """The length of the statistics vector for these arrays (culoss_stats_size). It
+        depends on the loss and the number of classes, never on the batch size N."""
+        _destroy_dropped()
+        fw = framework_of(input)
+        with ExitStack() as es:
+            device = _dlpack.device_of(input)
+            es.enter_context(fw.device_context(device))
+            stream = fw.current_stream(input, device) if device[0] == kDLCUDA else None
+            s_arg = dlpack_stream_arg(device, stream)
+            bi = es.enter_context(_dlpack.borrow(fw.prepare(input), s_arg))
+            bt = es.enter_context(_dlpack.borrow(_prepare(target), _arg_stream(target, stream)))
+            _patch_bool(bt)
+            return self._stats_count(bi, bt)
+
+    def _stats_count(self, bi: "_dlpack.Borrowed", bt: "_dlpack.Borrowed") -> int:
+        out = c_int64()
+        _check(self._handle._lib.stats_size(self._handle.ptr, bi.pointer(), bt.pointer(),
+                                            ctypes.byref(out)), "culoss_stats_size")
+        return int(out.value)
+
+    def stats(self, input: Any, target: Any, pixel_weight: Any = None, *,
+              stream: Optional[int] = None):
+        """This shard's statistics (culoss_compute_stats), for data parallelism.
+
+        Returns a float64 vector (of :meth:`stats_size` elements) of the input's library on
+        the input's device. Sum the vectors of all shards of the global batch (split along N)
+        element-wise, e.g. with an all-reduce, and pass the sum to :meth:`from_stats`.
+        Pooled Lovász (``per_image=False``) raises :class:`NotSupportedError`.
+        """
+        value, _ = self._run("stats", input, target, pixel_weight, None, False, 1.0, None,
+                             None, stream)
+        return value
+
+    def from_stats(self, input: Any, target: Any, stats: Any, pixel_weight: Any = None,
+                   grad: bool = True, grad_scale: float = 1.0, *, grad_out: Any = None,
+                   grad_dtype: Optional[str] = None, stream: Optional[int] = None):
+        """The loss of the global batch and this shard's slice of its gradient
+        (culoss_compute_from_stats).
+
+        ``stats`` is the element-wise sum over all shards of :meth:`stats` (float64, on the
+        input's device). Returns ``(value, grad)`` as :meth:`__call__` does: ``value`` is the
+        loss of the whole global batch (for ``reduction="none"``, this shard's rows), ``grad``
+        ``grad_scale`` times its gradient with respect to this shard's ``input``.
+        """
+        if stats is None:
+            raise TypeError("stats must be an array (the summed statistics), not None")
+        return self._run("from_stats", input, target, pixel_weight, stats, grad, grad_scale,
+                         grad_out, grad_dtype, stream)
+
+    def _run(self, mode: str, input: Any, target: Any, pixel_weight: Any, stats: Any,
+             grad: bool, grad_scale: float, grad_out: Any, grad_dtype: Optional[str],
+             stream: Optional[int]):
+        """The one code path behind __call__, stats and from_stats (mode "compute", "stats"
+        or "from_stats"): DLPack borrowing, streams, outputs and the workspace."""
         if not isinstance(grad, bool):
             raise TypeError("grad must be a bool; got %s" % type(grad).__name__)
         scale = _real("grad_scale", grad_scale)
@@ -459,6 +517,22 @@ class Loss:
         fw = framework_of(input)
         inp = fw.prepare(input)
         device = _dlpack.device_of(inp)
+
+        def call(bv, bg, ws_ptr=None, ws_bytes=0):
+            bp_ptr = bp.pointer() if bp else None
+            bv_ptr = bv.pointer() if bv is not None else None
+            bg_ptr = bg.pointer() if bg is not None else None
+            if mode == "stats":
+                return lib.compute_stats(h.ptr, bi.pointer(), bt.pointer(), bp_ptr, bv_ptr,
+                                         ws_ptr, ws_bytes, stream or None), "culoss_compute_stats"
+            if mode == "from_stats":
+                return lib.compute_from_stats(h.ptr, bi.pointer(), bt.pointer(), bp_ptr,
+                                              bs.pointer(), bv_ptr, bg_ptr, scale, ws_ptr,
+                                              ws_bytes, stream or None), \
+                    "culoss_compute_from_stats"
+            return lib.compute(h.ptr, bi.pointer(), bt.pointer(), bp_ptr, bv_ptr, bg_ptr, scale,
+                               ws_ptr, ws_bytes, stream or None), "culoss_compute"
+
         with ExitStack() as es:
             es.enter_context(fw.device_context(device))
             if device[0] == kDLCUDA and stream is None:
@@ -471,21 +545,27 @@ class Loss:
             if pixel_weight is not None:
                 bp = es.enter_context(_dlpack.borrow(_prepare(pixel_weight),
                                                      _arg_stream(pixel_weight, stream)))
+            bs = None
+            if mode == "from_stats":
+                bs = es.enter_context(_dlpack.borrow(_prepare(stats), _arg_stream(stats, stream)))
             in_dtype = _DTYPES.get(bi.dtype[:2]) if bi.dtype[2] == 1 else None
             if in_dtype is None or device[0] not in (kDLCPU, kDLCUDA):
                 # no output can be made for such an input: let culoss say what is wrong with
                 # it (it validates the inputs before it looks at any output)
-                _check(lib.compute(h.ptr, bi.pointer(), bt.pointer(),
-                                   bp.pointer() if bp else None, None, None, scale, None, 0,
-                                   None), "culoss_compute")
+                _check(*call(None, None))
                 raise TypeError("input has an unsupported dtype or device: dtype (code, bits, "
                                 "lanes) %r, device %r" % (bi.dtype, device))
-            value_dtype = "float64" if in_dtype == "float64" else "float32"
-            value = fw.empty(self.output_shape(bi.shape), value_dtype, inp, device)
+            if mode == "stats":
+                value = fw.empty((self._stats_count(bi, bt),), "float64", inp, device)
+            else:
+                value_dtype = "float64" if in_dtype == "float64" else "float32"
+                value = fw.empty(self.output_shape(bi.shape), value_dtype, inp, device)
             bv = es.enter_context(_dlpack.borrow(value, s_arg, writable=True))
             g = None
             bg = None
-            if grad_out is not None:
+            if mode == "stats":
+                pass
+            elif grad_out is not None:
                 if not grad:
                     raise ValueError("grad_out needs grad=True")
                 g = grad_out
@@ -504,17 +584,15 @@ class Loss:
             ws_keep, ws_ptr, ws_bytes = None, None, 0
             if device[0] == kDLCUDA and not user_stream:
                 # from the framework's stream-ordered allocator, on the stream culoss runs on
-                # (with a stream of the caller's own, culoss allocates stream-ordered itself)
+                # (with a stream of the caller's own, culoss allocates stream-ordered itself);
+                # one size serves culoss_compute and both statistics calls
                 size = c_size_t()
                 _check(lib.workspace_size(h.ptr, bi.pointer(), bt.pointer(), ctypes.byref(size)),
                        "culoss_workspace_size")
                 ws_keep, ptr = fw.workspace(int(size.value), inp, device)
                 if ws_keep is not None:
                     ws_ptr, ws_bytes = ptr, int(size.value)
-            status = lib.compute(h.ptr, bi.pointer(), bt.pointer(), bp.pointer() if bp else None,
-                                 bv.pointer(), bg.pointer() if bg is not None else None, scale,
-                                 ws_ptr, ws_bytes, stream or None)
-            _check(status, "culoss_compute")
+            _check(*call(bv, bg, ws_ptr, ws_bytes))
             del ws_keep
         value = fw.finish(value, inp, device)
         if g is not None and grad_out is None:

@@ -17,8 +17,17 @@ a ``GradScaler`` reaches them, and it is cast to the input's dtype in the backwa
 
 No gradient flows to ``target`` or ``pixel_weight``. Non-contiguous inputs are made
 contiguous (a copy) here, unlike the core ``culoss`` API, which refuses them.
+
+Data parallelism: with ``process_group=`` (a ``torch.distributed`` group) or
+``distributed=True`` (the default group) each rank passes its shard of the global batch (split
+along N); the forward computes the shard's statistics (``Loss.stats``), sums them with
+``torch.distributed.all_reduce``, and computes the loss of the whole global batch and the
+shard's slice of its gradient (``Loss.from_stats``, the custom operator
+``torch.ops.culoss.compute_from_stats``). Every rank must call the forward (it is a
+collective).
 """
 
+import inspect
 import threading
 from typing import Any, Dict, Optional, Tuple
 
@@ -59,10 +68,14 @@ def _value_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _forward_impl(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor], spec: str,
-                  need_grad: bool) -> Tuple[Tensor, Tensor]:
+                  need_grad: bool, stats: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     loss = _loss_for(spec)
     gd = "float32" if _grad_dtype(input.dtype) != input.dtype else None
-    value, grad = loss(input, target, pixel_weight, grad=need_grad, grad_dtype=gd)
+    if stats is None:
+        value, grad = loss(input, target, pixel_weight, grad=need_grad, grad_dtype=gd)
+    else:
+        value, grad = loss.from_stats(input, target, stats, pixel_weight, grad=need_grad,
+                                      grad_dtype=gd)
     if grad is None:
         grad = input.new_empty((0,), dtype=_grad_dtype(input.dtype))
     return value, grad
@@ -108,8 +121,20 @@ if HAVE_CUSTOM_OP:
     def _(input, target, pixel_weight, spec, need_grad):
         return _forward_fake(input, target, pixel_weight, spec, need_grad)
 
+    @torch.library.custom_op("culoss::compute_from_stats", mutates_args=())
+    def _compute_from_stats_op(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor],
+                               stats: Tensor, spec: str,
+                               need_grad: bool) -> Tuple[Tensor, Tensor]:
+        return _forward_impl(input, target, pixel_weight, spec, need_grad, stats)
+
+    @_compute_from_stats_op.register_fake
+    def _(input, target, pixel_weight, stats, spec, need_grad):
+        return _forward_fake(input, target, pixel_weight, spec, need_grad)
+
     def _setup_context(ctx, inputs, output):
-        input, _target, _pw, spec, need_grad = inputs
+        # (input, target, pixel_weight[, stats], spec, need_grad)
+        input, spec, need_grad = inputs[0], inputs[-2], inputs[-1]
+        ctx.n_inputs = len(inputs)
         _value, grad = output
         ctx.spec = spec
         ctx.need_grad = need_grad
@@ -121,18 +146,25 @@ if HAVE_CUSTOM_OP:
             raise RuntimeError("culoss: this forward ran without a gradient (the input did not "
                                "require grad, or grad mode was off)")
         (grad,) = ctx.saved_tensors
-        return _scale(grad, grad_value, ctx.spec, ctx.input_dtype), None, None, None, None
+        return ((_scale(grad, grad_value, ctx.spec, ctx.input_dtype),) +
+                (None,) * (ctx.n_inputs - 1))
 
     torch.library.register_autograd("culoss::compute", _backward, setup_context=_setup_context)
+    torch.library.register_autograd("culoss::compute_from_stats", _backward,
+                                    setup_context=_setup_context)
 
-    def _apply(input, target, pixel_weight, spec, need_grad):
-        value, _grad = _compute_op(input, target, pixel_weight, spec, need_grad)
+    def _apply(input, target, pixel_weight, spec, need_grad, stats=None):
+        if stats is None:
+            value, _grad = _compute_op(input, target, pixel_weight, spec, need_grad)
+        else:
+            value, _grad = _compute_from_stats_op(input, target, pixel_weight, stats, spec,
+                                                  need_grad)
         return value
 else:  # pragma: no cover - old PyTorch
     class _Function(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, input, target, pixel_weight, spec, need_grad):
-            value, grad = _forward_impl(input, target, pixel_weight, spec, need_grad)
+        def forward(ctx, input, target, pixel_weight, spec, need_grad, stats=None):
+            value, grad = _forward_impl(input, target, pixel_weight, spec, need_grad, stats)
             ctx.spec = spec
             ctx.input_dtype = input.dtype
             ctx.save_for_backward(grad)
@@ -141,10 +173,37 @@ else:  # pragma: no cover - old PyTorch
         @staticmethod
         def backward(ctx, grad_value):
             (grad,) = ctx.saved_tensors
-            return _scale(grad, grad_value, ctx.spec, ctx.input_dtype), None, None, None, None
+            return (_scale(grad, grad_value, ctx.spec, ctx.input_dtype),
+                    None, None, None, None, None)
 
-    def _apply(input, target, pixel_weight, spec, need_grad):
-        return _Function.apply(input, target, pixel_weight, spec, need_grad)
+    def _apply(input, target, pixel_weight, spec, need_grad, stats=None):
+        return _Function.apply(input, target, pixel_weight, spec, need_grad, stats)
+
+
+def _resolve_group(process_group: Any, distributed: bool) -> Tuple[bool, Any]:
+    """(distributed?, group) from the modules' keywords (group None: the default group)."""
+    if not isinstance(distributed, bool):
+        raise TypeError("distributed must be a bool; got %s" % type(distributed).__name__)
+    if process_group is not None:
+        return True, process_group
+    return distributed, None
+
+
+def _global_stats(loss: Loss, input: Tensor, target: Tensor, pixel_weight: Optional[Tensor],
+                  group: Any) -> Tensor:
+    """This shard's statistics summed over the ranks of ``group`` (an all-reduce)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("culoss: a distributed loss needs torch.distributed to be initialized "
+                           "(torch.distributed.init_process_group)")
+    stats = loss.stats(input.detach(), target, pixel_weight)
+    dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=group)
+    return stats
+
+
+_disable = getattr(getattr(torch, "compiler", None), "disable", None)
+if _disable is not None:  # torch.compile: the statistics and the collective run eagerly
+    _global_stats = _disable(_global_stats)
 
 
 def _plan(loss: Loss) -> Tuple[str, Optional[int]]:
@@ -161,18 +220,21 @@ def _plan(loss: Loss) -> Tuple[str, Optional[int]]:
     return _loss.spec_json(loss), axis
 
 
-def compute(loss: Loss, input: Tensor, target: Tensor,
-            pixel_weight: Optional[Tensor] = None) -> Tensor:
+def compute(loss: Loss, input: Tensor, target: Tensor, pixel_weight: Optional[Tensor] = None,
+            *, process_group: Any = None, distributed: bool = False) -> Tensor:
     """The value of ``loss`` as a tensor with autograd (one culoss call for value and
-    gradient)."""
+    gradient). With ``process_group`` or ``distributed=True``: the loss of the global batch
+    whose shard this rank holds (see the module docstring)."""
     if not isinstance(loss, Loss):
         raise TypeError("loss must be a culoss loss; got %s" % type(loss).__name__)
+    dist_on, group = _resolve_group(process_group, distributed)
     spec, axis = _plan(loss)
-    return _apply_plan(spec, axis, input, target, pixel_weight)
+    return _apply_plan(spec, axis, input, target, pixel_weight, dist_on, group)
 
 
 def _apply_plan(spec: str, softmax_axis: Optional[int], input: Tensor, target: Tensor,
-                pixel_weight: Optional[Tensor]) -> Tensor:
+                pixel_weight: Optional[Tensor], distributed: bool = False,
+                group: Any = None) -> Tensor:
     if softmax_axis is not None:
         input = torch.softmax(input, dim=softmax_axis)
     need_grad = bool(torch.is_grad_enabled() and input.requires_grad)
@@ -180,37 +242,58 @@ def _apply_plan(spec: str, softmax_axis: Optional[int], input: Tensor, target: T
     target = target.contiguous()
     if pixel_weight is not None:
         pixel_weight = pixel_weight.contiguous()
-    return _apply(input, target, pixel_weight, spec, need_grad)
+    if not distributed:
+        return _apply(input, target, pixel_weight, spec, need_grad)
+    stats = _global_stats(_loss_for(spec), input, target, pixel_weight, group)
+    return _apply(input, target, pixel_weight, spec, need_grad, stats)
 
 
 class LossModule(nn.Module):
     """Wraps any culoss loss (a kind or a :class:`culoss.Sum`) as an ``nn.Module``.
 
     ``forward(input, target, pixel_weight=None)`` returns the loss tensor.
+
+    ``process_group`` (a ``torch.distributed`` ProcessGroup) or ``distributed=True`` (the
+    default group): each rank passes its shard of the global batch; the forward all-reduces
+    the shards' statistics and returns the loss of the global batch, and the backward gives
+    the shard's slice of its gradient. Pooled Lovász (``per_image=False``) raises
+    :class:`culoss.NotSupportedError` at the forward.
     """
 
-    def __init__(self, loss: Loss):
+    def __init__(self, loss: Loss, *, process_group: Any = None, distributed: bool = False):
         super().__init__()
         if not isinstance(loss, Loss):
             raise TypeError("LossModule wraps a culoss loss; got %s" % type(loss).__name__)
         self.loss = loss
         self._spec, self._softmax_axis = _plan(loss)
+        self._distributed, self.process_group = _resolve_group(process_group, distributed)
+
+    @property
+    def distributed(self) -> bool:
+        return self._distributed
 
     def forward(self, input: Tensor, target: Tensor,
                 pixel_weight: Optional[Tensor] = None) -> Tensor:
-        return _apply_plan(self._spec, self._softmax_axis, input, target, pixel_weight)
+        return _apply_plan(self._spec, self._softmax_axis, input, target, pixel_weight,
+                           self._distributed, self.process_group)
 
     def extra_repr(self) -> str:
-        return repr(self.loss)
+        return repr(self.loss) + (", distributed=True" if self._distributed else "")
 
 
 def _module_class(name: str, kind_name: str) -> type:
     kind_cls = _loss.KIND_CLASSES[kind_name]
 
-    def __init__(self, **params: Any) -> None:
-        LossModule.__init__(self, kind_cls(**params))
+    def __init__(self, *, process_group: Any = None, distributed: bool = False,
+                 **params: Any) -> None:
+        LossModule.__init__(self, kind_cls(**params), process_group=process_group,
+                            distributed=distributed)
 
-    __init__.__signature__ = kind_cls.__init__.__signature__  # type: ignore[attr-defined]
+    sig = kind_cls.__init__.__signature__  # type: ignore[attr-defined]
+    extra = [inspect.Parameter("process_group", inspect.Parameter.KEYWORD_ONLY, default=None),
+             inspect.Parameter("distributed", inspect.Parameter.KEYWORD_ONLY, default=False)]
+    __init__.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=list(sig.parameters.values()) + extra)
     __init__.__qualname__ = name + ".__init__"
     doc = ("``nn.Module`` for :class:`culoss.%s` (same keyword arguments).\n\n%s"
            % (kind_name, kind_cls.__doc__))
