@@ -9,6 +9,21 @@ command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ "${CULOSS_NEED_GTEST:-0}" = 1 ] && [ ! -f /usr/include/gtest/gtest.h ]; then need+=(libgtest-dev); fi
 if [ "${CULOSS_NEED_BENCH:-0}" = 1 ] && [ ! -f /usr/include/benchmark/benchmark.h ]; then need+=(libbenchmark-dev); fi
+if [ "${CULOSS_NEED_PNG:-0}" = 1 ] && [ ! -f /usr/include/png.h ]; then need+=(libpng-dev); fi
+# CULOSS_NEED_MPI=1: Open MPI for examples/mpi_dice.c and its ctest mpi_two_ranks.
+if [ "${CULOSS_NEED_MPI:-0}" = 1 ]; then
+  if ! command -v mpirun >/dev/null || ! command -v mpicc >/dev/null ||
+    [ ! -f "/usr/lib/$(uname -m)-linux-gnu/openmpi/include/mpi.h" ]; then
+    need+=(openmpi-bin libopenmpi-dev)
+  fi
+fi
+# CULOSS_NEED_CLANG=1: clang with libFuzzer and the sanitizer runtimes (tests/fuzz, CULOSS_FUZZ).
+if [ "${CULOSS_NEED_CLANG:-0}" = 1 ]; then
+  command -v clang >/dev/null && command -v clang++ >/dev/null || need+=(clang)
+  if ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-"$(uname -m)".a >/dev/null 2>&1; then
+    need+=(libclang-rt-dev)
+  fi
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "culoss: installing ${need[*]}"
   SUDO=""
