@@ -53,10 +53,17 @@ Dataset make_dataset(int count, int size, uint64_t seed) {
   for (int n = 0; n < count; ++n) {
     // Three objects, sizes relative to the image; the circle is small (class imbalance).
     Shape shapes[3];
-    shapes[0] = {kEllipse, 0, 0, 0, S * (0.14 + 0.10 * rng.uniform()), S * (0.08 + 0.05 * rng.uniform()),
+    shapes[0] = {kEllipse,
+                 0,
+                 0,
+                 0,
+                 S * (0.14 + 0.10 * rng.uniform()),
+                 S * (0.08 + 0.05 * rng.uniform()),
                  kPi * rng.uniform()};
     shapes[0].radius = shapes[0].a;
-    shapes[1] = {kRectangle, 0, 0, 0, S * (0.07 + 0.08 * rng.uniform()), S * (0.07 + 0.08 * rng.uniform()), 0};
+    shapes[1] = {
+        kRectangle, 0, 0, 0, S * (0.07 + 0.08 * rng.uniform()), S * (0.07 + 0.08 * rng.uniform()),
+        0};
     shapes[1].radius = std::hypot(shapes[1].a, shapes[1].b);
     shapes[2] = {kCircle, 0, 0, 0, S * (0.035 + 0.03 * rng.uniform()), 0, 0};
     shapes[2].radius = shapes[2].a;
@@ -82,7 +89,8 @@ Dataset make_dataset(int count, int size, uint64_t seed) {
       fx[k] = (rng.uniform() - 0.5) * 0.9;
       ph[k] = 2 * kPi * rng.uniform();
     }
-    const double gy = (rng.uniform() - 0.5) * 0.6, gx = (rng.uniform() - 0.5) * 0.6;  // +-0.3 at the edges
+    const double gy = (rng.uniform() - 0.5) * 0.6,
+                 gx = (rng.uniform() - 0.5) * 0.6;  // +-0.3 at the edges
     float* img = d.images.data() + n * d.pixels();
     uint8_t* lab = d.labels.data() + n * d.pixels();
     for (int y = 0; y < size; ++y)
@@ -93,16 +101,16 @@ Dataset make_dataset(int count, int size, uint64_t seed) {
         for (const Shape& s : shapes)  // later shapes are drawn on top
           if (inside(s, y + 0.5, x + 0.5)) c = uint8_t(s.cls);
         lab[y * size + x] = c;
-        img[y * size + x] = float(kTexture / std::sqrt(3.0) * t + gy * (2 * y / S - 1) +
-                                  gx * (2 * x / S - 1)) +
-                            kContrast[c] + kNoise * float(rng.normal());
+        img[y * size + x] =
+            float(kTexture / std::sqrt(3.0) * t + gy * (2 * y / S - 1) + gx * (2 * x / S - 1)) +
+            kContrast[c] + kNoise * float(rng.normal());
       }
   }
   return d;
 }
 
-std::vector<uint8_t> drop_annotations(const Dataset& set, double fraction, int cls,
-                                      uint64_t seed, std::vector<int>* dropped) {
+std::vector<uint8_t> drop_annotations(const Dataset& set, double fraction, int cls, uint64_t seed,
+                                      std::vector<int>* dropped) {
   std::vector<uint8_t> labels = set.labels;
   dropped->assign(set.count, 0);
   std::vector<int> order(set.count);

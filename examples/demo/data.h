@@ -12,9 +12,9 @@ constexpr int kClasses = 4;
 extern const char* const kClassNames[kClasses];  // "background", "ellipse", ...
 
 struct Dataset {
-  int count = 0, size = 0;        // count images of size x size pixels
-  std::vector<float> images;      // count x size x size, roughly zero mean, unit scale
-  std::vector<uint8_t> labels;    // count x size x size, complete annotation
+  int count = 0, size = 0;      // count images of size x size pixels
+  std::vector<float> images;    // count x size x size, roughly zero mean, unit scale
+  std::vector<uint8_t> labels;  // count x size x size, complete annotation
   int64_t pixels() const { return int64_t(size) * size; }
   const float* image(int i) const { return images.data() + i * pixels(); }
   const uint8_t* label(int i) const { return labels.data() + i * pixels(); }
@@ -27,7 +27,7 @@ Dataset make_dataset(int count, int size, uint64_t seed);
 // Labels with missing annotations: in round(fraction * count) images (chosen with `seed`) the
 // pixels of one class are labelled background. `cls` is that class (1..3), or 0 for a random
 // class per image. dropped[i] is the class removed from image i (0: none).
-std::vector<uint8_t> drop_annotations(const Dataset& set, double fraction, int cls,
-                                      uint64_t seed, std::vector<int>* dropped);
+std::vector<uint8_t> drop_annotations(const Dataset& set, double fraction, int cls, uint64_t seed,
+                                      std::vector<int>* dropped);
 
 }  // namespace demo

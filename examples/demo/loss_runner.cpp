@@ -10,7 +10,8 @@ namespace demo {
 const LossInfo kLosses[] = {
     {"ce", "cross-entropy", false, "CROSS_ENTROPY"},
     {"dice", "Dice", false, "DICE, INCLUDE_BACKGROUND=0"},
-    {"dice+ce", "Dice + CE", false, "SUM of DICE (INCLUDE_BACKGROUND=0) and CROSS_ENTROPY, weights 1 and 1: one fused call"},
+    {"dice+ce", "Dice + CE", false,
+     "SUM of DICE (INCLUDE_BACKGROUND=0) and CROSS_ENTROPY, weights 1 and 1: one fused call"},
     {"focal", "focal", false, "FOCAL, ACTIVATION=SOFTMAX, GAMMA=2"},
     {"tversky", "Tversky", false, "TVERSKY, ALPHA=0.3, BETA=0.7, INCLUDE_BACKGROUND=0"},
     {"lovasz", "Lovasz-Softmax", false, "LOVASZ_SOFTMAX (pooled over the batch, present classes)"},
@@ -98,7 +99,8 @@ culoss_loss make_loss(int index, std::string* error) {
   } else if (key == "dice+ce") {
     culoss_loss dice = create(CULOSS_DICE, ok), ce = create(CULOSS_CROSS_ENTROPY, ok);
     l = create(CULOSS_SUM, ok);
-    if (dice) ok(culoss_loss_set_int(dice, CULOSS_PARAM_INCLUDE_BACKGROUND, 0), "INCLUDE_BACKGROUND");
+    if (dice)
+      ok(culoss_loss_set_int(dice, CULOSS_PARAM_INCLUDE_BACKGROUND, 0), "INCLUDE_BACKGROUND");
     if (l && dice && ce) {
       ok(culoss_loss_add_term(l, dice, 1.0), "culoss_loss_add_term");
       ok(culoss_loss_add_term(l, ce, 1.0), "culoss_loss_add_term");

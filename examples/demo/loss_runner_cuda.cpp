@@ -110,8 +110,7 @@ std::unique_ptr<LossRunner> make_cuda_runner(int64_t n, int64_t h, int64_t w, in
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
     *error = std::string("no usable CUDA device (cudaGetDeviceCount: ") +
-             (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
-             "); run with --device cpu";
+             (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") + "); run with --device cpu";
     return nullptr;
   }
   const int device = 0;

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "check.h"
 #include "data.h"
 #include "loss_runner.h"
 #include "net.h"
@@ -44,54 +45,55 @@ struct Options {
   int steps = 400, batch = 8, size = 48, width = 8, train = 512, test = 64;
   double lr = 0.01, missing = 0.5;
   int missing_class = kRectangle;  // 0: a random class per image
-  std::vector<int> losses;      // indices into kLosses; empty: all
+  std::vector<int> losses;         // indices into kLosses; empty: all
   uint64_t seed = 1;
   std::string device = "cpu", out;
-  int threads = 0;  // 0: one per core (at most 8)
+  int threads = 0;    // 0: one per core (at most 8)
   int progress = -1;  // -1: when stdout is a terminal
   bool quick = false, check_gradients = false;
 };
 
 void usage(std::FILE* f) {
-  std::fprintf(f,
-"usage: culoss-demo [options]\n"
-"\n"
-"Trains a small fully convolutional network (five 3x3 convolutions with ReLU, dilations\n"
-"1-2-4-8-1, and a 1x1 classifier; forward and backward written in this example) on a seeded\n"
-"synthetic segmentation set (an ellipse, a rectangle and a small circle on a noisy textured\n"
-"background) with each loss below, for the same number of steps from the same initial\n"
-"weights, and prints held-out Dice and IoU per class, the final loss, and the time per\n"
-"step spent inside culoss.\n"
-"\n"
-"options:\n"
-"  --steps N          training steps per loss [400]\n"
-"  --batch N          images per step [8]\n"
-"  --size N           image side in pixels, 16..256 [48]\n"
-"  --width N          channels of the hidden layers: %s [8]\n"
-"  --lr X             Adam learning rate [0.01]\n"
-"  --train N          training images [512]\n"
-"  --test N           held-out images [64]\n"
-"  --missing X        fraction of training images whose annotation of one class is missing\n"
-"                     (its pixels labelled background), for the losses ce-missing and\n"
-"                     marginal; 0 leaves those two out [0.5]\n"
-"  --missing-class C  the class left out: ellipse, rectangle, circle, or random (one per\n"
-"                     image) [rectangle]\n"
-"  --losses LIST      comma-separated subset of the losses below [all]\n"
-"  --seed N           seed of the data, the initial weights and the batches [1]\n"
-"  --device D         cpu, or cuda: culoss computes the loss and its gradient on the GPU\n"
-"                     (the network stays on the CPU; logits and gradients are copied) [cpu]\n"
-"  --threads N        CPU threads for the network [one per core, at most 8]\n"
-"  --out DIR          write predictions.png and curves.png into DIR (needs libpng)\n"
-"  --quick            a tiny budget for CI: 8 steps, batch 4, 32 training and 8 held-out\n"
-"                     images of 32x32 (options given explicitly still apply)\n"
-"  --progress, --no-progress\n"
-"                     progress bar on stdout [only when stdout is a terminal]\n"
-"  --check-gradients  check the network's hand-written backward pass against finite\n"
-"                     differences, then exit\n"
-"  --help             this text\n"
-"\n"
-"losses:\n",
-               Net::supported_widths());
+  std::fprintf(
+      f,
+      "usage: culoss-demo [options]\n"
+      "\n"
+      "Trains a small fully convolutional network (five 3x3 convolutions with ReLU, dilations\n"
+      "1-2-4-8-1, and a 1x1 classifier; forward and backward written in this example) on a seeded\n"
+      "synthetic segmentation set (an ellipse, a rectangle and a small circle on a noisy textured\n"
+      "background) with each loss below, for the same number of steps from the same initial\n"
+      "weights, and prints held-out Dice and IoU per class, the final loss, and the time per\n"
+      "step spent inside culoss.\n"
+      "\n"
+      "options:\n"
+      "  --steps N          training steps per loss [400]\n"
+      "  --batch N          images per step [8]\n"
+      "  --size N           image side in pixels, 16..256 [48]\n"
+      "  --width N          channels of the hidden layers: %s [8]\n"
+      "  --lr X             Adam learning rate [0.01]\n"
+      "  --train N          training images [512]\n"
+      "  --test N           held-out images [64]\n"
+      "  --missing X        fraction of training images whose annotation of one class is missing\n"
+      "                     (its pixels labelled background), for the losses ce-missing and\n"
+      "                     marginal; 0 leaves those two out [0.5]\n"
+      "  --missing-class C  the class left out: ellipse, rectangle, circle, or random (one per\n"
+      "                     image) [rectangle]\n"
+      "  --losses LIST      comma-separated subset of the losses below [all]\n"
+      "  --seed N           seed of the data, the initial weights and the batches [1]\n"
+      "  --device D         cpu, or cuda: culoss computes the loss and its gradient on the GPU\n"
+      "                     (the network stays on the CPU; logits and gradients are copied) [cpu]\n"
+      "  --threads N        CPU threads for the network [one per core, at most 8]\n"
+      "  --out DIR          write predictions.png and curves.png into DIR (needs libpng)\n"
+      "  --quick            a tiny budget for CI: 8 steps, batch 4, 32 training and 8 held-out\n"
+      "                     images of 32x32 (options given explicitly still apply)\n"
+      "  --progress, --no-progress\n"
+      "                     progress bar on stdout [only when stdout is a terminal]\n"
+      "  --check-gradients  check the network's hand-written backward pass against a plain\n"
+      "                     double-precision reference and finite differences, then exit\n"
+      "  --help             this text\n"
+      "\n"
+      "losses:\n",
+      Net::supported_widths());
   for (int i = 0; i < kNumLosses; ++i)
     std::fprintf(f, "  %-11s %s\n", kLosses[i].key, kLosses[i].description);
 }
@@ -242,12 +244,15 @@ Options parse(int argc, char** argv) {
     std::vector<int> kept;
     for (int k : o.losses)
       if (!kLosses[k].missing_labels) kept.push_back(k);
-    if (kept.empty()) bad_option("--missing 0 leaves no loss to train (the selected ones need missing annotations)");
+    if (kept.empty())
+      bad_option(
+          "--missing 0 leaves no loss to train (the selected ones need missing annotations)");
     o.losses = kept;
   }
-  if (o.batch > o.train) bad_option("--batch (" + std::to_string(o.batch) + ") is larger than --train (" + std::to_string(o.train) + ")");
-  if (o.threads == 0)
-    o.threads = std::clamp(int(std::thread::hardware_concurrency()), 1, 8);
+  if (o.batch > o.train)
+    bad_option("--batch (" + std::to_string(o.batch) + ") is larger than --train (" +
+               std::to_string(o.train) + ")");
+  if (o.threads == 0) o.threads = std::clamp(int(std::thread::hardware_concurrency()), 1, 8);
   return o;
 }
 
@@ -355,8 +360,8 @@ class Progress {
 // One training run.
 
 struct Run {
-  int loss = 0;                                 // index into kLosses
-  std::vector<double> train_loss;               // per step
+  int loss = 0;                                                    // index into kLosses
+  std::vector<double> train_loss;                                  // per step
   std::vector<std::pair<double, double>> curve_dice, curve_class;  // held-out subset over steps
   double final_loss = 0, culoss_ms = 0, step_ms = 0, copy_ms = 0, seconds = 0;
   Scores scores;
@@ -465,87 +470,6 @@ bool train_one(const Context& cx, int loss_index, Progress* progress, Run* run,
 }
 
 // ---------------------------------------------------------------------------------------------
-// The finite-difference check of the hand-written backward pass (--check-gradients).
-
-int check_gradients(const Options& o) {
-  const int S = 12, N = 2;
-  const Dataset d = make_dataset(N, S, o.seed);
-  Net net(8, kClasses, o.seed);
-  // Larger logits than the initialization's, so every layer's gradient is well above noise;
-  // nonzero biases (they start at 0), so that no ReLU sits exactly at its kink, where the
-  // finite difference averages the two one-sided slopes.
-  Rng rng(o.seed);
-  for (float& p : net.params) p = p == 0.0f ? 0.1f * float(2 * rng.uniform() - 1) : 1.5f * p;
-  std::string error;
-  culoss_loss loss = make_loss(0, &error);  // cross-entropy
-  std::vector<float> logits(size_t(N) * S * S * kClasses), grad(logits.size());
-  std::vector<Net::Work> work(N);
-  int64_t in_shape[4] = {N, S, S, kClasses}, lab_shape[3] = {N, S, S};
-  const DLDevice cpu{kDLCPU, 0};
-  DLTensor input{logits.data(), cpu, 4, {kDLFloat, 32, 1}, in_shape, nullptr, 0};
-  DLTensor target{const_cast<uint8_t*>(d.labels.data()), cpu, 3, {kDLUInt, 8, 1}, lab_shape,
-                  nullptr, 0};
-  DLTensor grad_t{grad.data(), cpu, 4, {kDLFloat, 32, 1}, in_shape, nullptr, 0};
-  double v = 0;  // a float64 value: float32 would quantize the finite differences
-  DLTensor out{&v, cpu, 0, {kDLFloat, 64, 1}, nullptr, nullptr, 0};
-  auto value = [&](bool backward, std::vector<float>* dparams) -> double {
-    for (int n = 0; n < N; ++n)
-      net.forward(d.image(n), S, S, &work[n], &logits[size_t(n) * S * S * kClasses]);
-    const culoss_status s = culoss_compute(loss, &input, &target, nullptr, &out,
-                                           backward ? &grad_t : nullptr, 1.0, nullptr, 0, nullptr);
-    if (s != CULOSS_SUCCESS) {
-      std::fprintf(stderr, "culoss-demo: culoss_compute: %s: %s\n", culoss_status_string(s),
-                   culoss_last_error());
-      std::exit(1);
-    }
-    if (backward)
-      for (int n = 0; n < N; ++n)
-        net.backward(d.image(n), S, S, &grad[size_t(n) * S * S * kClasses], &work[n],
-                     dparams->data());
-    return v;
-  };
-  std::vector<float> analytic(net.num_params(), 0.0f);
-  value(true, &analytic);
-  int checked = 0, bad = 0;
-  double worst = 0;
-  // Central differences at two step sizes: a ReLU switching inside [-h, h] spoils one
-  // difference now and then; a parameter counts as wrong when both disagree by more than 5%.
-  auto difference = [&](size_t j, float h) {
-    const float keep = net.params[j];
-    net.params[j] = keep + h;
-    const double up = value(false, nullptr);
-    net.params[j] = keep - h;
-    const double down = value(false, nullptr);
-    net.params[j] = keep;
-    return (up - down) / (double(keep + h) - double(keep - h));
-  };
-  if (const char* dbg = std::getenv("CULOSS_DEMO_FD_PARAM")) {
-    const size_t j = size_t(std::atol(dbg));
-    for (float h : {1e-2f, 4e-3f, 2e-3f, 1e-3f, 5e-4f, 2e-4f, 1e-4f, 5e-5f})
-      std::printf("h %g analytic %.6g numeric %.6g\n", h, analytic[j], difference(j, h));
-  }
-  for (int k = 0; k < 300; ++k) {
-    const size_t j = size_t(rng.below(int64_t(net.num_params())));
-    if (std::fabs(analytic[j]) < 2e-3) continue;
-    double rel = 1e300;
-    for (float h : {5e-4f, 1e-4f}) {
-      const double numeric = difference(j, h);
-      rel = std::min(rel, std::fabs(numeric - analytic[j]) / std::max(std::fabs(numeric), 1e-3));
-      if (rel <= 0.05) break;
-    }
-    worst = std::max(worst, rel);
-    ++checked;
-    if (rel > 0.05) ++bad;
-  }
-  culoss_loss_destroy(loss);
-  std::printf("gradient check: %d parameters, %d off by more than 5%% (largest relative "
-              "difference %.3g)\n", checked, bad, worst);
-  const bool pass = checked >= 50 && bad <= checked / 50;
-  std::printf("%s\n", pass ? "PASS" : "FAIL");
-  return pass ? 0 : 1;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Output
 
 std::string row_label(int loss_index, const Options& o) {
@@ -562,8 +486,10 @@ std::string center(const std::string& s, size_t width) {
 }
 
 void print_table(const std::vector<Run>& runs, const Options& o, bool cuda) {
-  std::printf("\nheld-out results (%d images; Dice and IoU of the argmax prediction per image, "
-              "averaged):\n\n", o.test);
+  std::printf(
+      "\nheld-out results (%d images; Dice and IoU of the argmax prediction per image, "
+      "averaged):\n\n",
+      o.test);
   const std::string group = " %7s %7s %7s %6s ";  // 32 characters between the bars
   std::printf("%-10s %-15s|%s|%s|%9s|%s\n", "", "", center("Dice", 32).c_str(),
               center("IoU", 32).c_str(), "final ", cuda ? " ms per step (mean)" : " ms per step");
@@ -575,30 +501,32 @@ void print_table(const std::vector<Run>& runs, const Options& o, bool cuda) {
   for (const Run& r : runs) {
     const Scores& s = r.scores;
     std::printf("%-10s %-15s| %7.3f %7.3f %7.3f %6.3f | %7.3f %7.3f %7.3f %6.3f |%8.4f |%8.2f%8.1f",
-                row_label(r.loss, o).c_str(), kLosses[r.loss].name, s.dice[1], s.dice[2],
-                s.dice[3], s.mean_dice(), s.iou[1], s.iou[2], s.iou[3], s.mean_iou(),
-                r.final_loss, r.culoss_ms, r.step_ms);
+                row_label(r.loss, o).c_str(), kLosses[r.loss].name, s.dice[1], s.dice[2], s.dice[3],
+                s.mean_dice(), s.iou[1], s.iou[2], s.iou[3], s.mean_iou(), r.final_loss,
+                r.culoss_ms, r.step_ms);
     if (cuda) std::printf("%8.2f", r.copy_ms);
     std::printf("\n");
   }
-  std::printf("\n'final loss': mean training loss over the last 10%% of steps (each loss on its "
-              "own scale). 'culoss': time\ninside culoss_compute per step; 'step': the whole "
-              "step (forward, loss, backward, Adam); means over\nthe steps after the first.");
+  std::printf(
+      "\n'final loss': mean training loss over the last 10%% of steps (each loss on its "
+      "own scale). 'culoss': time\ninside culoss_compute per step; 'step': the whole "
+      "step (forward, loss, backward, Adam); means over\nthe steps after the first.");
   if (cuda)
-    std::printf(" 'copy': host<->device copies of the logits, labels and gradient (the network "
-                "runs on the CPU).");
+    std::printf(
+        " 'copy': host<->device copies of the logits, labels and gradient (the network "
+        "runs on the CPU).");
   std::printf("\n");
 }
 
-void print_small_object_table(const std::vector<Run>& runs, const Dataset& test,
-                              const Options& o) {
+void print_small_object_table(const std::vector<Run>& runs, const Dataset& test, const Options& o) {
   const int64_t total = int64_t(test.count) * test.pixels();
   int64_t circle = 0;
   for (uint8_t v : test.labels) circle += v == kCircle;
-  std::printf("\nthe small object: circle pixels pooled over the held-out images (%.2f%% of all "
-              "pixels)\n\n", 100.0 * circle / total);
-  std::printf("%-10s %-15s| %9s %9s %11s\n", "labels", "loss", "precision", "recall",
-              "pred./true");
+  std::printf(
+      "\nthe small object: circle pixels pooled over the held-out images (%.2f%% of all "
+      "pixels)\n\n",
+      100.0 * circle / total);
+  std::printf("%-10s %-15s| %9s %9s %11s\n", "labels", "loss", "precision", "recall", "pred./true");
   std::printf("%s\n", std::string(59, '-').c_str());
   for (const Run& r : runs) {
     const Scores& s = r.scores;
@@ -622,20 +550,26 @@ void print_summary(const std::vector<Run>& runs, const Options& o, int missing_c
   if (ce_m && marg) {
     const int c = missing_class;
     auto dice = [&](const Run* r) { return c > 0 ? r->scores.dice[c] : r->scores.mean_dice(); };
-    std::printf("  missing annotations (%s):\n", c > 0 ? kClassNames[c] : "a random class per image; mean Dice");
+    std::printf("  missing annotations (%s):\n",
+                c > 0 ? kClassNames[c] : "a random class per image; mean Dice");
     char label[64];
     if (ce) std::printf("    %-42s %.3f\n", "cross-entropy, complete labels", dice(ce));
-    std::snprintf(label, sizeof label, "cross-entropy, %.0f%% of images unlabelled", 100.0 * o.missing);
+    std::snprintf(label, sizeof label, "cross-entropy, %.0f%% of images unlabelled",
+                  100.0 * o.missing);
     std::printf("    %-42s %.3f\n", label, dice(ce_m));
-    std::snprintf(label, sizeof label, "marginal CE, %.0f%% of images unlabelled", 100.0 * o.missing);
+    std::snprintf(label, sizeof label, "marginal CE, %.0f%% of images unlabelled",
+                  100.0 * o.missing);
     std::printf("    %-42s %.3f\n", label, dice(marg));
   }
   int n = 0;
   for (const Run& r : runs) {
     if (kLosses[r.loss].missing_labels) continue;
-    if (n == 0) std::printf("  small object (circle), complete labels:\n   ");
-    else if (n % 3 == 0) std::printf(",\n   ");
-    else std::printf(",");
+    if (n == 0)
+      std::printf("  small object (circle), complete labels:\n   ");
+    else if (n % 3 == 0)
+      std::printf(",\n   ");
+    else
+      std::printf(",");
     std::printf(" %s %.3f", kLosses[r.loss].name, r.scores.dice[kCircle]);
     ++n;
   }
@@ -654,11 +588,13 @@ bool write_pictures(const std::vector<Run>& runs, const Options& o, const Datase
   const int64_t P = test.pixels();
   std::vector<GridColumn> cols;
   GridColumn truth{"ground truth", "complete", {}};
-  for (int n = 0; n < grid_images; ++n)
-    truth.maps.emplace_back(test.label(n), test.label(n) + P);
+  for (int n = 0; n < grid_images; ++n) truth.maps.emplace_back(test.label(n), test.label(n) + P);
   cols.push_back(truth);
   for (const Run& r : runs) {
-    GridColumn c{kLosses[r.loss].name, kLosses[r.loss].missing_labels ? "trained: " + row_label(r.loss, o) : "trained: complete", {}};
+    GridColumn c{
+        kLosses[r.loss].name,
+        kLosses[r.loss].missing_labels ? "trained: " + row_label(r.loss, o) : "trained: complete",
+        {}};
     for (int n = 0; n < grid_images; ++n)
       c.maps.emplace_back(r.predictions.begin() + n * P, r.predictions.begin() + (n + 1) * P);
     cols.push_back(c);
@@ -672,15 +608,15 @@ bool write_pictures(const std::vector<Run>& runs, const Options& o, const Datase
     return false;
   }
   // Curves: relative training loss (smoothed), held-out mean Dice, held-out Dice of one class.
-  static const Rgb palette[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
-                                {148, 103, 189}, {140, 86, 75}, {127, 127, 127}, {23, 190, 207}};
+  static const Rgb palette[] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
+                                {148, 103, 189}, {140, 86, 75},  {127, 127, 127}, {23, 190, 207}};
   std::vector<Curve> loss_curves, dice_curves, class_curves;
   double ymax_loss = 1.0;
   for (size_t i = 0; i < runs.size(); ++i) {
     const Run& r = runs[i];
     const Rgb color = palette[r.loss % 8];
-    const std::string name = std::string(kLosses[r.loss].name) +
-                             (kLosses[r.loss].missing_labels ? " (missing)" : "");
+    const std::string name =
+        std::string(kLosses[r.loss].name) + (kLosses[r.loss].missing_labels ? " (missing)" : "");
     const bool dashed = kLosses[r.loss].missing_labels;
     Curve lc{name, color, dashed, {}};
     const double first = std::max(std::fabs(r.train_loss.front()), 1e-12);
@@ -699,8 +635,8 @@ bool write_pictures(const std::vector<Run>& runs, const Options& o, const Datase
   const std::string cls = std::string("held-out Dice: ") + kClassNames[watch_class];
   Canvas a = render_plot("training loss / loss at step 1", "step", o.steps, 0.0, ymax_loss,
                          loss_curves, pw, ph);
-  Canvas b = render_plot("held-out mean Dice (3 classes)", "step", o.steps, 0.0, 1.0,
-                         dice_curves, pw, ph);
+  Canvas b =
+      render_plot("held-out mean Dice (3 classes)", "step", o.steps, 0.0, 1.0, dice_curves, pw, ph);
   Canvas c = render_plot(cls, "step", o.steps, 0.0, 1.0, class_curves, pw, ph);
   Canvas legend = render_legend(loss_curves, 3 * pw);
   Canvas all(3 * pw, ph + legend.height(), Rgb{255, 255, 255});
@@ -713,9 +649,10 @@ bool write_pictures(const std::vector<Run>& runs, const Options& o, const Datase
     std::fprintf(stderr, "culoss-demo: %s\n", error.c_str());
     return false;
   }
-  std::printf("\nwrote %s (input, ground truth and each loss's prediction for %d held-out "
-              "images)\nwrote %s (training curves)\n",
-              grid_path.c_str(), grid_images, curves_path.c_str());
+  std::printf(
+      "\nwrote %s (input, ground truth and each loss's prediction for %d held-out "
+      "images)\nwrote %s (training curves)\n",
+      grid_path.c_str(), grid_images, curves_path.c_str());
   return true;
 }
 
@@ -725,7 +662,7 @@ bool write_pictures(const std::vector<Run>& runs, const Options& o, const Datase
 int main(int argc, char** argv) {
   using namespace demo;
   const Options o = parse(argc, argv);
-  if (o.check_gradients) return check_gradients(o);
+  if (o.check_gradients) return check_gradients(o.seed);
   const auto t_start = Clock::now();
 
   std::unique_ptr<LossRunner> runner;
@@ -744,9 +681,10 @@ int main(int argc, char** argv) {
   const bool want_png = !o.out.empty();
 
   const int v = culoss_version();
-  std::printf("culoss-demo (culoss %d.%d.%d): a small CNN trained with each loss on the same "
-              "data, from the same\ninitial weights, with the same batches%s\n\n",
-              v / 10000, v / 100 % 100, v % 100, o.quick ? " (--quick: a tiny budget)" : "");
+  std::printf(
+      "culoss-demo (culoss %d.%d.%d): a small CNN trained with each loss on the same "
+      "data, from the same\ninitial weights, with the same batches%s\n\n",
+      v / 10000, v / 100 % 100, v % 100, o.quick ? " (--quick: a tiny budget)" : "");
   const Dataset train = make_dataset(o.train, o.size, o.seed);
   const Dataset test = make_dataset(o.test, o.size, o.seed + 1000003);
   std::vector<int> dropped;
@@ -754,8 +692,10 @@ int main(int argc, char** argv) {
       drop_annotations(train, o.missing, o.missing_class, o.seed + 7, &dropped);
   int64_t per_class[kClasses] = {};
   for (uint8_t c : train.labels) per_class[c]++;
-  std::printf("data     %d training and %d held-out images of %dx%d, seed %llu; pixels per "
-              "class:\n        ", o.train, o.test, o.size, o.size, (unsigned long long)o.seed);
+  std::printf(
+      "data     %d training and %d held-out images of %dx%d, seed %llu; pixels per "
+      "class:\n        ",
+      o.train, o.test, o.size, o.size, (unsigned long long)o.seed);
   for (int k = 0; k < kClasses; ++k)
     std::printf(" %s %.1f%%%s", kClassNames[k], 100.0 * per_class[k] / train.labels.size(),
                 k + 1 < kClasses ? "," : "\n");
@@ -764,24 +704,27 @@ int main(int argc, char** argv) {
   bool any_missing = false;
   for (int k : o.losses) any_missing |= kLosses[k].missing_labels;
   if (any_missing)
-    std::printf("missing  %s labelled background in %d of %d training images (--missing %g) "
-                "for the 'miss.' rows\n",
-                o.missing_class ? (std::string("the ") + kClassNames[o.missing_class]).c_str()
-                                : "one random class",
-                n_dropped, o.train, o.missing);
+    std::printf(
+        "missing  %s labelled background in %d of %d training images (--missing %g) "
+        "for the 'miss.' rows\n",
+        o.missing_class ? (std::string("the ") + kClassNames[o.missing_class]).c_str()
+                        : "one random class",
+        n_dropped, o.train, o.missing);
   Net probe(o.width, kClasses, 0);
-  std::printf("network  %s\n         %.1f M multiply-adds per image forward; Adam lr %g, "
-              "batch %d, %d steps per loss, %d CPU thread%s\n",
-              probe.describe().c_str(), probe.macs_per_pixel() * double(o.size * o.size) / 1e6,
-              o.lr, o.batch, o.steps, o.threads, o.threads > 1 ? "s" : "");
+  std::printf(
+      "network  %s\n         %.1f M multiply-adds per image forward; Adam lr %g, "
+      "batch %d, %d steps per loss, %d CPU thread%s\n",
+      probe.describe().c_str(), probe.macs_per_pixel() * double(o.size * o.size) / 1e6, o.lr,
+      o.batch, o.steps, o.threads, o.threads > 1 ? "s" : "");
   std::printf("device   %s\n", runner->description().c_str());
   std::printf("losses   ");
   for (size_t i = 0; i < o.losses.size(); ++i)
     std::printf("%s%s", i ? ", " : "", kLosses[o.losses[i]].key);
   std::printf("\n\n");
   if (want_png && !png_supported())
-    std::printf("note: this culoss-demo was built without libpng, so no PNG will be written "
-                "(install libpng-dev and rebuild)\n\n");
+    std::printf(
+        "note: this culoss-demo was built without libpng, so no PNG will be written "
+        "(install libpng-dev and rebuild)\n\n");
   std::fflush(stdout);
 
   Context cx;

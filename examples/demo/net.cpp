@@ -30,8 +30,8 @@ inline void store4(float* p, v4 v) { std::memcpy(p, &v, sizeof v); }
 // CO is a multiple of 4. Two output pixels at a time share each weight load when the
 // accumulators of both fit in registers.
 template <int CI, int CO>
-void conv_acc(const float* __restrict in, float* __restrict out, const float* __restrict w,
-              int H, int W, int k, int dil, int sign) {
+void conv_acc(const float* __restrict in, float* __restrict out, const float* __restrict w, int H,
+              int W, int k, int dil, int sign) {
   static_assert(CO % 4 == 0, "output channels must be a multiple of 4");
   constexpr int V = CO / 4, PB = V <= 4 ? 2 : 1;
   const int r = k / 2;
@@ -46,36 +46,36 @@ void conv_acc(const float* __restrict in, float* __restrict out, const float* __
       int x = x0;
       for (; x + PB <= x1; x += PB, o += PB * CO, s += PB * CI) {
         v4 acc[PB][V];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int b = 0; b < PB; ++b)
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int j = 0; j < V; ++j) acc[b][j] = load4(o + b * CO + 4 * j);
         for (int i = 0; i < CI; ++i) {
           v4 xv[PB];
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int b = 0; b < PB; ++b) xv[b] = v4{} + s[b * CI + i];
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int j = 0; j < V; ++j) {
             const v4 wv = load4(wt + i * CO + 4 * j);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int b = 0; b < PB; ++b) acc[b][j] += wv * xv[b];
           }
         }
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int b = 0; b < PB; ++b)
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int j = 0; j < V; ++j) store4(o + b * CO + 4 * j, acc[b][j]);
       }
       for (; x < x1; ++x, o += CO, s += CI) {
         v4 acc[V];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int j = 0; j < V; ++j) acc[j] = load4(o + 4 * j);
         for (int i = 0; i < CI; ++i) {
           const v4 xv = v4{} + s[i];
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int j = 0; j < V; ++j) acc[j] += load4(wt + i * CO + 4 * j) * xv;
         }
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int j = 0; j < V; ++j) store4(o + 4 * j, acc[j]);
       }
     }
@@ -99,30 +99,31 @@ void conv_wgrad(const float* __restrict in, const float* __restrict dout, float*
     if (y0 >= y1 || x0 >= x1) continue;
     for (int i0 = 0; i0 < CI; i0 += IB) {
       v4 acc[IB][V];
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int b = 0; b < IB; ++b)
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int j = 0; j < V; ++j) acc[b][j] = v4{};
       for (int y = y0; y < y1; ++y) {
         const float* g = dout + (size_t(y) * W + x0) * CO;
         const float* s = in + (size_t(y + dy) * W + x0 + dx) * CI + i0;
         for (int x = x0; x < x1; ++x, g += CO, s += CI) {
           v4 gv[V];
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int j = 0; j < V; ++j) gv[j] = load4(g + 4 * j);
-          #pragma GCC unroll 16
+#pragma GCC unroll 16
           for (int b = 0; b < IB; ++b) {
             const v4 xv = v4{} + s[b];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int j = 0; j < V; ++j) acc[b][j] += gv[j] * xv;
           }
         }
       }
       float* d = dw + (size_t(t) * CI + i0) * CO;
-      #pragma GCC unroll 16
+#pragma GCC unroll 16
       for (int b = 0; b < IB; ++b)
-        #pragma GCC unroll 16
-        for (int j = 0; j < V; ++j) store4(d + b * CO + 4 * j, load4(d + b * CO + 4 * j) + acc[b][j]);
+#pragma GCC unroll 16
+        for (int j = 0; j < V; ++j)
+          store4(d + b * CO + 4 * j, load4(d + b * CO + 4 * j) + acc[b][j]);
     }
   }
 }
@@ -133,43 +134,64 @@ using WGradFn = void (*)(const float*, const float*, float*, int, int, int, int)
 template <int CI>
 ConvFn conv_for(int co) {
   switch (co) {
-    case 4: return conv_acc<CI, 4>;
-    case 8: return conv_acc<CI, 8>;
-    case 16: return conv_acc<CI, 16>;
-    case 24: return conv_acc<CI, 24>;
-    case 32: return conv_acc<CI, 32>;
+    case 4:
+      return conv_acc<CI, 4>;
+    case 8:
+      return conv_acc<CI, 8>;
+    case 16:
+      return conv_acc<CI, 16>;
+    case 24:
+      return conv_acc<CI, 24>;
+    case 32:
+      return conv_acc<CI, 32>;
   }
   return nullptr;
 }
 ConvFn conv_for(int ci, int co) {
   switch (ci) {
-    case 1: return conv_for<1>(co);
-    case 4: return conv_for<4>(co);
-    case 8: return conv_for<8>(co);
-    case 16: return conv_for<16>(co);
-    case 24: return conv_for<24>(co);
-    case 32: return conv_for<32>(co);
+    case 1:
+      return conv_for<1>(co);
+    case 4:
+      return conv_for<4>(co);
+    case 8:
+      return conv_for<8>(co);
+    case 16:
+      return conv_for<16>(co);
+    case 24:
+      return conv_for<24>(co);
+    case 32:
+      return conv_for<32>(co);
   }
   return nullptr;
 }
 template <int CI>
 WGradFn wgrad_for(int co) {
   switch (co) {
-    case 4: return conv_wgrad<CI, 4>;
-    case 8: return conv_wgrad<CI, 8>;
-    case 16: return conv_wgrad<CI, 16>;
-    case 24: return conv_wgrad<CI, 24>;
-    case 32: return conv_wgrad<CI, 32>;
+    case 4:
+      return conv_wgrad<CI, 4>;
+    case 8:
+      return conv_wgrad<CI, 8>;
+    case 16:
+      return conv_wgrad<CI, 16>;
+    case 24:
+      return conv_wgrad<CI, 24>;
+    case 32:
+      return conv_wgrad<CI, 32>;
   }
   return nullptr;
 }
 WGradFn wgrad_for(int ci, int co) {
   switch (ci) {
-    case 1: return wgrad_for<1>(co);
-    case 8: return wgrad_for<8>(co);
-    case 16: return wgrad_for<16>(co);
-    case 24: return wgrad_for<24>(co);
-    case 32: return wgrad_for<32>(co);
+    case 1:
+      return wgrad_for<1>(co);
+    case 8:
+      return wgrad_for<8>(co);
+    case 16:
+      return wgrad_for<16>(co);
+    case 24:
+      return wgrad_for<24>(co);
+    case 32:
+      return wgrad_for<32>(co);
   }
   return nullptr;
 }
@@ -182,9 +204,8 @@ bool Net::supported_width(int width) {
 const char* Net::supported_widths() { return "8, 16, 24 or 32"; }
 
 Net::Net(int width, int classes, uint64_t seed) {
-  layers_ = {{1, width, 3, 1, true},     {width, width, 3, 2, true},
-             {width, width, 3, 4, true}, {width, width, 3, 8, true},
-             {width, width, 3, 1, true}, {width, classes, 1, 1, false}};
+  layers_ = {{1, width, 3, 1, true},     {width, width, 3, 2, true}, {width, width, 3, 4, true},
+             {width, width, 3, 8, true}, {width, width, 3, 1, true}, {width, classes, 1, 1, false}};
   Rng rng(seed);
   size_t off = 0;
   for (const LayerSpec& l : layers_) {

@@ -23,8 +23,8 @@ void on_png_warning(png_structp, png_const_charp) {}
 // Returns nullptr on success, else a message. No C++ object with a destructor lives across
 // the setjmp.
 const char* write_rows(std::FILE* f, int width, int height, const uint8_t* rgb) {
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, on_png_error,
-                                            on_png_warning);
+  png_structp png =
+      png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, on_png_error, on_png_warning);
   if (!png) return "png_create_write_struct failed";
   png_infop info = png_create_info_struct(png);
   if (!info) {

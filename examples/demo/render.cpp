@@ -9,8 +9,7 @@
 
 namespace demo {
 
-const Rgb kClassColors[kClasses] = {
-    {24, 24, 28}, {230, 85, 60}, {70, 150, 235}, {250, 205, 40}};
+const Rgb kClassColors[kClasses] = {{24, 24, 28}, {230, 85, 60}, {70, 150, 235}, {250, 205, 40}};
 
 namespace {
 
@@ -89,7 +88,8 @@ std::string format_tick(double v, double step) {
 
 }  // namespace
 
-Canvas::Canvas(int width, int height, Rgb bg) : w_(width), h_(height), rgb_(size_t(width) * height * 3) {
+Canvas::Canvas(int width, int height, Rgb bg)
+    : w_(width), h_(height), rgb_(size_t(width) * height * 3) {
   fill(0, 0, width, height, bg);
 }
 
@@ -149,8 +149,8 @@ Canvas render_grid(const Dataset& set, const std::vector<int>& images,
   std::vector<int> colw(columns.size() + 1, cell);
   colw[0] = std::max(cell, Canvas::text_width("INPUT"));
   for (size_t c = 0; c < columns.size(); ++c)
-    colw[c + 1] = std::max({cell, Canvas::text_width(columns[c].title),
-                            Canvas::text_width(columns[c].subtitle)});
+    colw[c + 1] = std::max(
+        {cell, Canvas::text_width(columns[c].title), Canvas::text_width(columns[c].subtitle)});
   int width = 2 * margin - gap;
   for (int w : colw) width += w + gap;
   const int rows = int(images.size());
@@ -192,14 +192,15 @@ Canvas render_grid(const Dataset& set, const std::vector<int>& images,
   return cv;
 }
 
-Canvas render_plot(const std::string& title, const std::string& xlabel, double xmax,
-                   double ymin, double ymax, const std::vector<Curve>& curves, int width,
-                   int height) {
+Canvas render_plot(const std::string& title, const std::string& xlabel, double xmax, double ymin,
+                   double ymax, const std::vector<Curve>& curves, int width, int height) {
   Canvas cv(width, height, kWhite);
   const int left = 40, right = 12, top = 22, bottom = 32;
   const int pw = width - left - right, ph = height - top - bottom;
   auto X = [&](double v) { return left + pw * v / xmax; };
-  auto Y = [&](double v) { return top + ph * (1.0 - (std::clamp(v, ymin, ymax) - ymin) / (ymax - ymin)); };
+  auto Y = [&](double v) {
+    return top + ph * (1.0 - (std::clamp(v, ymin, ymax) - ymin) / (ymax - ymin));
+  };
   cv.text((width - Canvas::text_width(title)) / 2, 6, title, kInk);
   const double ys = tick_step(ymax - ymin, 5), xs = tick_step(xmax, 6);
   for (double v = std::ceil(ymin / ys) * ys; v <= ymax + 1e-9; v += ys) {
@@ -227,8 +228,8 @@ Canvas render_plot(const std::string& title, const std::string& xlabel, double x
       for (int j = 0; j < n; ++j) {
         const double t = double(j) / n;
         if (!c.dashed || std::fmod(run + t * len, 10.0) < 6.0)
-          cv.line(x0 + t * (x1 - x0), y0 + t * (y1 - y0), x0 + t * (x1 - x0),
-                  y0 + t * (y1 - y0), c.color, 2);
+          cv.line(x0 + t * (x1 - x0), y0 + t * (y1 - y0), x0 + t * (x1 - x0), y0 + t * (y1 - y0),
+                  c.color, 2);
       }
       run += len;
     }
@@ -237,7 +238,8 @@ Canvas render_plot(const std::string& title, const std::string& xlabel, double x
 }
 
 Canvas render_legend(const std::vector<Curve>& curves, int width) {
-  const int per_row = std::max(1, (width - 16) / 200), rows = (int(curves.size()) + per_row - 1) / per_row;
+  const int per_row = std::max(1, (width - 16) / 200),
+            rows = (int(curves.size()) + per_row - 1) / per_row;
   Canvas cv(width, 12 + rows * 14, kWhite);
   for (size_t k = 0; k < curves.size(); ++k) {
     const int x = 16 + int(k % per_row) * 200, y = 6 + int(k / per_row) * 14;

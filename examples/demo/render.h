@@ -50,9 +50,8 @@ struct Curve {
   bool dashed;
   std::vector<std::pair<double, double>> points;  // (step, value)
 };
-Canvas render_plot(const std::string& title, const std::string& xlabel, double xmax,
-                   double ymin, double ymax, const std::vector<Curve>& curves, int width,
-                   int height);
+Canvas render_plot(const std::string& title, const std::string& xlabel, double xmax, double ymin,
+                   double ymax, const std::vector<Curve>& curves, int width, int height);
 // A legend box listing the curves.
 Canvas render_legend(const std::vector<Curve>& curves, int width);
 

@@ -53,6 +53,10 @@ CULOSS_HD void region_element_stats(R p, R t, R v, bool squared, R out[kRegionSt
 // Loss and derivatives of one ratio-type loss with respect to the pooled I and SP (ST does not
 // depend on the prediction). A zero denominator (only with SMOOTH_DR = 0 and nothing counted)
 // gives loss 0 and no gradient.
+// A denominator this small is only possible with SMOOTH_DR = 0 and (almost) nothing counted: it
+// counts as 0, since its square would underflow and the gradient would not be finite.
+constexpr double kMinDenominator = 1e-30;
+
 struct RatioLoss {
   double loss, d_i, d_sp;
 };
@@ -64,7 +68,7 @@ CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double S
     case RK_DICE:
     case RK_GENERALIZED_DICE: {  // generalized Dice arrives with weighted sums
       const double num = 2.0 * I + snr, den = SP + ST + sdr;
-      if (den == 0.0) return r;
+      if (den < kMinDenominator && den > -kMinDenominator) return r;
       r.loss = 1.0 - num / den;
       r.d_i = -2.0 / den;
       r.d_sp = num / (den * den);
@@ -72,7 +76,7 @@ CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double S
     }
     case RK_JACCARD: {
       const double num = I + snr, den = SP + ST - I + sdr;
-      if (den == 0.0) return r;
+      if (den < kMinDenominator && den > -kMinDenominator) return r;
       r.loss = 1.0 - num / den;
       r.d_i = -(1.0 / den + num / (den * den));
       r.d_sp = num / (den * den);
@@ -83,7 +87,7 @@ CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double S
       // FP = SP - I, FN = ST - I, so den = I (1 - α - β) + α SP + β ST + s_dr.
       const double num = I + snr;
       const double den = I + rp.alpha * (SP - I) + rp.beta * (ST - I) + sdr;
-      if (den == 0.0) return r;
+      if (den < kMinDenominator && den > -kMinDenominator) return r;
       const double ti = num / den;
       const double dti_di = 1.0 / den - num * (1.0 - rp.alpha - rp.beta) / (den * den);
       const double dti_dsp = -num * rp.alpha / (den * den);

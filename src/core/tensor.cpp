@@ -192,6 +192,12 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (L.C == 0)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape), " has 0 classes on axis ",
          axis);
+  // Per-(image, class) statistics, coefficients and sort segments are sized N x C x slots: keep
+  // every such product far from int64 overflow (an empty tensor may declare any N and C).
+  constexpr int64_t kMaxPairs = int64_t(1) << 40;
+  if (L.N > kMaxPairs || L.C > kMaxPairs || (L.N > 0 && L.C > kMaxPairs / L.N))
+    fail(CULOSS_ERROR_NOT_SUPPORTED, "input ", shape_string(ishape), " has N x C = ", L.N, " x ",
+         L.C, " (image, class) pairs; culoss supports up to 2^40");
   std::vector<int64_t> pixel_shape = ishape;
   pixel_shape.erase(pixel_shape.begin() + axis);
   call.backend = call.input.device.device_type == kDLCUDA ? Backend::CUDA : Backend::CPU;

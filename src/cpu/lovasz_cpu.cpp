@@ -20,6 +20,21 @@ struct SortItem {
 
 void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   if (call.check_targets) check_targets(call);
+  if (call.input.numel == 0) {  // nothing to sort: every problem's loss is 0 (and C may be huge)
+    if (call.export_stats) {
+      call.export_stats[0] = 0.0;
+      call.export_stats[1] = static_cast<double>(lp.shape.problems());
+    } else if (call.global_stats && lp.reduction != RED_NONE) {
+      const double d = lovasz_mean_denominator(lp.hinge, call.global_stats[1], lp.shape.C);
+      store_as(call.loss_out.data, call.loss_out.dtype, 0,
+               lp.reduction == RED_MEAN ? (d > 0.0 ? call.global_stats[0] / d : 0.0)
+                                        : call.global_stats[0]);
+    } else {
+      for (int64_t i = 0; i < call.loss_out.numel; ++i)
+        store_as(call.loss_out.data, call.loss_out.dtype, i, 0.0);
+    }
+    return;
+  }
   const Layout& L = call.layout;
   const LovaszShape& sh = lp.shape;
   const int64_t numel = call.input.numel, segments = sh.segments();

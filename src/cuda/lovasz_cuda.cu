@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -195,6 +196,17 @@ size_t lovasz_workspace_bytes(const Call& call, const LovaszPlan& lp) {
 
 void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   require_supported(call);
+  if (call.input.numel == 0 && !call.distributed) {  // nothing to sort: every loss is 0
+    const size_t bytes = static_cast<size_t>(call.loss_out.bytes());
+    if (call.loss_out.device.device_type == kDLCPU) {
+      std::memset(call.loss_out.data, 0, bytes);  // 0.0 is all-zero bits in float and double
+    } else {
+      DeviceScope device(call.device_id);
+      check(cudaMemsetAsync(call.loss_out.data, 0, bytes, static_cast<cudaStream_t>(call.stream)),
+            "cudaMemsetAsync of the loss");
+    }
+    return;
+  }
   DeviceScope device(call.device_id);
   cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
   void* base = call.workspace;

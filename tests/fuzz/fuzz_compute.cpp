@@ -886,7 +886,12 @@ bool fill_values(Tensor& x, Role role, int64_t C, int64_t ignore_index, bool* pr
           break;
         }
         case 3: v = 0; break;
-        case 4: v = -1e4; prob = false; break;
+        case 4: {  // one saturated logit everywhere (all-background or all-foreground batches)
+          static const double sat[] = {-1e4, -745, -400, -100, -20, 20, 100, 400, 745, 1e4};
+          v = sat[x.seed % count_of(sat)];
+          prob = false;
+          break;
+        }
         case 5: v = static_cast<double>(g.next() % 2); break;
         default: {
           static const double special[] = {NAN, INFINITY, -INFINITY, 1e30, -1e30, 0.5, 65504, 1e-40};

@@ -290,7 +290,7 @@ CORPUS = {
         loss_out={"f64": True}),
     "bce_probabilities_none": dict(
         desc=(BCE, [("int", ACTIVATION, 0), ("int", REDUCTION, 2)], []),
-        input={"shape": [2, 1, 9], "fill": 5}, target={"how": 1, "dtype": dense("f16")},
+        input={"shape": [2, 1, 8], "fill": 5}, target={"how": 1, "dtype": dense("f16")},
         loss_out={"how": 3}),
     "ce_ignore_smoothing_f16": dict(
         desc=(CE, [("int", IGNORE_INDEX, 255), ("float", LABEL_SMOOTHING, 0.1),
@@ -311,7 +311,7 @@ CORPUS = {
                             target={"dtype": IDX["i32"]}),
     "lovasz_hinge_per_image_none": dict(
         desc=(HINGE, [("int", PER_IMAGE, 1), ("int", REDUCTION, 2)], []),
-        input={"shape": [2, 1, 10]}, target={"how": 1, "fill": 1}, loss_out={"how": 4}),
+        input={"shape": [2, 1, 16]}, target={"how": 1, "fill": 1}, loss_out={"how": 4}),
     "lovasz_softmax_all_f16": dict(
         desc=(LSOFTMAX, [("int", CLASSES, 0)], []), input={"shape": [2, 3, 7], "dtype": 160 + F["f16"]},
         target={"fill": 1}),
@@ -345,6 +345,9 @@ CORPUS = {
     # values the contract covers: saturated logits, empty masks, everything ignored
     "saturated_empty_masks": dict(desc=(DICE, [("float", SMOOTH_NR, 0.0), ("float", SMOOTH_DR, 0.0)], []),
                                   input={"shape": [2, 2, 6], "fill": 4}, target={"how": 1, "fill": 2}),
+    "saturated_sigmoid_zero_smoothing_p0": dict(
+        desc=(JACCARD, [("int", ACTIVATION, 1), ("float", SMOOTH_NR, 0.0), ("float", SMOOTH_DR, 0.0)], []),
+        input={"shape": [2, 1, 6], "fill": 4, "seed": 0}, target={"how": 1, "fill": 2}),
     "unchecked_bad_labels": dict(desc=(CE, [("int", CHECK_TARGETS, 0)], []),
                                  input={"shape": [2, 3, 7]}, target={"fill": 4}),
     "checked_bad_labels_refused": dict(desc=(CE, [], []), input={"shape": [2, 3, 7]},
@@ -424,6 +427,12 @@ REGRESSIONS = {
     "int64_max_label_message": dict(
         desc=(CE, [], []), input={"shape": [2, 3, 4]}, target={"dtype": IDX["i64"], "fill": 5,
                                                               "seed": 6}),
+    # Dice with SIGMOID, zero smoothing, an empty target and logits of -400 (float64): the
+    # CPU's d/dSP = num / (den * den) is 0 / 0 when den ~ 1e-174: a NaN gradient.
+    "zero_smoothing_saturated_logits_nan_gradient": dict(
+        desc=(DICE, [("int", ACTIVATION, 1), ("float", SMOOTH_NR, 0.0), ("float", SMOOTH_DR, 0.0)], []),
+        input={"shape": [2, 1, 6], "fill": 4, "seed": 2, "dtype": 160 + F["f64"]},
+        target={"how": 1, "fill": 2}),
     # Lovász on an empty input with N = C = 2^20: 2^40 empty loop iterations on the CPU.
     "lovasz_empty_input_hangs": dict(
         desc=(LSOFTMAX, [], []), input={"shape": [2**20, 2**20, 0]}, target={}),

@@ -1,0 +1,194 @@
+// Readable reproducers of the library bugs the fuzz target found (the byte inputs are in
+// regressions/, named alike). Each test states what the contract asks for; until the library is
+// fixed these tests fail (some only under the sanitizers of CULOSS_SANITIZE, noted per test).
+#include <culoss/culoss.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+DLTensor view(void* data, DLDataType dt, std::vector<int64_t>& shape) {
+  DLTensor t{};
+  t.data = data;
+  t.device = DLDevice{kDLCPU, 0};
+  t.ndim = static_cast<int32_t>(shape.size());
+  t.dtype = dt;
+  t.shape = shape.empty() ? nullptr : shape.data();
+  return t;
+}
+
+constexpr DLDataType kF32{kDLFloat, 32, 1}, kF64{kDLFloat, 64, 1}, kI64{kDLInt, 64, 1};
+
+struct Loss {
+  culoss_loss h = nullptr;
+  explicit Loss(culoss_kind k) { culoss_loss_create(&h, k); }
+  ~Loss() { culoss_loss_destroy(h); }
+};
+
+// An empty input (no element) whose extents multiply to more than the workspace arithmetic
+// holds: the call must fail with a status (OUT_OF_MEMORY or a refusal of the shape), never
+// carve a wrapped-around workspace and write past it.
+void expect_refused_empty(culoss_kind kind, std::vector<int64_t> in_shape,
+                          std::vector<int64_t> tg_shape) {
+  Loss loss(kind);
+  DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
+  std::vector<int64_t> scalar;
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  size_t bytes = 0;
+  const culoss_status ws = culoss_workspace_size(loss.h, &in, &tg, &bytes);
+  if (ws == CULOSS_SUCCESS) EXPECT_GE(bytes, size_t(1) << 40) << "a wrapped-around workspace size";
+  const culoss_status s =
+      culoss_compute(loss.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr);
+  EXPECT_NE(CULOSS_SUCCESS, s) << "an empty input of " << in_shape[0] << " x " << in_shape[1]
+                               << " pairs cannot have a workspace";
+  EXPECT_EQ(1234.5, out);
+}
+
+// regressions/workspace_size_wraps_for_2pow61_classes. Fails today with a crash: Carver::take
+// computes size_t(2^61) * sizeof(double) == 0, so the statistics and scratch buffers get no
+// bytes, and statistics()/finalize write 2^61 doubles past the workspace.
+TEST(FuzzRegression, WorkspaceSizeWrapsFor2Pow61Classes) {
+  expect_refused_empty(CULOSS_CROSS_ENTROPY, {1, int64_t(1) << 61, 0}, {1, 0});
+}
+
+// regressions/statistics_size_overflows_int64. N * C * stat_width = 2^62 * 3 overflows int64
+// in carve() (UBSan: signed integer overflow); the wrapped size can again be small.
+TEST(FuzzRegression, StatisticsSizeOverflowsInt64) {
+  expect_refused_empty(CULOSS_DICE, {int64_t(1) << 31, int64_t(1) << 31, 0},
+                       {int64_t(1) << 31, 0});
+}
+
+// regressions/pixel_count_overflows_for_empty_input. validate_call multiplies the extents
+// after the class axis (inner = 2^40 * 2^40) although N = 0 makes the tensor empty: signed
+// overflow (fails under UBSan only). Either a refusal or a zero loss is fine.
+TEST(FuzzRegression, PixelCountOverflowsForEmptyInput) {
+  Loss dice(CULOSS_DICE);
+  std::vector<int64_t> in_shape = {0, 1, int64_t(1) << 40, int64_t(1) << 40};
+  std::vector<int64_t> tg_shape = {0, int64_t(1) << 40, int64_t(1) << 40}, scalar;
+  DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  const culoss_status s =
+      culoss_compute(dice.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr);
+  if (s == CULOSS_SUCCESS) EXPECT_EQ(0.0, out);
+}
+
+// regressions/device_type_outside_the_enum. A C caller (or a newer DLPack) may store any int
+// in device_type; the validator loads it as a DLDeviceType, which is undefined behaviour in C++
+// for 255 (UBSan: invalid enum load; fails under the sanitizers only).
+TEST(FuzzRegression, DeviceTypeOutsideTheEnum) {
+  Loss dice(CULOSS_DICE);
+  std::vector<float> x(24, 0.5f);
+  std::vector<int64_t> labels(8, 1);
+  std::vector<int64_t> in_shape = {2, 3, 4}, tg_shape = {2, 4}, scalar;
+  DLTensor in = view(x.data(), kF32, in_shape), tg = view(labels.data(), kI64, tg_shape);
+  const int bogus = 255;
+  std::memcpy(&in.device.device_type, &bogus, sizeof bogus);
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  EXPECT_EQ(CULOSS_ERROR_UNSUPPORTED_DEVICE,
+            culoss_compute(dice.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr));
+  EXPECT_NE(std::string::npos, std::string(culoss_last_error()).find("255"));
+}
+
+// regressions/null_data_plus_byte_offset. An empty tensor may have NULL data; with a non-zero
+// byte_offset the validator computes NULL + offset, pointer arithmetic on NULL (clang UBSan:
+// "applying non-zero offset to null pointer"; fails under clang's sanitizers only).
+TEST(FuzzRegression, NullDataPlusByteOffset) {
+  Loss dice(CULOSS_DICE);
+  std::vector<int64_t> in_shape = {0, 3, 4}, tg_shape = {0, 4}, scalar;
+  DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
+  in.byte_offset = 8;
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  const culoss_status s =
+      culoss_compute(dice.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr);
+  if (s == CULOSS_SUCCESS) EXPECT_EQ(0.0, out);
+}
+
+// regressions/int64_max_label_message. With CHECK_TARGETS=1 an int64 label of INT64_MAX is
+// refused, but the message goes through a double (2^63) converted back to long long, which is
+// undefined (UBSan: float-cast-overflow); on x86 it prints INT64_MIN instead of the label.
+TEST(FuzzRegression, Int64MaxLabelMessage) {
+  Loss ce(CULOSS_CROSS_ENTROPY);
+  std::vector<float> x(24, 0.5f);
+  std::vector<int64_t> labels(8, 1);
+  labels[5] = INT64_MAX;
+  std::vector<int64_t> in_shape = {2, 3, 4}, tg_shape = {2, 4}, scalar;
+  DLTensor in = view(x.data(), kF32, in_shape), tg = view(labels.data(), kI64, tg_shape);
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  EXPECT_EQ(CULOSS_ERROR_INVALID_TARGET,
+            culoss_compute(ce.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr));
+  const std::string e = culoss_last_error();
+  EXPECT_NE(std::string::npos, e.find("target[5]")) << e;
+  EXPECT_EQ(std::string::npos, e.find("-9223372036854775808")) << "the label printed wrongly: " << e;
+}
+
+// regressions/lovasz_empty_input_hangs. The CPU Lovász collects each segment's items with a
+// loop over all N images even when there is no pixel, and counts each problem's present classes
+// in O(C) per segment: an empty input of N = C = 2^20 runs 2^40 empty iterations (hours). The
+// call must return promptly (loss 0: no problem has a counted pixel). Run in a child process
+// with a 20-second alarm.
+TEST(FuzzRegression, LovaszEmptyInputReturnsPromptly) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        alarm(20);
+        Loss lovasz(CULOSS_LOVASZ_SOFTMAX);
+        std::vector<int64_t> in_shape = {int64_t(1) << 20, int64_t(1) << 20, 0};
+        std::vector<int64_t> tg_shape = {int64_t(1) << 20, 0}, scalar;
+        DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
+        double out = 1234.5;
+        DLTensor o = view(&out, kF64, scalar);
+        const culoss_status s =
+            culoss_compute(lovasz.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr);
+        _exit(s == CULOSS_SUCCESS && out == 0.0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// regressions/zero_smoothing_saturated_logits_nan_gradient. Region losses with SIGMOID, zero
+// smoothing (SMOOTH_NR = SMOOTH_DR = 0), an empty target and logits of -400: p = 1.9e-174, the
+// denominator SP ~ 1e-173 is not 0, but num / (den * den) underflows to 0 / 0 = NaN on the CPU
+// (double). The loss is the constant 1, so every gradient element must be 0 (DESIGN.md §5:
+// finite inputs give finite outputs; saturated logits and empty masks are named there).
+TEST(FuzzRegression, ZeroSmoothingSaturatedLogitsGiveAZeroGradient) {
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY, CULOSS_FOCAL_TVERSKY,
+                           CULOSS_GENERALIZED_DICE}) {
+    for (DLDataType dt : {kF64, kF32}) {
+      SCOPED_TRACE(testing::Message() << "kind " << kind << ", float" << int(dt.bits));
+      Loss loss(kind);
+      ASSERT_EQ(CULOSS_SUCCESS,
+                culoss_loss_set_int(loss.h, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_float(loss.h, CULOSS_PARAM_SMOOTH_NR, 0.0));
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_float(loss.h, CULOSS_PARAM_SMOOTH_DR, 0.0));
+      std::vector<double> x64(6, -400.0), t(6, 0.0), g64(6, 7.0);
+      std::vector<float> x32(6, -400.0f), g32(6, 7.0f);
+      std::vector<int64_t> shape = {2, 1, 3}, scalar;
+      const bool f64 = dt.bits == 64;
+      DLTensor in = view(f64 ? static_cast<void*>(x64.data()) : x32.data(), dt, shape);
+      DLTensor tg = view(t.data(), kF64, shape);
+      DLTensor grad = view(f64 ? static_cast<void*>(g64.data()) : g32.data(), dt, shape);
+      double out = 1234.5;
+      DLTensor o = view(&out, kF64, scalar);
+      ASSERT_EQ(CULOSS_SUCCESS,
+                culoss_compute(loss.h, &in, &tg, nullptr, &o, &grad, 1.0, nullptr, 0, nullptr))
+          << culoss_last_error();
+      EXPECT_TRUE(std::isfinite(out)) << out;
+      for (int i = 0; i < 6; ++i) {
+        const double gi = f64 ? g64[i] : g32[i];
+        EXPECT_EQ(0.0, gi) << "grad[" << i << "]";
+      }
+    }
+  }
+}
+
+}  // namespace
