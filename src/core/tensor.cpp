@@ -325,16 +325,16 @@ void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<i
 
 namespace culoss {
 
-void fail_invalid_target(const Call& call, int64_t element, double value_as_double) {
+void fail_invalid_target(const Call& call, int64_t element, const void* raw) {
   if (call.index_target) {
-    const long long value = static_cast<long long>(value_as_double);  // labels print as integers
+    const long long label = load_label(raw, call.target.dtype, 0);  // exact, as an integer
     if (call.binary_mask)
-      fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+      fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", label,
            " is not a binary mask value (0 or 1) or IGNORE_INDEX ", call.ignore_index);
-    fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value,
+    fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", label,
          " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ", call.ignore_index);
   }
-  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", value_as_double,
+  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", load_as<double>(raw, call.target.dtype, 0),
        " is outside [0, 1] (dense targets hold probabilities)");
 }
 

@@ -77,6 +77,7 @@ std::string shape_string(const std::vector<int64_t>& shape);
 namespace culoss {
 // The CHECK_TARGETS refusals, worded once for both backends. `element` indexes the target
 // (or pixel_weight) in row-major order.
-[[noreturn]] void fail_invalid_target(const Call& call, int64_t element, double value);
+// `raw` points to a host copy of the offending element's bytes.
+[[noreturn]] void fail_invalid_target(const Call& call, int64_t element, const void* raw);
 [[noreturn]] void fail_invalid_pixel_weight(int64_t element, double value);
 }  // namespace culoss

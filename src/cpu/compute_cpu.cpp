@@ -17,12 +17,13 @@ void check_targets(const Call& call) {
     for (int64_t i = 0; i < call.target.numel; ++i) {
       const int64_t label = load_label(tv.data, tv.dtype, i);
       if (!label_is_valid(label, L.C, tv.binary_mask, tv.ignore_index))
-        fail_invalid_target(call, i, static_cast<double>(label));
+        fail_invalid_target(call, i, static_cast<const char*>(tv.data) + i * dtype_bytes(tv.dtype));
     }
   } else {
     for (int64_t i = 0; i < call.target.numel; ++i) {
       const double t = load_as<double>(tv.data, tv.dtype, i);
-      if (!dense_target_is_valid(t)) fail_invalid_target(call, i, t);
+      if (!dense_target_is_valid(t))
+        fail_invalid_target(call, i, static_cast<const char*>(tv.data) + i * dtype_bytes(tv.dtype));
     }
   }
   if (const float* w = call.pixel_weight_data())

@@ -46,10 +46,7 @@ void check_targets_on_device(const Call& call, unsigned long long* slots, void* 
     check(cudaMemcpy(raw, static_cast<const char*>(call.target.data) + i * bytes, bytes,
                      cudaMemcpyDeviceToHost),
           "cudaMemcpy");
-    const double value = call.index_target
-                             ? static_cast<double>(load_label(raw, call.target.dtype, 0))
-                             : load_as<double>(raw, call.target.dtype, 0);
-    fail_invalid_target(call, i, value);
+    fail_invalid_target(call, i, raw);
   }
   if (first_bad[1] != ULLONG_MAX) {
     const int64_t i = static_cast<int64_t>(first_bad[1]);

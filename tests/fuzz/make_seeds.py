@@ -436,6 +436,9 @@ REGRESSIONS = {
     # Lovász on an empty input with N = C = 2^20: 2^40 empty loop iterations on the CPU.
     "lovasz_empty_input_hangs": dict(
         desc=(LSOFTMAX, [], []), input={"shape": [2**20, 2**20, 0]}, target={}),
+    # ... and its per-pixel loops run over all N = 2^40 images of an input without pixels.
+    "lovasz_empty_input_huge_batch_hangs": dict(
+        desc=(LSOFTMAX, [], []), input={"shape": [2**40, 16, 0]}, target={}),
 }
 
 
