@@ -2,6 +2,7 @@
 #include "core/tensor.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -116,20 +117,39 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
       expected *= t->shape[i];
     }
   }
-  if (t->device.device_type != kDLCPU && t->device.device_type != kDLCUDA)
-    fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on DLPack device type ",
-         int(t->device.device_type), "; expected kDLCPU (1) or kDLCUDA (2)");
-  if (t->device.device_type == kDLCUDA && !cuda::available())
+  // A C caller may store any int in the enum field: read its bytes, not an enum value that
+  // DLDeviceType may not be able to hold.
+  int32_t device_type = 0;
+  static_assert(sizeof(t->device.device_type) == sizeof(device_type), "DLDeviceType is 32-bit");
+  std::memcpy(&device_type, &t->device.device_type, sizeof(device_type));
+  if (device_type != kDLCPU && device_type != kDLCUDA)
+    fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on DLPack device type ", device_type,
+         "; expected kDLCPU (1) or kDLCUDA (2)");
+  if (device_type == kDLCUDA && !cuda::available())
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name,
          " is a CUDA tensor but this culoss was built without CUDA");
   r.device = t->device;
   if (!t->data && numel > 0) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has NULL data");
-  r.data = static_cast<char*>(t->data) + t->byte_offset;
+  // NULL + byte_offset is undefined even for an empty tensor: an empty tensor's data stays NULL.
+  r.data = t->data ? static_cast<char*>(t->data) + t->byte_offset : nullptr;
   if (reinterpret_cast<uintptr_t>(r.data) % dtype_bytes(r.dtype) != 0)
     fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " data + byte_offset is not aligned to its ",
          dtype_bytes(r.dtype), "-byte elements");
   r.present = true;
   return r;
+}
+
+// Product of shape[begin, end): 0 when an extent is 0 (whatever the others), -1 when the
+// product of non-zero extents passes 2^62 (possible only for empty tensors).
+int64_t extent_product(const std::vector<int64_t>& shape, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i)
+    if (shape[i] == 0) return 0;
+  int64_t product = 1;
+  for (int64_t i = begin; i < end; ++i) {
+    if (product > (int64_t(1) << 62) / shape[i]) return -1;
+    product *= shape[i];
+  }
+  return product;
 }
 
 bool same_device(const DLDevice& a, const DLDevice& b) {
@@ -184,10 +204,11 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   Layout& L = call.layout;
   L.N = ishape[0];
   L.C = ishape[axis];
-  L.pre = 1;
-  for (int64_t i = 1; i < axis; ++i) L.pre *= ishape[i];
-  L.inner = 1;
-  for (int64_t i = axis + 1; i < ndim; ++i) L.inner *= ishape[i];
+  L.pre = extent_product(ishape, 1, axis);
+  L.inner = extent_product(ishape, axis + 1, ndim);
+  if (L.pre < 0 || L.inner < 0 || (L.inner > 0 && L.pre > (int64_t(1) << 62) / L.inner))
+    fail(CULOSS_ERROR_NOT_SUPPORTED, "input ", shape_string(ishape),
+         " has more than 2^62 pixels per image");  // only an empty batch (N = 0) gets here
   L.P = L.pre * L.inner;
   if (L.C == 0)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape), " has 0 classes on axis ",
