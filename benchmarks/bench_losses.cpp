@@ -37,6 +37,8 @@ const KindRow kKinds[] = {
     {CULOSS_FOCAL, "Focal", Fits::Any},
     {CULOSS_COMBO, "Combo", Fits::Sigmoid},
     {CULOSS_MARGINAL_CE, "MarginalCE", Fits::Softmax},
+    {CULOSS_LOVASZ_HINGE, "LovaszHinge", Fits::Sigmoid},
+    {CULOSS_LOVASZ_SOFTMAX, "LovaszSoftmax", Fits::Softmax},
     {CULOSS_SUM, "DiceSum", Fits::Any},
 };
 

@@ -425,7 +425,8 @@ inline void culoss_check(culoss_status s, const char* what) {
 // activation and ignore label, no target checks (CHECK_TARGETS=0: no synchronization).
 // Sets a descriptor up for a problem: its activation, ignore label, no target check.
 inline void configure_one(culoss_loss loss, culoss_kind kind, const Problem& pr) {
-  if (kind != CULOSS_SUM)
+  // Lovász hinge takes logits: it has no ACTIVATION parameter.
+  if (kind != CULOSS_SUM && kind != CULOSS_LOVASZ_HINGE)
     culoss_check(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, pr.activation),
                  "set ACTIVATION");
   if (pr.index_target() && kind != CULOSS_SUM)

@@ -34,7 +34,8 @@ by default; on the device for problems above --ref-cpu-max elements).
     python benchmarks/python/bench_vs_torch.py --device cuda --out benchmarks/results/h100
     python benchmarks/python/bench_vs_torch.py --device cpu --quick --out /tmp/bvt
 
-Writes results.md, results.json and chart.png (when matplotlib is installed) into --out.
+Writes results.md, results.json and chart.png into --out (drawn by matplotlib when installed,
+else by png_chart.py with the standard library only).
 """
 
 import argparse
@@ -593,12 +594,12 @@ def write_outputs(out, meta, rows, with_chart=True):
     lines += ["", "`speed-up` = competitor time / culoss time for the same definition (culoss "
               "keywords in `config`); `err` = value / gradient relative error against culoss "
               "float64 (see the script's docstring).", ""]
-    lines.append("| loss | shape | implementation | mode | config | median ms | speed-up | "
+    lines.append("| # | loss | shape | implementation | mode | config | median ms | speed-up | "
                  "peak extra MiB | err value | err grad | note |")
-    lines.append("|---|---|---|---|---|---:|---:|---:|---:|---:|---|")
-    for r in rows:
-        lines.append("| %s | %s | %s | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
-            r["loss"], r["shape"], r["impl"].split(" ", 1)[0] if r["mode"] == "culoss"
+    lines.append("|---:|---|---|---|---|---|---:|---:|---:|---:|---:|---|")
+    for number, r in enumerate(rows, 1):
+        lines.append("| %d | %s | %s | %s | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
+            number, r["loss"], r["shape"], r["impl"].split(" ", 1)[0] if r["mode"] == "culoss"
             else r["impl"], r["mode"], r.get("config", ""), _f(r.get("ms"), "%.3f"),
             _f(r.get("speedup"), "%.2f×"), _f(r.get("peak_mib"), "%.1f"),
             _f(r.get("value_err"), "%.1e"), _f(r.get("grad_err"), "%.1e"),
@@ -610,13 +611,25 @@ def write_outputs(out, meta, rows, with_chart=True):
     return chart(out, meta, rows) if with_chart else None
 
 
+def chart_without_matplotlib(out, rows):
+    """The same bars drawn by png_chart (standard library only), labelled by results.md's #."""
+    sys.path.insert(0, HERE)
+    import png_chart
+    bars = [(n, r["ms"], r["mode"]) for n, r in enumerate(rows, 1) if r.get("ms")]
+    if not bars:
+        return "chart skipped: nothing timed"
+    png_chart.bar_chart(bars, os.path.join(out, "chart.png"))
+    return ("chart.png written without matplotlib: bars are labelled with the # of the table "
+            "above (log scale of the median ms; green culoss, purple eager, orange torch.compile)")
+
+
 def chart(out, meta, rows):
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except Exception as exc:  # noqa: BLE001
-        return "chart skipped: matplotlib not importable (%s)" % exc
+    except Exception:  # noqa: BLE001
+        return chart_without_matplotlib(out, rows)
     timed = [r for r in rows if r.get("ms")]
     if not timed:
         return "chart skipped: nothing timed"
@@ -730,6 +743,9 @@ def main(argv=None):
                 write_outputs(args.out, meta, bench.rows, False)
     if bench.over_budget():
         NOTES.append("time budget of %.0f s spent: later rows skipped" % args.time_budget)
+    stale = os.path.join(args.out, "chart.png")
+    if os.path.exists(stale):
+        os.remove(stale)  # never leave an earlier run's chart beside these results
     msg = write_outputs(args.out, meta, bench.rows)
     if msg != "chart.png written":
         NOTES.append(msg)

@@ -132,7 +132,9 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
   if (!t->data && numel > 0) fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " has NULL data");
   // NULL + byte_offset is undefined even for an empty tensor: an empty tensor's data stays NULL.
   r.data = t->data ? static_cast<char*>(t->data) + t->byte_offset : nullptr;
-  if (reinterpret_cast<uintptr_t>(r.data) % dtype_bytes(r.dtype) != 0)
+  // Alignment of the address data + byte_offset would have, also for NULL data (computed on
+  // integers: forming the pointer would be undefined).
+  if ((reinterpret_cast<uintptr_t>(t->data) + t->byte_offset) % dtype_bytes(r.dtype) != 0)
     fail(CULOSS_ERROR_INVALID_ARGUMENT, name, " data + byte_offset is not aligned to its ",
          dtype_bytes(r.dtype), "-byte elements");
   r.present = true;

@@ -428,6 +428,12 @@ REGRESSIONS = {
     # NULL data (an empty tensor) plus a byte_offset: pointer arithmetic on NULL.
     "null_data_plus_byte_offset": dict(
         desc=(DICE, [], []), input={"shape": [0, 3, 4], "layout": (0, 250, 4)}, target={}),
+    # ... and with a misaligned byte_offset (3 on an int64 target of an empty input): once NULL
+    # data stayed NULL, the alignment check saw an aligned NULL and accepted it; it now checks
+    # data + byte_offset as integers, and refuses it as before.
+    "null_data_misaligned_byte_offset": dict(
+        desc=(DICE, [], []), input={"shape": [5, 4, 0]},
+        target={"dtype": IDX["i64"], "layout": (0, 250, 9)}),
     # An int64 label of INT64_MAX with CHECK_TARGETS=1: the message converts 2^63 to long long.
     "int64_max_label_message": dict(
         desc=(CE, [], []), input={"shape": [2, 3, 4]}, target={"dtype": IDX["i64"], "fill": 5,

@@ -138,6 +138,23 @@ TEST(FuzzRegression, NullDataPlusByteOffset) {
   }
 }
 
+// regressions/null_data_misaligned_byte_offset. The same with a byte_offset of 3 on an int64
+// target: data + byte_offset is misaligned and must be refused like any misaligned tensor (a
+// first fix kept NULL data NULL and then saw an aligned NULL; the fuzzer's oracle caught it).
+TEST(FuzzRegression, NullDataMisalignedByteOffsetIsRefused) {
+  Loss dice(CULOSS_DICE);
+  std::vector<int64_t> in_shape = {5, 4, 0}, tg_shape = {5, 0}, scalar;
+  DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
+  tg.byte_offset = 3;
+  double out = 1234.5;
+  DLTensor o = view(&out, kF64, scalar);
+  EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
+            culoss_compute(dice.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr));
+  EXPECT_NE(std::string::npos, std::string(culoss_last_error()).find("target data + byte_offset"))
+      << culoss_last_error();
+  EXPECT_EQ(1234.5, out);
+}
+
 // regressions/int64_max_label_message. With CHECK_TARGETS=1 an int64 label of INT64_MAX is
 // refused, but the message goes through a double (2^63) converted back to long long, which is
 // undefined (UBSan: float-cast-overflow); on x86 it prints INT64_MIN instead of the label.
