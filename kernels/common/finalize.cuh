@@ -4,6 +4,7 @@
 // passed in). Terms are finalized one after another; each uses all threads.
 #pragma once
 
+#include "kernels/common/dtype.cuh"  // DType, store_as
 #include "kernels/common/terms.cuh"
 
 namespace culoss {

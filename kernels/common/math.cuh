@@ -35,4 +35,16 @@ CULOSS_HD R log_sigmoid(R x) {
   return x < R(0) ? x - log1p_r(exp_r(x)) : -log1p_r(exp_r(-x));
 }
 
+// A per-(image, class) coefficient, computed in double by finalize, narrowed to the compute
+// type of the element pass. For float, magnitudes above 1e30 are clamped: such coefficients
+// arise only from denominators near zero (e.g. SMOOTH_DR = 0 with a vanishing softmax), where
+// they multiply probabilities far below 1e-20; a float inf would make the softmax chain rule's
+// 0 * inf a NaN (the double CPU backend keeps the exact value). NaN passes through.
+template <class R>
+CULOSS_HD R narrow_coef(double c) {
+  if (sizeof(R) >= sizeof(double)) return static_cast<R>(c);
+  const double kMax = 1e30;
+  return static_cast<R>(c > kMax ? kMax : (c < -kMax ? -kMax : c));
+}
+
 }  // namespace culoss

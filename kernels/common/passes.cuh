@@ -166,20 +166,20 @@ CULOSS_HD TermOut<R> term_element(const TermSpec& ts, const PixelState<R>& s, co
     case TK_REGION: {
       const R p = term_prob(ts.activation, s.soft, xc);
       return TermOut<R>{
-          R(0), region_element_d(ts, p, t, v, static_cast<R>(coef[0]), static_cast<R>(coef[1]))};
+          R(0), region_element_d(ts, p, t, v, narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]))};
     }
     case TK_BCE:
-      return bce_element(ts, binary_prob(ts.activation, xc), t, v, static_cast<R>(coef[0]),
-                         static_cast<R>(coef[1]));
+      return bce_element(ts, binary_prob(ts.activation, xc), t, v, narrow_coef<R>(coef[0]),
+                         narrow_coef<R>(coef[1]));
     case TK_FOCAL_BINARY:
       return focal_binary_element(ts, binary_prob(ts.activation, xc), t, v,
-                                  static_cast<R>(coef[0]));
+                                  narrow_coef<R>(coef[0]));
     case TK_CE:
-      return ce_element(ts, class_prob(ts.activation, s.soft, xc), t, v, static_cast<R>(coef[0]),
+      return ce_element(ts, class_prob(ts.activation, s.soft, xc), t, v, narrow_coef<R>(coef[0]),
                         C);
     case TK_FOCAL_SOFTMAX:
       return focal_softmax_element(ts, class_prob(ts.activation, s.soft, xc), t, v,
-                                   static_cast<R>(coef[0]));
+                                   narrow_coef<R>(coef[0]));
     case TK_MARGINAL: {
       // b = 0 when the argmax is a foreground class absent from the image's annotation.
       const bool charge_background = s.argmax == 0 || argmax_coef[0] != 0.0;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/layout.cuh"  // ACT_* activations
 #include "kernels/common/math.cuh"
 #include "kernels/common/region_math.cuh"
 

@@ -176,10 +176,10 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
     const culoss_loss_s& d = deref(loss);
     const Prepared p = prepare(d, input, target, nullptr, nullptr, 1.0);
     size_t need = p.workspace_bytes();
-    if (!p.lovasz || d.params.per_image)  // large enough for the statistics API's calls too
-      need = std::max(
-          need,
-          prepare(d, input, target, nullptr, nullptr, 1.0, Mode::FromStats).workspace_bytes());
+    if (!p.lovasz || d.params.per_image)  // large enough for both statistics API calls too
+      for (Mode mode : {Mode::ExportStats, Mode::FromStats})
+        need = std::max(need,
+                        prepare(d, input, target, nullptr, nullptr, 1.0, mode).workspace_bytes());
     *bytes = need;
   });
 }

@@ -357,7 +357,8 @@ void fail_invalid_target(const Call& call, int64_t element, const void* raw) {
     fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", label,
          " is not a class index in [0, ", call.layout.C, ") or IGNORE_INDEX ", call.ignore_index);
   }
-  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element, "] = ", load_as<double>(raw, call.target.dtype, 0),
+  fail(CULOSS_ERROR_INVALID_TARGET, "target[", element,
+       "] = ", load_as<double>(raw, call.target.dtype, 0),
        " is outside [0, 1] (dense targets hold probabilities)");
 }
 

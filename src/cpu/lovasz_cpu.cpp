@@ -2,6 +2,7 @@
 // ties by element index), then the Jaccard gradient along the order. Double precision; the sort
 // buffers are host vectors.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "core/dispatch.hpp"
@@ -64,8 +65,13 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
         const int64_t e = L.base(n, q) + c * L.class_stride();
         if (items[e].counted) order.push_back(SortItem{items[e].e, e, items[e].fg});
       }
+    // Descending errors, ties by element. A NaN error (NaN input) sorts first: std::sort needs
+    // a strict weak order, which `>` alone is not once a NaN is present.
     std::sort(order.begin(), order.end(), [](const SortItem& a, const SortItem& b) {
-      return a.e != b.e ? a.e > b.e : a.element < b.element;
+      const bool a_nan = std::isnan(a.e), b_nan = std::isnan(b.e);
+      if (a_nan != b_nan) return a_nan;
+      if (!a_nan && a.e != b.e) return a.e > b.e;
+      return a.element < b.element;
     });
     double gts = 0.0;
     for (const SortItem& it : order) gts += it.fg ? 1.0 : 0.0;

@@ -63,8 +63,7 @@ TEST(FuzzRegression, WorkspaceSizeWrapsFor2Pow61Classes) {
 // regressions/statistics_size_overflows_int64. N * C * stat_width = 2^62 * 3 overflows int64
 // in carve() (UBSan: signed integer overflow); the wrapped size can again be small.
 TEST(FuzzRegression, StatisticsSizeOverflowsInt64) {
-  expect_refused_empty(CULOSS_DICE, {int64_t(1) << 31, int64_t(1) << 31, 0},
-                       {int64_t(1) << 31, 0});
+  expect_refused_empty(CULOSS_DICE, {int64_t(1) << 31, int64_t(1) << 31, 0}, {int64_t(1) << 31, 0});
 }
 
 // regressions/pixel_count_overflows_for_empty_input. validate_call multiplies the extents
@@ -171,7 +170,8 @@ TEST(FuzzRegression, Int64MaxLabelMessage) {
             culoss_compute(ce.h, &in, &tg, nullptr, &o, nullptr, 1.0, nullptr, 0, nullptr));
   const std::string e = culoss_last_error();
   EXPECT_NE(std::string::npos, e.find("target[5]")) << e;
-  EXPECT_EQ(std::string::npos, e.find("-9223372036854775808")) << "the label printed wrongly: " << e;
+  EXPECT_EQ(std::string::npos, e.find("-9223372036854775808"))
+      << "the label printed wrongly: " << e;
 }
 
 // regressions/lovasz_empty_input_hangs. The CPU Lovász collected each segment's items with a
@@ -243,3 +243,75 @@ TEST(FuzzRegression, ZeroSmoothingSaturatedLogitsGiveAZeroGradient) {
 }
 
 }  // namespace
+
+namespace {
+
+// Calls `kind` (with `reduction`) through all three compute entry points with a caller
+// workspace of exactly culoss_workspace_size() bytes; none may answer INSUFFICIENT_WORKSPACE.
+void expect_workspace_size_covers_every_call(culoss_kind kind, int reduction,
+                                             std::vector<int64_t> in_shape) {
+  Loss loss(kind);
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(loss.h, CULOSS_PARAM_REDUCTION, reduction));
+  if (kind == CULOSS_FOCAL)  // sigmoid by default, which needs a binary mask for index targets
+    ASSERT_EQ(CULOSS_SUCCESS,
+              culoss_loss_set_int(loss.h, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
+  int64_t numel = 1;
+  for (int64_t e : in_shape) numel *= e;
+  std::vector<int64_t> tg_shape = in_shape;
+  tg_shape.erase(tg_shape.begin() + 1);  // class indices
+  std::vector<float> x(static_cast<size_t>(numel) + 1, 0.25f);
+  std::vector<int64_t> labels(static_cast<size_t>(numel) + 1, 0);
+  DLTensor in = view(x.data(), kF32, in_shape), tg = view(labels.data(), kI64, tg_shape);
+  size_t bytes = 0;
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_workspace_size(loss.h, &in, &tg, &bytes)) << culoss_last_error();
+  int64_t count = 0;
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_stats_size(loss.h, &in, &tg, &count)) << culoss_last_error();
+  std::vector<unsigned char> workspace(bytes + 1);
+  std::vector<double> stats(static_cast<size_t>(count) + 1, 0.0), out(4096, 0.0);
+  std::vector<int64_t> stats_shape = {count};
+  DLTensor st = view(stats.data(), kF64, stats_shape);
+  EXPECT_EQ(CULOSS_SUCCESS,
+            culoss_compute_stats(loss.h, &in, &tg, nullptr, &st, workspace.data(), bytes, nullptr))
+      << culoss_last_error();
+  // The output: a scalar, or for REDUCTION=NONE the kind's shape, one of these (the others are
+  // refused as SHAPE_MISMATCH before the workspace is looked at).
+  std::vector<std::vector<int64_t>> out_shapes = {{}};
+  if (reduction == CULOSS_REDUCTION_NONE)
+    out_shapes = {{in_shape[0]}, {in_shape[0], in_shape[1]}, tg_shape};
+  for (int from_stats = 0; from_stats < 2; ++from_stats) {
+    int accepted = 0;
+    for (std::vector<int64_t>& out_shape : out_shapes) {
+      DLTensor o = view(out.data(), kF64, out_shape);
+      const culoss_status s =
+          from_stats ? culoss_compute_from_stats(loss.h, &in, &tg, nullptr, &st, &o, nullptr, 1.0,
+                                                 workspace.data(), bytes, nullptr)
+                     : culoss_compute(loss.h, &in, &tg, nullptr, &o, nullptr, 1.0, workspace.data(),
+                                      bytes, nullptr);
+      if (s == CULOSS_ERROR_SHAPE_MISMATCH) continue;
+      EXPECT_EQ(CULOSS_SUCCESS, s)
+          << (from_stats ? "from_stats: " : "compute: ") << culoss_last_error();
+      ++accepted;
+    }
+    EXPECT_EQ(1, accepted) << "no output shape (or several) accepted";
+  }
+}
+
+}  // namespace
+
+// Found by the fuzzer (CI, seed 11): cross-entropy with REDUCTION=NONE on an empty batch needed
+// 8 bytes more workspace in culoss_compute_stats than culoss_workspace_size reported (the size
+// covered culoss_compute and culoss_compute_from_stats only). Checked here for every kind that
+// the statistics API takes, every reduction, an empty and a non-empty batch.
+TEST(FuzzRegression, WorkspaceSizeCoversEveryComputeCall) {
+  const culoss_kind kinds[] = {CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
+                               CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_CROSS_ENTROPY,
+                               CULOSS_FOCAL,         CULOSS_MARGINAL_CE};
+  for (culoss_kind kind : kinds)
+    for (int reduction : {CULOSS_REDUCTION_MEAN, CULOSS_REDUCTION_SUM, CULOSS_REDUCTION_NONE})
+      for (const std::vector<int64_t>& shape :
+           {std::vector<int64_t>{0, 2, 2, 1}, std::vector<int64_t>{2, 3, 4, 5}}) {
+        SCOPED_TRACE("kind " + std::to_string(kind) + " reduction " + std::to_string(reduction) +
+                     " N " + std::to_string(shape[0]));
+        expect_workspace_size_covers_every_call(kind, reduction, shape);
+      }
+}

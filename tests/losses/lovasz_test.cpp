@@ -39,10 +39,10 @@ struct Small {
   int class_axis = 1;
   int activation = CULOSS_ACTIVATION_SOFTMAX;
   std::vector<double> x;
-  std::vector<double> dense;      // input's shape, or
-  std::vector<int64_t> labels;    // input's shape without the class axis
+  std::vector<double> dense;    // input's shape, or
+  std::vector<int64_t> labels;  // input's shape without the class axis
   DLDataType label_dtype = i64();
-  std::vector<double> weight;     // empty: no pixel_weight
+  std::vector<double> weight;  // empty: no pixel_weight
   int per_image = 0;
   int classes = CULOSS_CLASSES_PRESENT;
   int reduction = CULOSS_REDUCTION_MEAN;
@@ -77,9 +77,12 @@ LData make_small(const Small& s) {
   d.input = TestTensor(s.shape, s.in);
   for (size_t i = 0; i < s.x.size(); ++i) d.input.set(static_cast<int64_t>(i), s.x[i]);
   if (!s.labels.empty()) {
-    c.tgt = s.label_dtype.bits == 8 ? Tgt::IdxU8 : s.label_dtype.bits == 32 ? Tgt::IdxI32 : Tgt::IdxI64;
+    c.tgt = s.label_dtype.bits == 8    ? Tgt::IdxU8
+            : s.label_dtype.bits == 32 ? Tgt::IdxI32
+                                       : Tgt::IdxI64;
     d.target = TestTensor(d.pix_shape, s.label_dtype);
-    for (size_t i = 0; i < s.labels.size(); ++i) d.target.set(static_cast<int64_t>(i), static_cast<double>(s.labels[i]));
+    for (size_t i = 0; i < s.labels.size(); ++i)
+      d.target.set(static_cast<int64_t>(i), static_cast<double>(s.labels[i]));
   } else {
     c.tgt = Tgt::DenseF64;
     d.target = TestTensor(s.shape, f64());
@@ -109,7 +112,8 @@ LRun run_ok(const LData& d, const CpuRunOptions& o = CpuRunOptions{}) {
 void expect_vec_near(const std::vector<double>& got, const std::vector<double>& want, double tol,
                      const char* what) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], tol) << what << "[" << i << "]";
 }
 
 double max_abs(const std::vector<double>& v) {
@@ -157,7 +161,10 @@ TEST(LovaszReference, GradientMatchesFiniteDifferences) {
     LCase c;
     c.kind = it % 2 ? kHinge : kSoftmax;
     c.shape = it % 3 == 0 ? std::vector<int64_t>{2, 3, 3, 2} : std::vector<int64_t>{2, 2, 5};
-    if (c.kind == kHinge && it % 4 == 1) { c.shape = {3, 1, 4}; c.tgt = Tgt::IdxI32; }
+    if (c.kind == kHinge && it % 4 == 1) {
+      c.shape = {3, 1, 4};
+      c.tgt = Tgt::IdxI32;
+    }
     c.activation = it % 5 == 2 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
     c.per_image = static_cast<int>(it % 2);
     c.classes = (it / 2) % 2 ? CULOSS_CLASSES_ALL : CULOSS_CLASSES_PRESENT;
@@ -175,7 +182,8 @@ TEST(LovaszReference, GradientMatchesFiniteDifferences) {
       xp[i] += h;
       xm[i] -= h;
       const long double fd =
-          (lovasz_ref::objective(d.spec, xp) - lovasz_ref::objective(d.spec, xm)) / (2 * h) * d.spec.grad_scale;
+          (lovasz_ref::objective(d.spec, xp) - lovasz_ref::objective(d.spec, xm)) / (2 * h) *
+          d.spec.grad_scale;
       ASSERT_NEAR(static_cast<double>(fd), ref.grad[i], 1e-8 * (1.0 + max_abs(ref.grad)))
           << "element " << i << "\n  case: " << describe(d.c);
     }
@@ -197,12 +205,26 @@ LCase random_case(std::mt19937_64& rng, uint64_t seed) {
   const int64_t C = c.kind == kHinge ? (pick(3) == 0 ? 1 : 1 + pick(4)) : 1 + pick(5);
   const int64_t H = 1 + pick(6), W = 1 + pick(7), D = 1 + pick(3);
   switch (pick(6)) {
-    case 0: c.shape = {N, C, H, W}; break;
-    case 1: c.shape = {N, H, W, C}; c.class_axis = -1; break;
-    case 2: c.shape = {N * 4 + pick(9), C}; break;
-    case 3: c.shape = {N, C, D, H, W}; break;
-    case 4: c.shape = {N, D, C, W}; c.class_axis = 2; break;
-    default: c.shape = {N, C, W * H}; break;
+    case 0:
+      c.shape = {N, C, H, W};
+      break;
+    case 1:
+      c.shape = {N, H, W, C};
+      c.class_axis = -1;
+      break;
+    case 2:
+      c.shape = {N * 4 + pick(9), C};
+      break;
+    case 3:
+      c.shape = {N, C, D, H, W};
+      break;
+    case 4:
+      c.shape = {N, D, C, W};
+      c.class_axis = 2;
+      break;
+    default:
+      c.shape = {N, C, W * H};
+      break;
   }
   c.activation = pick(3) == 0 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
   const Tgt tgts[] = {Tgt::DenseF64, Tgt::DenseF32, Tgt::DenseU8, Tgt::DenseIn,
@@ -217,8 +239,10 @@ LCase random_case(std::mt19937_64& rng, uint64_t seed) {
   if (pick(25) == 0) c.ignore_frac = 1.0;
   c.pixel_weight = pick(3) == 0;
   if (pick(5) == 0) {
-    if (c.tgt == Tgt::IdxU8) c.ignore_index = 200;
-    else if (c.tgt == Tgt::IdxI32 || c.tgt == Tgt::IdxI64) c.ignore_index = pick(2) ? -1 : 9;
+    if (c.tgt == Tgt::IdxU8)
+      c.ignore_index = 200;
+    else if (c.tgt == Tgt::IdxI32 || c.tgt == Tgt::IdxI64)
+      c.ignore_index = pick(2) ? -1 : 9;
   }
   c.absent_class = pick(2);
   const double scales[] = {1.0, 0.5, -2.5, 3.0};
@@ -236,22 +260,24 @@ TEST(LovaszCpuRandom, MatchesReference) {
     const LCase c = random_case(rng, 10000 + it);
     CpuRunOptions o;
     o.in_place = it % 5 == 2 && !c.grad_f32;  // the gradient overwrites the input
-    ASSERT_TRUE(matches_reference(make_data(c), o)) << "iteration " << it << (o.in_place ? " (in place)" : "");
+    ASSERT_TRUE(matches_reference(make_data(c), o))
+        << "iteration " << it << (o.in_place ? " (in place)" : "");
   }
 }
 
 // Every kind × per_image × reduction × CLASSES × activation × layout, with every target kind
 // and pixel weights rotating through them.
 TEST(LovaszCpuSweep, EveryOptionCombination) {
-  const Tgt tgts[] = {Tgt::IdxI64, Tgt::DenseF32, Tgt::IdxU8, Tgt::DenseU8, Tgt::IdxI32, Tgt::DenseF64};
+  const Tgt tgts[] = {Tgt::IdxI64,  Tgt::DenseF32, Tgt::IdxU8,
+                      Tgt::DenseU8, Tgt::IdxI32,   Tgt::DenseF64};
   struct Layout {
     std::vector<int64_t> shape;
     int axis;
   };
-  const Layout layouts[] = {{{2, 4, 6, 5}, 1},     // NCHW
-                            {{2, 6, 5, 4}, -1},    // NHWC
-                            {{17, 4}, 1},          // (N, C)
-                            {{2, 4, 3, 4, 3}, 1},  // NCDHW
+  const Layout layouts[] = {{{2, 4, 6, 5}, 1},       // NCHW
+                            {{2, 6, 5, 4}, -1},      // NHWC
+                            {{17, 4}, 1},            // (N, C)
+                            {{2, 4, 3, 4, 3}, 1},    // NCDHW
                             {{2, 3, 4, 3, 4}, -1}};  // NDHWC
   int r = 0;
   for (culoss_kind kind : {kHinge, kSoftmax})
@@ -260,7 +286,8 @@ TEST(LovaszCpuSweep, EveryOptionCombination) {
         for (int classes = 0; classes < 2; ++classes)
           for (int act = 0; act < 2; ++act)
             for (const Layout& l : layouts) {
-              if (kind == kHinge && (classes == 1 || act == 1)) continue;  // not parameters of the hinge
+              if (kind == kHinge && (classes == 1 || act == 1))
+                continue;  // not parameters of the hinge
               LCase c;
               c.kind = kind;
               c.shape = l.shape;
@@ -300,7 +327,8 @@ TEST(LovaszCpuSweep, IgnoreIndexValues) {
       for (int per_image = 0; per_image < 2; ++per_image) {
         LCase c;
         c.kind = kind;
-        c.shape = kind == kHinge ? std::vector<int64_t>{2, 1, 7, 6} : std::vector<int64_t>{2, 4, 7, 6};
+        c.shape =
+            kind == kHinge ? std::vector<int64_t>{2, 1, 7, 6} : std::vector<int64_t>{2, 4, 7, 6};
         c.tgt = Tgt::IdxI32;
         c.ignore_index = ignore;
         c.ignore_frac = 0.3;
@@ -336,18 +364,19 @@ TEST(LovaszCpuSweep, TieHeavyInputsMatchReference) {
       for (int layout = 0; layout < 3; ++layout) {
         LCase c;
         c.kind = kind;
-        c.shape = layout == 0 ? std::vector<int64_t>{2, 3, 6, 5}
+        c.shape = layout == 0   ? std::vector<int64_t>{2, 3, 6, 5}
                   : layout == 1 ? std::vector<int64_t>{2, 6, 5, 3}
                                 : std::vector<int64_t>{2, 3, 2, 3, 5};
         c.class_axis = layout == 1 ? -1 : 1;
         c.per_image = per_image;
         c.tgt = layout == 2 ? Tgt::DenseF32 : Tgt::IdxI64;
-        c.activation = kind == kSoftmax && layout == 1 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
+        c.activation =
+            kind == kSoftmax && layout == 1 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
         c.seed = 6000 + static_cast<uint64_t>(r++);
         LData d = make_data(c);
         std::mt19937_64 rng(c.seed);
         const double logits[] = {-1.0, -0.5, 0.0, 0.5, 1.0, 2.0};  // hinge: e exact
-        const double probs[] = {0.0, 0.25, 0.5, 0.75, 1.0};         // softmax on probabilities
+        const double probs[] = {0.0, 0.25, 0.5, 0.75, 1.0};        // softmax on probabilities
         // Softmax on logits: every pixel takes one of three random logit vectors, so equal errors
         // come from equal pixels (a tie that does not depend on rounding).
         std::normal_distribution<double> G(0.0, 1.0);
@@ -358,9 +387,13 @@ TEST(LovaszCpuSweep, TieHeavyInputsMatchReference) {
             const uint64_t which = rng() % 3;
             for (int64_t k = 0; k < d.C; ++k) {
               double v;
-              if (kind == kHinge) v = logits[rng() % 6];
-              else if (c.activation == CULOSS_ACTIVATION_NONE) v = probs[rng() % 5];
-              else v = proto[static_cast<size_t>(which * static_cast<uint64_t>(d.C) + static_cast<uint64_t>(k))];
+              if (kind == kHinge)
+                v = logits[rng() % 6];
+              else if (c.activation == CULOSS_ACTIVATION_NONE)
+                v = probs[rng() % 5];
+              else
+                v = proto[static_cast<size_t>(which * static_cast<uint64_t>(d.C) +
+                                              static_cast<uint64_t>(k))];
               d.input.set(d.element(n, q, k), v);
             }
           }
@@ -412,9 +445,10 @@ TEST(LovaszCpuValues, SoftmaxHandExample) {
   const double p0[] = {0.8, 0.2}, p1[] = {0.4, 0.6};
   const double G0[] = {-0.25, 0.0}, G1[] = {0.25, -0.5};
   const double d0 = p0[0] * G0[0] + p0[1] * G0[1], d1 = p1[0] * G1[0] + p1[1] * G1[1];
-  expect_vec_near(r.grad.values(),
-                  {p0[0] * (G0[0] - d0), p1[0] * (G1[0] - d1), p0[1] * (G0[1] - d0), p1[1] * (G1[1] - d1)},
-                  1e-14, "grad");
+  expect_vec_near(
+      r.grad.values(),
+      {p0[0] * (G0[0] - d0), p1[0] * (G1[0] - d1), p0[1] * (G0[1] - d0), p1[1] * (G1[1] - d1)},
+      1e-14, "grad");
 }
 
 // A problem without positives: gts = 0, so J_k = 1 from the first item on: the loss is the
@@ -462,7 +496,8 @@ TEST(LovaszCpuValues, EveryPixelIgnoredGivesZero) {
           for (Tgt t : {Tgt::IdxI64, Tgt::DenseF32}) {
             LCase c;
             c.kind = kind;
-            c.shape = kind == kHinge && is_index(t) ? std::vector<int64_t>{2, 1, 4, 3} : std::vector<int64_t>{2, 3, 4, 3};
+            c.shape = kind == kHinge && is_index(t) ? std::vector<int64_t>{2, 1, 4, 3}
+                                                    : std::vector<int64_t>{2, 3, 4, 3};
             c.tgt = t;
             c.ignore_frac = 1.0;  // index: every label is IGNORE_INDEX; dense: every weight 0
             c.per_image = per_image;
@@ -470,8 +505,10 @@ TEST(LovaszCpuValues, EveryPixelIgnoredGivesZero) {
             c.classes = classes ? CULOSS_CLASSES_ALL : CULOSS_CLASSES_PRESENT;
             const LData d = make_data(c);
             const LRun r = run_ok(d);
-            for (int64_t i = 0; i < r.loss.numel(); ++i) EXPECT_EQ(r.loss.get(i), 0.0) << describe(d.c);
-            for (int64_t i = 0; i < r.grad.numel(); ++i) ASSERT_EQ(r.grad.get(i), 0.0) << describe(d.c);
+            for (int64_t i = 0; i < r.loss.numel(); ++i)
+              EXPECT_EQ(r.loss.get(i), 0.0) << describe(d.c);
+            for (int64_t i = 0; i < r.grad.numel(); ++i)
+              ASSERT_EQ(r.grad.get(i), 0.0) << describe(d.c);
           }
 }
 
@@ -481,14 +518,16 @@ TEST(LovaszCpuValues, EmptyProblemCountsInTheMean) {
     for (int classes = 0; classes < 2; ++classes) {
       LCase c;
       c.kind = kind;
-      c.shape = kind == kHinge ? std::vector<int64_t>{3, 1, 5, 4} : std::vector<int64_t>{3, 3, 5, 4};
+      c.shape =
+          kind == kHinge ? std::vector<int64_t>{3, 1, 5, 4} : std::vector<int64_t>{3, 3, 5, 4};
       c.tgt = Tgt::IdxI64;
       c.ignore_frac = 0.0;
       c.per_image = 1;
       c.classes = classes ? CULOSS_CLASSES_ALL : CULOSS_CLASSES_PRESENT;
       c.seed = 7100 + static_cast<uint64_t>(classes);
       LData d = make_data(c);
-      for (int64_t q = 0; q < d.P; ++q) d.target.set(d.pixel(1, q), -100.0);  // image 1: all ignored
+      for (int64_t q = 0; q < d.P; ++q)
+        d.target.set(d.pixel(1, q), -100.0);  // image 1: all ignored
       refresh_spec(d);
       ASSERT_TRUE(matches_reference(d));
       d.c.reduction = CULOSS_REDUCTION_NONE;
@@ -610,7 +649,8 @@ TEST(LovaszCpuValues, AllErrorsEqualTieOrderIsElementIndex) {
   r = run_ok(make_small(s));
   EXPECT_NEAR(r.loss.get(0), 0.25, 1e-15);
   expect_vec_near(r.grad.values(),
-                  {-0.25, 1.0 / 12, 1.0 / 24, -0.125, 1.0 / 6, -1.0 / 6, -1.0 / 6, 0.0}, 1e-15, "grad");
+                  {-0.25, 1.0 / 12, 1.0 / 24, -0.125, 1.0 / 6, -1.0 / 6, -1.0 / 6, 0.0}, 1e-15,
+                  "grad");
   ASSERT_TRUE(matches_reference(make_small(s)));
 }
 
@@ -626,10 +666,32 @@ TEST(LovaszCpuValues, SignedZeroErrorsTie) {
   s.x = {1.0, 1.0, 1.0, 1.0, 0.0, -0.0, 0.0, -0.0};
   LRun r = run_ok(make_small(s));
   EXPECT_EQ(r.loss.get(0), 0.0);
-  expect_vec_near(r.grad.values(), {-0.125, -0.125, -0.125, -0.125, 0.5, 0.0, 0.0, 0.0}, 0.0, "grad");
+  expect_vec_near(r.grad.values(), {-0.125, -0.125, -0.125, -0.125, 0.5, 0.0, 0.0, 0.0}, 0.0,
+                  "grad");
   s.x = {1.0, 1.0, 1.0, 1.0, -0.0, 0.0, -0.0, 0.0};
   r = run_ok(make_small(s));
-  expect_vec_near(r.grad.values(), {-0.125, -0.125, -0.125, -0.125, 0.5, 0.0, 0.0, 0.0}, 0.0, "grad");
+  expect_vec_near(r.grad.values(), {-0.125, -0.125, -0.125, -0.125, 0.5, 0.0, 0.0, 0.0}, 0.0,
+                  "grad");
+}
+
+// NaN logits are outside the contract (results are NaN), but they must not break the sort: a
+// comparator that is not a strict weak order lets std::sort run past the range it sorts. Many
+// items (beyond insertion sort's small runs) with NaNs spread among them; ASan builds would see
+// an out-of-bounds access.
+TEST(LovaszCpuValues, NaNLogitsSortSafely) {
+  for (culoss_kind kind : {kHinge, kSoftmax}) {
+    Small s;
+    s.kind = kind;
+    s.activation = CULOSS_ACTIVATION_NONE;
+    const int64_t C = kind == kHinge ? 1 : 2, P = 300;
+    s.shape = {1, C, P};
+    for (int64_t i = 0; i < C * P; ++i)
+      s.x.push_back(i % 3 == 0 ? std::nan("") : (kind == kHinge ? 1.0 : 0.5) * std::sin(i));
+    for (int64_t q = 0; q < P; ++q) s.labels.push_back(q % 2);
+    // What the value is (NaN, or finite where the hinge's max(e, 0) drops a NaN) is not part
+    // of the contract; a successful call that stays inside its buffers is.
+    run_ok(make_small(s));
+  }
 }
 
 // One class present: PRESENT averages that class only; ALL adds the absent classes, whose loss
@@ -664,8 +726,10 @@ TEST(LovaszCpuValues, OneClassPresentAllVersusPresent) {
         for (int64_t n = per_image ? pr : 0; n < (per_image ? pr + 1 : d.N); ++n)
           for (int64_t q = 0; q < d.P; ++q) {
             if (d.target.get_int(d.pixel(n, q)) == -100) continue;
-            m0 = std::max(m0, static_cast<double>(ref.items[static_cast<size_t>(d.element(n, q, 0))].p));
-            m2 = std::max(m2, static_cast<double>(ref.items[static_cast<size_t>(d.element(n, q, 2))].p));
+            m0 = std::max(
+                m0, static_cast<double>(ref.items[static_cast<size_t>(d.element(n, q, 0))].p));
+            m2 = std::max(
+                m2, static_cast<double>(ref.items[static_cast<size_t>(d.element(n, q, 2))].p));
           }
         EXPECT_NEAR(all.loss.get(pr), (present.loss.get(pr) + m0 + m2) / 3, 1e-13);
       }
@@ -688,7 +752,8 @@ TEST(LovaszCpuValues, TargetsBinarizedAtHalfAndWeightsAreMasks) {
     std::uniform_real_distribution<double> U(0.0, 1.0);
     for (int64_t i = 0; i < soft.target.numel(); ++i) {
       const double t = soft.target.get(i);
-      soft.target.set(i, t >= 0.5 ? 0.5 + 0.5 * U(rng) * (rng() % 2) : 0.49999 * U(rng) * (rng() % 2));
+      soft.target.set(i,
+                      t >= 0.5 ? 0.5 + 0.5 * U(rng) * (rng() % 2) : 0.49999 * U(rng) * (rng() % 2));
     }
     refresh_spec(soft);
     const LRun a = run_ok(hard), b = run_ok(soft);
@@ -729,7 +794,8 @@ TEST(LovaszCpuValues, IndexTargetsEqualDenseOneHot) {
     for (int per_image = 0; per_image < 2; ++per_image) {
       LCase c;
       c.kind = kind;
-      c.shape = kind == kHinge ? std::vector<int64_t>{2, 1, 6, 5} : std::vector<int64_t>{2, 4, 6, 5};
+      c.shape =
+          kind == kHinge ? std::vector<int64_t>{2, 1, 6, 5} : std::vector<int64_t>{2, 4, 6, 5};
       c.tgt = Tgt::IdxI32;
       c.ignore_frac = 0.2;
       c.per_image = per_image;
@@ -745,7 +811,8 @@ TEST(LovaszCpuValues, IndexTargetsEqualDenseOneHot) {
           const int64_t lab = idx.target.get_int(idx.pixel(n, q));
           dense.weight.set(idx.pixel(n, q), lab == -100 ? 0.0 : 1.0);
           for (int64_t k = 0; k < idx.C; ++k)
-            dense.target.set(idx.element(n, q, k), kind == kHinge ? (lab == 1 ? 1.0 : 0.0) : (lab == k ? 1.0 : 0.0));
+            dense.target.set(idx.element(n, q, k),
+                             kind == kHinge ? (lab == 1 ? 1.0 : 0.0) : (lab == k ? 1.0 : 0.0));
         }
       refresh_spec(dense);
       const LRun a = run_ok(idx), b = run_ok(dense);
@@ -783,13 +850,16 @@ TEST(LovaszCpuValues, ReductionsAgree) {
         double total = 0.0;
         for (int64_t i = 0; i < none.loss.numel(); ++i) total += none.loss.get(i);
         EXPECT_NEAR(sum.loss.get(0), total, 1e-13);
-        const double problems = static_cast<double>(per_image ? d.N : 1) * (kind == kHinge ? d.C : 1);
+        const double problems =
+            static_cast<double>(per_image ? d.N : 1) * (kind == kHinge ? d.C : 1);
         EXPECT_NEAR(mean.loss.get(0), total / problems, 1e-13);
         // NONE's gradient is the gradient of the sum of its outputs, i.e. SUM's.
-        ASSERT_TRUE(close_to("none grad vs sum grad", none.grad.values(), sum.grad.values(), Tol{1e-12, 1e-14}));
+        ASSERT_TRUE(close_to("none grad vs sum grad", none.grad.values(), sum.grad.values(),
+                             Tol{1e-12, 1e-14}));
         std::vector<double> scaled = mean.grad.values();
         for (double& v : scaled) v *= problems;
-        ASSERT_TRUE(close_to("mean grad × problems vs sum grad", scaled, sum.grad.values(), Tol{1e-12, 1e-14}));
+        ASSERT_TRUE(close_to("mean grad × problems vs sum grad", scaled, sum.grad.values(),
+                             Tol{1e-12, 1e-14}));
       }
 }
 
@@ -847,7 +917,8 @@ TEST(LovaszCpuValues, LayoutsAgree) {
       for (int64_t n = 0; n < 2; ++n)
         for (int64_t q = 0; q < 20; ++q)
           for (int64_t k = 0; k < 3; ++k)
-            ASSERT_NEAR(b.grad.get(nhwc.element(n, q, k)), a.grad.get(nchw.element(n, q, k)), 1e-15);
+            ASSERT_NEAR(b.grad.get(nhwc.element(n, q, k)), a.grad.get(nchw.element(n, q, k)),
+                        1e-15);
     }
 }
 
@@ -900,7 +971,7 @@ TEST(LovaszCpuGradcheck, CentralDifferencesAwayFromTies) {
     LCase c;
     c.kind = it % 2 ? kHinge : kSoftmax;
     const int layout = static_cast<int>(it / 2 % 3);
-    c.shape = layout == 0 ? std::vector<int64_t>{2, 3, 3, 4}
+    c.shape = layout == 0   ? std::vector<int64_t>{2, 3, 3, 4}
               : layout == 1 ? std::vector<int64_t>{2, 4, 3, 3}
                             : std::vector<int64_t>{9, 3};
     c.class_axis = layout == 1 ? -1 : 1;
@@ -1035,7 +1106,8 @@ TEST(LovaszCpuOutputs, DeterministicAndWorkspaceIndependent) {
       c.seed = 9300 + static_cast<uint64_t>(r++);
       LData d = make_data(c);
       // Many ties too: every other element rounded to a coarse grid.
-      for (int64_t i = 0; i < d.input.numel(); i += 2) d.input.set(i, std::round(d.input.get(i) * 2) / 2);
+      for (int64_t i = 0; i < d.input.numel(); i += 2)
+        d.input.set(i, std::round(d.input.get(i) * 2) / 2);
       refresh_spec(d);
       const LRun first = run_ok(d);
       for (CpuWs ws : {CpuWs::Null, CpuWs::Exact, CpuWs::ExactMisaligned}) {
@@ -1059,7 +1131,8 @@ TEST(LovaszCpuOutputs, WorkspaceSizeAndShortWorkspace) {
     ASSERT_TRUE(configure(h, d));
     TestTensor input = d.input, target = d.target, weight = d.weight;
     size_t bytes = 0;
-    ASSERT_EQ(CULOSS_SUCCESS, culoss_workspace_size(h, input.dl(), target.dl(), &bytes)) << culoss_last_error();
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_workspace_size(h, input.dl(), target.dl(), &bytes))
+        << culoss_last_error();
     EXPECT_EQ(bytes, 256u) << "the CPU backend sorts in host memory: only the alignment slack";
     if (bytes == 0) continue;  // nothing can be short
     std::vector<uint8_t> ws(bytes);
@@ -1067,8 +1140,8 @@ TEST(LovaszCpuOutputs, WorkspaceSizeAndShortWorkspace) {
     loss.poison();
     grad.poison();
     EXPECT_EQ(CULOSS_ERROR_INSUFFICIENT_WORKSPACE,
-              culoss_compute(h, input.dl(), target.dl(), d.has_weight ? weight.dl() : nullptr, loss.dl(),
-                             grad.dl(), 1.0, ws.data(), bytes - 1, nullptr));
+              culoss_compute(h, input.dl(), target.dl(), d.has_weight ? weight.dl() : nullptr,
+                             loss.dl(), grad.dl(), 1.0, ws.data(), bytes - 1, nullptr));
     EXPECT_TRUE(still_poisoned(loss));
     EXPECT_TRUE(still_poisoned(grad));
   }
@@ -1098,11 +1171,13 @@ TEST(LovaszCpuOutputs, Float32LossOutAndShapeOneOutputs) {
 void expect_refused(const LData& d, culoss_status want, culoss_loss h, const char* what,
                     const std::vector<int64_t>* loss_shape = nullptr) {
   TestTensor input = d.input, target = d.target, weight = d.weight;
-  TestTensor loss(loss_shape ? *loss_shape : d.loss_shape, d.c.loss_dtype), grad(d.c.shape, grad_dtype(d.c));
+  TestTensor loss(loss_shape ? *loss_shape : d.loss_shape, d.c.loss_dtype),
+      grad(d.c.shape, grad_dtype(d.c));
   loss.poison();
   grad.poison();
-  const culoss_status s = culoss_compute(h, input.dl(), target.dl(), d.has_weight ? weight.dl() : nullptr,
-                                         loss.dl(), grad.dl(), d.c.grad_scale, nullptr, 0, nullptr);
+  const culoss_status s =
+      culoss_compute(h, input.dl(), target.dl(), d.has_weight ? weight.dl() : nullptr, loss.dl(),
+                     grad.dl(), d.c.grad_scale, nullptr, 0, nullptr);
   EXPECT_EQ(want, s) << what << ": " << culoss_status_string(s) << " " << culoss_last_error();
   EXPECT_NE(std::string(culoss_last_error()), "") << what;
   EXPECT_TRUE(still_poisoned(loss)) << what << ": loss_out written";
@@ -1127,12 +1202,15 @@ TEST(LovaszCpuRefusals, Parameters) {
   Loss hinge(kHinge), soft(kSoftmax);
   // The hinge takes logits: no activation parameter at all.
   for (int64_t a : {0, 1, 2})
-    EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(hinge, CULOSS_PARAM_ACTIVATION, a)) << a;
+    EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(hinge, CULOSS_PARAM_ACTIVATION, a))
+        << a;
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(hinge, CULOSS_PARAM_CLASSES, 0));
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
             culoss_loss_set_int(soft, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
-  EXPECT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(soft, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_NONE));
-  EXPECT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(soft, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
+  EXPECT_EQ(CULOSS_SUCCESS,
+            culoss_loss_set_int(soft, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_NONE));
+  EXPECT_EQ(CULOSS_SUCCESS,
+            culoss_loss_set_int(soft, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(soft, CULOSS_PARAM_CLASSES, 2));
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(soft, CULOSS_PARAM_PER_IMAGE, 2));
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(hinge, CULOSS_PARAM_PER_IMAGE, -1));
@@ -1145,9 +1223,11 @@ TEST(LovaszCpuRefusals, Parameters) {
   ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_get_int(hinge, CULOSS_PARAM_PER_IMAGE, &v));
   EXPECT_EQ(v, 0);
   // Region / element-wise parameters do not apply.
-  EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_float(soft, CULOSS_PARAM_SMOOTH_NR, 1.0));
+  EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
+            culoss_loss_set_float(soft, CULOSS_PARAM_SMOOTH_NR, 1.0));
   const double w[] = {1.0, 2.0};
-  EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_floats(hinge, CULOSS_PARAM_CLASS_WEIGHTS, w, 2));
+  EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
+            culoss_loss_set_floats(hinge, CULOSS_PARAM_CLASS_WEIGHTS, w, 2));
 }
 
 // The defaults (pooled, PRESENT, MEAN, softmax activation) are what an unconfigured call uses.
@@ -1184,7 +1264,8 @@ TEST(LovaszCpuRefusals, SumWithALovaszTermIsNotSupported) {
     expect_refused(one, CULOSS_ERROR_NOT_SUPPORTED, only, "SUM of a Lovász term alone");
     size_t bytes = 0;
     TestTensor input = d.input, target = d.target;
-    EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED, culoss_workspace_size(only, input.dl(), target.dl(), &bytes));
+    EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED,
+              culoss_workspace_size(only, input.dl(), target.dl(), &bytes));
   }
 }
 
@@ -1208,7 +1289,8 @@ TEST(LovaszCpuRefusals, NoneOutputShapeMismatch) {
         wrong = per_image ? std::vector<std::vector<int64_t>>{{2, 3}, {1}, {}, {3}}
                           : std::vector<std::vector<int64_t>>{{2}, {3}, {1, 1}};
       }
-      for (const auto& s : wrong) expect_refused(d, CULOSS_ERROR_SHAPE_MISMATCH, h, "NONE loss_out shape", &s);
+      for (const auto& s : wrong)
+        expect_refused(d, CULOSS_ERROR_SHAPE_MISMATCH, h, "NONE loss_out shape", &s);
     }
   // MEAN needs one element.
   LCase c;
@@ -1243,10 +1325,11 @@ TEST(LovaszCpuRefusals, InvalidTargetsAndWeights) {
     {
       TestTensor input = d.input, target = d.target;
       TestTensor loss(d.loss_shape, f64()), grad(d.c.shape, f64());
-      ASSERT_EQ(CULOSS_SUCCESS, culoss_compute(unchecked, input.dl(), target.dl(), nullptr, loss.dl(), grad.dl(),
-                                               1.0, nullptr, 0, nullptr))
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_compute(unchecked, input.dl(), target.dl(), nullptr,
+                                               loss.dl(), grad.dl(), 1.0, nullptr, 0, nullptr))
           << culoss_last_error();
-      const lovasz_ref::Result ref = lovasz_ref::reference(d.spec);  // out-of-range labels are left out
+      const lovasz_ref::Result ref =
+          lovasz_ref::reference(d.spec);  // out-of-range labels are left out
       EXPECT_TRUE(close_to("loss", loss.values(), ref.values, Tol{}));
       EXPECT_TRUE(close_to("grad", grad.values(), ref.grad, Tol{}));
       for (int64_t k = 0; k < d.C; ++k) EXPECT_EQ(grad.get(d.element(0, bad_pixel, k)), 0.0);
