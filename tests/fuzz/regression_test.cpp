@@ -252,9 +252,10 @@ void expect_workspace_size_covers_every_call(culoss_kind kind, int reduction,
                                              std::vector<int64_t> in_shape) {
   Loss loss(kind);
   ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(loss.h, CULOSS_PARAM_REDUCTION, reduction));
-  if (kind == CULOSS_FOCAL)  // sigmoid by default, which needs a binary mask for index targets
+  if (kind == CULOSS_FOCAL) {  // sigmoid by default, which needs a binary mask for index targets
     ASSERT_EQ(CULOSS_SUCCESS,
               culoss_loss_set_int(loss.h, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
+  }
   int64_t numel = 1;
   for (int64_t e : in_shape) numel *= e;
   std::vector<int64_t> tg_shape = in_shape;
