@@ -43,36 +43,46 @@ void check_targets_on_device(const Call& call, unsigned long long* slots, void* 
     const int64_t i = static_cast<int64_t>(first_bad[0]);
     unsigned char raw[8] = {};
     const int bytes = dtype_bytes(call.target.dtype);
-    check(cudaMemcpy(raw, static_cast<const char*>(call.target.data) + i * bytes, bytes,
-                     cudaMemcpyDeviceToHost),
-          "cudaMemcpy");
+    check(cudaMemcpyAsync(raw, static_cast<const char*>(call.target.data) + i * bytes, bytes,
+                          cudaMemcpyDeviceToHost, stream),
+          "cudaMemcpyAsync");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (CHECK_TARGETS)");
     fail_invalid_target(call, i, raw);
   }
   if (first_bad[1] != ULLONG_MAX) {
     const int64_t i = static_cast<int64_t>(first_bad[1]);
     float w = 0.0f;
-    check(cudaMemcpy(&w, call.pixel_weight_data() + i, sizeof(float), cudaMemcpyDeviceToHost),
-          "cudaMemcpy");
+    check(cudaMemcpyAsync(&w, call.pixel_weight_data() + i, sizeof(float), cudaMemcpyDeviceToHost,
+                          stream),
+          "cudaMemcpyAsync");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (CHECK_TARGETS)");
     fail_invalid_pixel_weight(i, w);
   }
 }
 
 namespace {
 
-// The weight table reaches the device through kernel arguments when it fits (graph-capturable),
-// else through a copy from host memory.
+// The weight table reaches the device through kernel arguments, kInlineTable entries per launch
+// (graph-capturable; no host buffer has to outlive the call), up to kInlineLaunches launches
+// (7680 entries); a larger table (classification with thousands of weighted classes) goes by one
+// copy from host memory instead.
+constexpr int64_t kInlineLaunches = 16;
+
 void upload_weights(const Plan& plan, double* dst, cudaStream_t stream) {
   const int64_t count = static_cast<int64_t>(plan.weight_table.size());
-  if (count == 0) return;
-  if (count <= kInlineTable) {
-    InlineTable table{};
-    std::copy(plan.weight_table.begin(), plan.weight_table.end(), table.values);
-    upload_table_kernel<<<1, 256, 0, stream>>>(table, dst, count);
-    check(cudaGetLastError(), "upload_table_kernel launch");
-  } else {
+  if (count > kInlineLaunches * kInlineTable) {
     check(cudaMemcpyAsync(dst, plan.weight_table.data(), count * sizeof(double),
                           cudaMemcpyHostToDevice, stream),
           "cudaMemcpyAsync of the class weights");
+    return;
+  }
+  for (int64_t offset = 0; offset < count; offset += kInlineTable) {
+    const int64_t n = std::min<int64_t>(kInlineTable, count - offset);
+    InlineTable table{};
+    std::copy(plan.weight_table.begin() + offset, plan.weight_table.begin() + offset + n,
+              table.values);
+    upload_table_kernel<<<1, 256, 0, stream>>>(table, dst + offset, n);
+    check(cudaGetLastError(), "upload_table_kernel launch");
   }
 }
 

@@ -842,6 +842,11 @@ inline std::vector<Case> shape_sweep() {
       for (Term& t : c.terms) t.class_weights = true;
       c.partial_annotation = true;
     });
+    // Weight tables beyond one upload kernel's 480 entries (several launches, kInlineTable).
+    add(f + "_C1000weighted", fl.terms, {4, 1000, 3, 3}, [&](Case& c) {
+      c.tgt = fl.softmax_style ? Tgt::IdxI64 : Tgt::DenseU8;
+      for (Term& t : c.terms) t.class_weights = true;
+    });
     add(f + "_onePixel", fl.terms, {1, 3, 1, 1}, [&](Case& c) { c.ignore_frac = 0.0; c.tgt = fl.softmax_style ? Tgt::IdxI64 : Tgt::DenseF32; });
     add(f + "_onePixelNC", fl.terms, {1, 3}, [&](Case& c) {
       c.ignore_frac = 0.0; c.in = f64(); c.tgt = fl.softmax_style ? Tgt::IdxU8 : Tgt::DenseU8;
