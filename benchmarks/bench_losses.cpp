@@ -3,11 +3,11 @@
 // Names: <device>/<kind>/<fwd|fwd_bwd>/<shape>/<input dtype>/<target>/<activation>[/ign<k>]
 //   e.g. cuda/Dice/fwd_bwd/16x4x512x512/bf16/u8/softmax/ign5
 //
-// CPU: small shapes only (wall-clock time). CUDA: the shapes of DESIGN.md §6, timed with CUDA
-// events around the call alone (manual time), a caller-provided workspace (no allocation on the
-// hot path), CHECK_TARGETS=0, loss_out on the device, and the L2 flushed before every iteration
-// by a 64 MiB cudaMemsetAsync outside the timed region. Without a device the CUDA benchmarks are
-// skipped with "no CUDA device". See benchmarks/README.md for the counters.
+// CPU: small shapes only (wall-clock time). CUDA: the shapes of benchmarks/README.md (performance
+// targets), timed with CUDA events around the call alone (manual time), a caller-provided workspace
+// (no allocation on the hot path), CHECK_TARGETS=0, loss_out on the device, and the L2 flushed
+// before every iteration by a 64 MiB cudaMemsetAsync outside the timed region. Without a device the
+// CUDA benchmarks are skipped with "no CUDA device". See benchmarks/README.md for the counters.
 #include <chrono>
 #include <string>
 #include <vector>
@@ -67,7 +67,7 @@ std::vector<Problem> cpu_problems() {
   };
 }
 
-// CUDA: the benchmark shapes of DESIGN.md §6.
+// CUDA: the benchmark shapes of benchmarks/README.md (performance targets).
 std::vector<Problem> cuda_problems() {
   return {
       // 16x4x512x512: the headline shape, every input dtype and label dtype

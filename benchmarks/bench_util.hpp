@@ -1,6 +1,7 @@
 // Shared setup of the culoss benchmarks: a synthetic problem (shape, dtypes, target kind,
 // ignored pixels), its tensors on the host or on a CUDA device (generated once and reused by the
-// benchmarks that follow), the roofline byte counts of DESIGN.md §6 and the counters.
+// benchmarks that follow), the roofline byte counts of benchmarks/README.md (performance targets)
+// and the counters.
 //
 // Plain C++; the CUDA parts use the runtime API only and are compiled with
 // CULOSS_BENCH_WITH_CUDA (set by benchmarks/CMakeLists.txt when culoss is built with CUDA).
@@ -123,8 +124,8 @@ struct Problem {
     return s;
   }
 
-  // Roofline bytes (DESIGN.md §6): read input + target (+ pixel weight), write grad (input's
-  // dtype).
+  // Roofline bytes (benchmarks/README.md (performance targets)): read input + target (+ pixel
+  // weight), write grad (input's dtype).
   int64_t input_bytes() const { return numel() * dtype_bytes(dtype); }
   int64_t target_bytes() const {
     if (target == Target::MaskU8) return numel();

@@ -157,7 +157,8 @@ CULOSS_API culoss_status culoss_loss_get_float(culoss_loss loss, culoss_param pa
 /* Appends a copy of `term` to the CULOSS_SUM descriptor `sum` with `weight`. */
 CULOSS_API culoss_status culoss_loss_add_term(culoss_loss sum, culoss_loss term, double weight);
 
-/* Bytes of workspace culoss_compute needs for these tensors (exact). */
+/* Bytes of workspace that suffice for culoss_compute, culoss_compute_stats and
+ * culoss_compute_from_stats with these tensors: the largest of their needs. */
 CULOSS_API culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input,
                                                const DLTensor* target, size_t* bytes);
 
@@ -172,7 +173,7 @@ CULOSS_API culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor*
  *              int32 or int64; values in [0, C) or IGNORE_INDEX).
  * pixel_weight NULL or float32 of the input's shape without the class axis.
  * loss_out     float32 or float64 on the input's device or the CPU; one element
- *              for MEAN/SUM, the per-item shape for NONE (see README).
+ *              for MEAN/SUM, the per-item shape for NONE (docs/reference.md).
  * grad_input   NULL, or the input's shape in the input's dtype or float32; may
  *              be the input's own buffer (the gradient overwrites the input).
  * workspace    NULL (the library allocates, stream-ordered on CUDA) or at

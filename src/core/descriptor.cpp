@@ -99,6 +99,10 @@ bool activation_allowed(culoss_kind kind, int64_t a) {
 
 }  // namespace
 
+bool accepts_sigmoid(culoss_kind kind) {
+  return kind != CULOSS_LOVASZ_HINGE && activation_allowed(kind, CULOSS_ACTIVATION_SIGMOID);
+}
+
 bool is_region_kind(culoss_kind kind) { return (bit(kind) & kRegion) != 0; }
 
 const char* kind_name(culoss_kind kind) {
@@ -394,6 +398,7 @@ CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim) {
     cp.class_axis = loss.params.class_axis;
     cp.ignore_index = loss.params.ignore_index;
     (is_binary_term(loss) ? cp.binary : cp.class_index) = true;
+    if (loss.params.activation == CULOSS_ACTIVATION_SOFTMAX) cp.softmax_kind = loss.kind;
     return cp;
   }
   if (loss.terms.empty())
@@ -414,6 +419,8 @@ CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim) {
            "CULOSS_PARAM_IGNORE_INDEX; found ",
            cp.ignore_index, " and ", t.params.ignore_index);
     (is_binary_term(t) ? cp.binary : cp.class_index) = true;
+    if (t.params.activation == CULOSS_ACTIVATION_SOFTMAX && cp.softmax_kind == 0)
+      cp.softmax_kind = t.kind;
   }
   return cp;
 }

@@ -76,12 +76,18 @@ struct CallParams {
   bool check_targets = true;
   bool binary = false;       // some term reads targets as per-element binary labels
   bool class_index = false;  // some term reads them as class indices (one-hot)
+  // The first term that takes the softmax over the class axis (0 if none): with C = 1 that
+  // softmax is constant, which the validator refuses.
+  culoss_kind softmax_kind = static_cast<culoss_kind>(0);
 };
 // `ndim` is the input's: negative class axes are resolved before the terms are compared.
 CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim);
 
 // A term whose target is a per-element binary label (sigmoid-style), not a class index.
 bool is_binary_term(const culoss_loss_s& loss);
+
+// Whether `kind` accepts CULOSS_ACTIVATION_SIGMOID (what a one-channel model needs).
+bool accepts_sigmoid(culoss_kind kind);
 
 // Validated setters and getters behind culoss_loss_set_* / get_*; they throw culoss::Error.
 void set_int(culoss_loss_s& loss, int param, int64_t value);

@@ -225,43 +225,77 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   pixel_shape.erase(pixel_shape.begin() + axis);
   call.backend = call.input.device.device_type == kDLCUDA ? Backend::CUDA : Backend::CPU;
   call.device_id = call.input.device.device_id;
+  if (L.C == 1 && cp.softmax_kind != 0)
+    fail(CULOSS_ERROR_INVALID_ARGUMENT, kind_name(cp.softmax_kind),
+         " takes CULOSS_ACTIVATION_SOFTMAX over the class axis ", axis, " of input ",
+         shape_string(ishape),
+         ", which has extent 1: the softmax of a single class is 1, so the loss would be "
+         "constant and its gradient zero. A one-channel (binary) model needs "
+         "CULOSS_ACTIVATION_SIGMOID",
+         accepts_sigmoid(cp.softmax_kind)
+             ? ": set CULOSS_PARAM_ACTIVATION to it (or to CULOSS_ACTIVATION_NONE for "
+               "probabilities)"
+             : std::string(", which ") + kind_name(cp.softmax_kind) +
+                   " does not take: use its binary counterpart " +
+                   (cp.softmax_kind == CULOSS_LOVASZ_SOFTMAX ? "CULOSS_LOVASZ_HINGE (on logits)"
+                                                             : "CULOSS_BCE") +
+                   ", or CULOSS_ACTIVATION_NONE for probabilities");
 
-  // target: dense (input's shape) or class indices (input's shape without the class axis)
+  // target: dense (input's shape) or class indices (input's shape without the class axis).
+  // The shape says which; it is checked before the dtype, so that a target of the wrong form
+  // (e.g. labels with a singleton class axis) is told what shape it needs.
   if (!target) fail(CULOSS_ERROR_INVALID_ARGUMENT, "target is NULL");
-  if (target->ndim == ndim) {
-    call.target = parse("target", target, kFloats | kU8,
-                        "float32, float64, float16, bfloat16 or uint8 for a dense target (same "
-                        "shape as input)");
-    if (call.target.shape != ishape)
-      fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(call.target.shape),
-           " does not match input ", shape_string(ishape),
-           "; a dense target has the input's shape, an index target ", shape_string(pixel_shape));
-  } else if (target->ndim == ndim - 1) {
-    call.target = parse("target", target, kIndex,
-                        "uint8, int32 or int64 for class indices (input's shape without the class "
-                        "axis)");
-    if (call.target.shape != pixel_shape)
-      fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(call.target.shape),
-           " does not match input ", shape_string(ishape), "; class indices need shape ",
-           shape_string(pixel_shape));
+  std::vector<int64_t> singleton_axis = ishape;  // labels that kept a class axis of extent 1
+  singleton_axis[axis] = 1;
+  const std::string forms = "; a dense target has the input's shape " + shape_string(ishape) +
+                            ", class indices the input's shape without the class axis " +
+                            shape_string(pixel_shape);
+  call.target = parse("target", target, kFloats | kIndex,
+                      "float32, float64, float16, bfloat16 or uint8 (dense) or uint8, int32 or "
+                      "int64 (class indices)");
+  const std::vector<int64_t>& tshape = call.target.shape;
+  const bool squeezable = tshape == singleton_axis;
+  const std::string squeeze_hint =
+      squeezable ? " (squeeze its axis " + std::to_string(axis) + " of extent 1)" : "";
+  if (target->ndim == ndim && tshape == ishape) {
+    if (!dtype_in(call.target.dtype, kFloats | kU8))
+      fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "target ", shape_string(tshape),
+           " has the input's shape, so it is a dense target, which needs dtype float32, float64, "
+           "float16, bfloat16 or uint8 (values in [0, 1]); got ",
+           dtype_string(target->dtype), ". Class indices have the input's shape without the class ",
+           "axis, ", shape_string(pixel_shape), squeeze_hint);
+  } else if (target->ndim == ndim - 1 && tshape == pixel_shape) {
+    if (!dtype_in(call.target.dtype, kIndex))
+      fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "target ", shape_string(tshape),
+           " has the input's shape without the class axis, so it holds class indices, which "
+           "need dtype uint8, int32 or int64; got ",
+           dtype_string(target->dtype), ". A dense target (probabilities) has the input's shape ",
+           shape_string(ishape));
     call.index_target = true;
+  } else if (squeezable) {
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(tshape), " does not match input ",
+         shape_string(ishape), ": it has a class axis of extent 1 where the input has ", L.C,
+         " classes. Class indices have the input's shape without the class axis, ",
+         shape_string(pixel_shape), squeeze_hint, "; a dense target has the input's shape ",
+         shape_string(ishape));
   } else {
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "target has ", target->ndim, " dimensions; input ",
-         shape_string(ishape), " needs a dense target ", shape_string(ishape), " or class indices ",
-         shape_string(pixel_shape));
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(tshape), " does not match input ",
+         shape_string(ishape), forms);
   }
   require_same_device("target", call.target, call.input);
-  if (call.index_target && cp.binary) {  // sigmoid-style terms read the labels as a 0/1 mask
+  if (call.index_target && L.C == 1) {
+    // One class: the labels are a binary mask (0 background, 1 foreground) whatever the
+    // activation (SOFTMAX is refused above).
+    call.binary_mask = true;
+  } else if (call.index_target && cp.binary) {
     if (cp.class_index)
       fail(CULOSS_ERROR_INVALID_ARGUMENT,
            "this CULOSS_SUM mixes binary (sigmoid-style) and class-index (softmax-style) terms; "
            "with class-index targets they would read the labels differently: pass a dense target");
-    if (L.C != 1)
-      fail(CULOSS_ERROR_INVALID_ARGUMENT,
-           "class-index targets with SIGMOID (or another binary loss: BCE, COMBO, sigmoid FOCAL) "
-           "need C = 1 (a binary mask); input has C = ",
-           L.C, ": pass a dense (one-hot) target");
-    call.binary_mask = true;
+    fail(CULOSS_ERROR_INVALID_ARGUMENT,
+         "class-index targets with SIGMOID (or another binary loss: BCE, COMBO, sigmoid FOCAL) "
+         "need C = 1 (a binary mask); input has C = ",
+         L.C, ": pass a dense (one-hot) target");
   }
 
   if (pixel_weight) {

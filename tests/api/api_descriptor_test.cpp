@@ -1,6 +1,6 @@
-// Loss descriptors through the public API: create/destroy, defaults of every kind (DESIGN.md §2),
-// the parameter table (which parameter applies to which kind, its type, its range), add_term,
-// and the refusal of kinds this version does not compute.
+// Loss descriptors through the public API: create/destroy, defaults of every kind
+// (docs/reference.md), the parameter table (which parameter applies to which kind, its type, its
+// range), add_term, and the refusal of kinds this version does not compute.
 #include <cmath>
 #include <limits>
 #include <string>
@@ -106,7 +106,7 @@ TEST(ApiDescriptor, DestroyNullIsANoOp) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// defaults (DESIGN.md §2 table)
+// defaults (docs/reference.md)
 
 struct Default {
   culoss_param param;
@@ -122,7 +122,7 @@ std::vector<Default> expected_defaults(culoss_kind k) {
     d.push_back({CULOSS_PARAM_CLASS_AXIS, Type::Int, 1});
     d.push_back({CULOSS_PARAM_REDUCTION, Type::Int, CULOSS_REDUCTION_MEAN});
     d.push_back({CULOSS_PARAM_IGNORE_INDEX, Type::Int, -100});
-    // The Lovász hinge takes logits and has no activation parameter (DESIGN.md §4).
+    // The Lovász hinge takes logits and has no activation parameter (docs/reference.md).
     if (k != CULOSS_LOVASZ_HINGE) {
       const bool sigmoid = k == CULOSS_BCE || k == CULOSS_FOCAL || k == CULOSS_COMBO;
       d.push_back({CULOSS_PARAM_ACTIVATION, Type::Int,

@@ -1,5 +1,5 @@
 // Refusals of the element-wise kinds (BCE, CROSS_ENTROPY, FOCAL, COMBO, MARGINAL_CE) and of
-// CULOSS_SUM through the public API, on the CPU: DESIGN.md §2–§5 and docs/SEMANTICS.md
+// CULOSS_SUM through the public API, on the CPU: docs/reference.md and docs/SEMANTICS.md
 // ("Element-wise losses", "Targets and CHECK_TARGETS"). Every refusal checks the status, the key
 // words of culoss_last_error(), and that the outputs (filled with a sentinel) are untouched; a
 // refused setter leaves the parameter as it was. The defaults of the new kinds are read back
@@ -74,7 +74,7 @@ const culoss_kind kElementwise[] = {CULOSS_BCE, CULOSS_CROSS_ENTROPY, CULOSS_FOC
                                     CULOSS_MARGINAL_CE};
 
 // ---------------------------------------------------------------------------------------------
-// defaults (DESIGN.md §2)
+// defaults (docs/reference.md)
 // ---------------------------------------------------------------------------------------------
 
 int64_t get_int(culoss_loss h, culoss_param p) {
@@ -240,7 +240,7 @@ TEST(ApiElementwiseSetters, CeRatioIsInZeroOne) {
 TEST(ApiElementwiseSetters, FocalAlphaAtMostOneAndNegativeDisables) {
   for (double v : {1.0000001, 1.5, 100.0, kNaN, kInf, -kInf})
     expect_float_refused(CULOSS_FOCAL, CULOSS_PARAM_ALPHA, v, {"must be"});
-  for (double v : {-1.0, -0.5, -1e-9, 0.0, 0.25, 1.0})  // < 0 disables alpha (DESIGN.md §2)
+  for (double v : {-1.0, -0.5, -1e-9, 0.0, 0.25, 1.0})  // < 0 disables alpha (docs/reference.md)
     expect_float_accepted(CULOSS_FOCAL, CULOSS_PARAM_ALPHA, v);
 }
 
@@ -366,7 +366,7 @@ TEST(ApiElementwiseSetters, ParameterThatDoesNotApplyIsRefused) {
   }
 }
 
-// The parameters DESIGN.md §2 gives these kinds are accepted.
+// The parameters docs/reference.md gives these kinds are accepted.
 TEST(ApiElementwiseSetters, ParametersThatApplyAreAccepted) {
   const double w[] = {1.0, 0.5, 2.0};
   Loss bce(CULOSS_BCE), ce(CULOSS_CROSS_ENTROPY), focal(CULOSS_FOCAL), combo(CULOSS_COMBO),
@@ -516,7 +516,7 @@ TEST_F(ApiElementwise, ClassWeightCountMustBeC) {
 }
 
 // REDUCTION_NONE: BCE and binary focal write the input's shape; cross-entropy, softmax focal and
-// marginal CE the input's shape without the class axis (DESIGN.md §5).
+// marginal CE the input's shape without the class axis (docs/reference.md).
 TEST_F(ApiElementwise, LossOutShapesForNone) {
   struct Kind {
     culoss_kind kind;
@@ -767,8 +767,10 @@ TEST_F(ApiElementwise, SumTermsMustShareClassAxisAndIgnoreIndex) {
   }
 }
 
-// Binary terms read class indices as a mask, softmax-style ones as classes: a SUM of both needs
-// a dense target.
+// Binary terms read class indices as a mask, softmax-style ones as classes: with C >= 2 a SUM of
+// both needs a dense target. With C = 1 the softmax term is refused (a softmax over one class is
+// constant); on probabilities (ACTIVATION_NONE) every term reads the labels as the same binary
+// mask, so the SUM is accepted and equals the one on the dense 0/1 target.
 TEST_F(ApiElementwise, SumMixingBinaryAndSoftmaxTermsNeedsADenseTarget) {
   struct Pair {
     culoss_kind a;
@@ -793,19 +795,48 @@ TEST_F(ApiElementwise, SumMixingBinaryAndSoftmaxTermsNeedsADenseTarget) {
     EXPECT_REFUSED(compute(sum, labels.dl(), scalar.dl()), CULOSS_ERROR_INVALID_ARGUMENT, "binary",
                    "dense");
     expect_workspace_refused(sum, labels.dl(), CULOSS_ERROR_INVALID_ARGUMENT, {"dense"});
-    // Also with C = 1 (the labels could be a mask for one term and classes for the other).
-    TestTensor in1({N, 1, P}, f32()), lab1({N, P}, u8()), g1({N, 1, P}, f32());
-    fill_logits(in1);
-    g1.fill(kSentinel);
-    Untouched u;
-    u.watch(g1, "grad (C = 1)");
-    EXPECT_REFUSED(culoss_compute(sum, in1.dl(), lab1.dl(), nullptr, scalar.dl(), g1.dl(), 1.0, nullptr, 0, nullptr),
-                   CULOSS_ERROR_INVALID_ARGUMENT, "dense");
-    u.check();
     untouched.check();
     TestTensor out({}, f64());
     EXPECT_OK(compute_ok(sum, dense.dl(), out.dl()));
     EXPECT_TRUE(std::isfinite(out.get(0)));
+
+    // C = 1: the softmax term is refused, by name.
+    const culoss_kind softmax_kind = pr.act_a == CULOSS_ACTIVATION_SOFTMAX ? pr.a : pr.b;
+    TestTensor in1({N, 1, P}, f32()), lab1({N, P}, u8()), dense1({N, 1, P}, f32()),
+        g1({N, 1, P}, f32());
+    for (int64_t i = 0; i < N * P; ++i) {
+      in1.set(i, 0.15 + 0.1 * static_cast<double>(i));  // probabilities in (0, 1)
+      lab1.set(i, i % 3 == 0 ? 1 : 0);
+      dense1.set(i, i % 3 == 0 ? 1.0 : 0.0);
+    }
+    g1.fill(kSentinel);
+    Untouched u;
+    u.watch(g1, "grad (C = 1)");
+    EXPECT_REFUSED(culoss_compute(sum, in1.dl(), lab1.dl(), nullptr, scalar.dl(), g1.dl(), 1.0,
+                                  nullptr, 0, nullptr),
+                   CULOSS_ERROR_INVALID_ARGUMENT, kind_name(softmax_kind),
+                   "CULOSS_ACTIVATION_SIGMOID");
+    u.check();
+    untouched.check();
+    // On probabilities both terms read the labels as the same 0/1 mask.
+    Loss sum1(CULOSS_SUM), a1(pr.a), b1(pr.b);
+    ASSERT_OK(culoss_loss_set_int(
+        a1, CULOSS_PARAM_ACTIVATION,
+        pr.act_a == CULOSS_ACTIVATION_SOFTMAX ? CULOSS_ACTIVATION_NONE : pr.act_a));
+    ASSERT_OK(culoss_loss_set_int(
+        b1, CULOSS_PARAM_ACTIVATION,
+        pr.act_b == CULOSS_ACTIVATION_SOFTMAX ? CULOSS_ACTIVATION_NONE : pr.act_b));
+    ASSERT_OK(culoss_loss_add_term(sum1, a1, 1.0));
+    ASSERT_OK(culoss_loss_add_term(sum1, b1, 1.0));
+    TestTensor out_lab({}, f64()), out_dense({}, f64()), g_lab({N, 1, P}, f32()),
+        g_dense({N, 1, P}, f32());
+    ASSERT_OK(culoss_compute(sum1, in1.dl(), lab1.dl(), nullptr, out_lab.dl(), g_lab.dl(), 1.0,
+                             nullptr, 0, nullptr));
+    ASSERT_OK(culoss_compute(sum1, in1.dl(), dense1.dl(), nullptr, out_dense.dl(), g_dense.dl(),
+                             1.0, nullptr, 0, nullptr));
+    EXPECT_TRUE(std::isfinite(out_lab.get(0)));
+    EXPECT_NEAR(out_dense.get(0), out_lab.get(0), 1e-12);
+    for (int64_t i = 0; i < N * P; ++i) EXPECT_NEAR(g_dense.get(i), g_lab.get(i), 1e-7) << i;
   }
 }
 

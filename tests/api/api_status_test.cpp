@@ -38,7 +38,7 @@ TEST(ApiStatus, StatusStringIsTheEnumName) {
     EXPECT_TRUE(seen.insert(s).second) << "duplicate status string " << s;
   }
   EXPECT_EQ(11u, seen.size());
-  // The frozen values (DESIGN.md §2).
+  // The frozen values (docs/reference.md).
   EXPECT_EQ(0, CULOSS_SUCCESS);
   EXPECT_EQ(5, CULOSS_ERROR_INVALID_TARGET);
   EXPECT_EQ(10, CULOSS_ERROR_INTERNAL);

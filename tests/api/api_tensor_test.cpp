@@ -1,5 +1,6 @@
-// Tensor validation through culoss_compute / culoss_workspace_size (DESIGN.md §3, §5 and
-// docs/SEMANTICS.md "Tensors", "Targets and CHECK_TARGETS"), with CULOSS_DICE on the CPU.
+// Tensor validation through culoss_compute / culoss_workspace_size (docs/reference.md and
+// docs/SEMANTICS.md "Tensors", "Targets and CHECK_TARGETS"), with CULOSS_DICE on the CPU; the
+// C = 1 rules (a softmax over one class is refused, labels are a binary mask) with every kind.
 // Every refusal checks the status, the key words of culoss_last_error(), and that loss_out and
 // grad_input (filled with a sentinel) are untouched.
 #include <cmath>
@@ -264,9 +265,12 @@ TEST_F(ApiTensor, AcceptedInputDtypes) {
 }
 
 TEST_F(ApiTensor, DenseTargetDtypes) {
+  // The input's shape makes it a dense target; the message also gives the index shape (no
+  // "squeeze": (2, 3, 4) has no class axis of extent 1).
   TestTensor t({N, C, P}, i64());
-  EXPECT_REFUSED(compute_with(t.dl()), CULOSS_ERROR_UNSUPPORTED_DTYPE, "target", "int64",
-                 "dense");
+  EXPECT_REFUSED(compute_with(t.dl()), CULOSS_ERROR_UNSUPPORTED_DTYPE, "target (2, 3, 4)", "int64",
+                 "dense", "float32", "(2, 4)");
+  EXPECT_THAT(last_error(), ::testing::Not(::testing::HasSubstr("squeeze")));
   TestTensor t32({N, C, P}, i32());
   EXPECT_REFUSED(compute_with(t32.dl()), CULOSS_ERROR_UNSUPPORTED_DTYPE, "target", "int32",
                  "dense");
@@ -281,10 +285,12 @@ TEST_F(ApiTensor, DenseTargetDtypes) {
 }
 
 TEST_F(ApiTensor, IndexTargetDtypes) {
+  // The index shape (the input's without the class axis) makes it class indices: a float
+  // target of that shape is told the index dtypes and the dense shape.
   for (DLDataType d : {f32(), f64(), f16(), bf16()}) {
     TestTensor t({N, P}, d);
-    EXPECT_REFUSED(compute_with(t.dl()), CULOSS_ERROR_UNSUPPORTED_DTYPE, "target", "float",
-                   "class indices");
+    EXPECT_REFUSED(compute_with(t.dl()), CULOSS_ERROR_UNSUPPORTED_DTYPE, "target (2, 4)", "float",
+                   "class indices", "uint8, int32 or int64", "(2, 3, 4)");
   }
   untouched.check();
   for (DLDataType d : {u8(), i32(), i64()}) {
@@ -308,12 +314,101 @@ TEST_F(ApiTensor, TargetShapeMismatch) {
   TestTensor index2({N, C}, i64());  // the class axis removed is the wrong one
   EXPECT_REFUSED(compute_with(index2.dl()), CULOSS_ERROR_SHAPE_MISMATCH, "target", "(2, 4)");
   TestTensor too_many({N, C, P, 1}, f32());
-  EXPECT_REFUSED(compute_with(too_many.dl()), CULOSS_ERROR_SHAPE_MISMATCH, "target",
-                 "4 dimensions", "(2, 3, 4)");
+  EXPECT_REFUSED(compute_with(too_many.dl()), CULOSS_ERROR_SHAPE_MISMATCH,
+                 "target (2, 3, 4, 1) does not match input (2, 3, 4)",
+                 "a dense target has the input's shape (2, 3, 4)",
+                 "class indices the input's shape without the class axis (2, 4)");
   TestTensor too_few({N * P}, i64());
-  EXPECT_REFUSED(compute_with(too_few.dl()), CULOSS_ERROR_SHAPE_MISMATCH, "target",
-                 "1 dimensions", "(2, 4)");
+  EXPECT_REFUSED(compute_with(too_few.dl()), CULOSS_ERROR_SHAPE_MISMATCH,
+                 "target (8,) does not match input (2, 3, 4)",
+                 "a dense target has the input's shape (2, 3, 4)",
+                 "class indices the input's shape without the class axis (2, 4)");
+  // The shape is checked before the dtype: a mismatched target of any dtype gets the same message.
+  for (DLDataType d : {f32(), u8(), i32(), i64()}) {
+    TestTensor wrong({N, C + 1, P}, d);
+    EXPECT_REFUSED(compute_with(wrong.dl()), CULOSS_ERROR_SHAPE_MISMATCH,
+                   "target (2, 4, 4) does not match input (2, 3, 4)",
+                   "a dense target has the input's shape (2, 3, 4)",
+                   "class indices the input's shape without the class axis (2, 4)");
+  }
   untouched.check();
+}
+
+// Labels that kept a class axis of extent 1, (N, 1, P), for an input with C = 3 classes: told the
+// index shape (N, P) and to squeeze, whatever their dtype.
+TEST_F(ApiTensor, IndexTargetWithASingletonClassAxisIsToldToSqueeze) {
+  for (DLDataType d : {i64(), i32(), u8(), f32()}) {
+    TestTensor lab({N, 1, P}, d);
+    for (int64_t i = 0; i < lab.numel(); ++i) lab.set(i, target.get(i));
+    EXPECT_REFUSED(compute_with(lab.dl()), CULOSS_ERROR_SHAPE_MISMATCH,
+                   "target (2, 1, 4) does not match input (2, 3, 4)", "(2, 4)", "squeeze");
+  }
+  {  // (N, 1, H, W) int64 labels for an (N, 4, H, W) input: the index shape is (N, H, W).
+    TestTensor in4({N, 4, 3, 5}, f32()), lab4({N, 1, 3, 5}, i64()), g4({N, 4, 3, 5}, f32());
+    fill_logits(in4);
+    g4.fill(kSentinel);
+    Untouched u4;
+    u4.watch(g4, "grad");
+    EXPECT_REFUSED(compute(in4.dl(), lab4.dl(), nullptr, loss_out.dl(), g4.dl()),
+                   CULOSS_ERROR_SHAPE_MISMATCH,
+                   "target (2, 1, 3, 5) does not match input (2, 4, 3, 5)", "(2, 3, 5)", "squeeze");
+    u4.check();
+  }
+  // Channels-last: (N, P, 1) labels for an (N, P, C) input.
+  ASSERT_OK(culoss_loss_set_int(dice, CULOSS_PARAM_CLASS_AXIS, -1));
+  TestTensor in({N, P, C}, f32()), lab({N, P, 1}, i64()), g({N, P, C}, f32());
+  fill_logits(in);
+  g.fill(kSentinel);
+  Untouched u;
+  u.watch(g, "grad");
+  EXPECT_REFUSED(compute(in.dl(), lab.dl(), nullptr, loss_out.dl(), g.dl()),
+                 CULOSS_ERROR_SHAPE_MISMATCH, "target (2, 4, 1) does not match input (2, 4, 3)",
+                 "(2, 4)", "squeeze");
+  u.check();
+  untouched.check();
+}
+
+// With C = 1 the input's shape and the shape with a singleton class axis coincide: (N, 1, P)
+// integer labels have the input's shape, so they are a dense target of the wrong dtype, told the
+// index shape (N, P) and to squeeze.
+TEST_F(ApiTensor, IndexTargetWithASingletonClassAxisAndOneClassIsToldToSqueeze) {
+  ASSERT_OK(culoss_loss_set_int(dice, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
+  TestTensor in({N, 1, P}, f32()), g({N, 1, P}, f32());
+  fill_logits(in);
+  g.fill(kSentinel);
+  Untouched u;
+  u.watch(g, "grad");
+  for (DLDataType d : {i64(), i32()}) {
+    TestTensor lab({N, 1, P}, d);
+    for (int64_t i = 0; i < lab.numel(); ++i) lab.set(i, i % 2);
+    EXPECT_REFUSED(compute(in.dl(), lab.dl(), nullptr, loss_out.dl(), g.dl()),
+                   CULOSS_ERROR_UNSUPPORTED_DTYPE, "target (2, 1, 4)", "dense",
+                   d.bits == 64 ? "int64" : "int32", "(2, 4)", "squeeze");
+  }
+  {  // (N, 1, H, W) int64 labels for an (N, 1, H, W) input: the index shape is (N, H, W).
+    TestTensor in4({N, 1, 3, 5}, f32()), lab4({N, 1, 3, 5}, i64()), g4({N, 1, 3, 5}, f32());
+    fill_logits(in4);
+    g4.fill(kSentinel);
+    Untouched u4;
+    u4.watch(g4, "grad");
+    EXPECT_REFUSED(compute(in4.dl(), lab4.dl(), nullptr, loss_out.dl(), g4.dl()),
+                   CULOSS_ERROR_UNSUPPORTED_DTYPE, "target (2, 1, 3, 5)", "int64", "(2, 3, 5)",
+                   "squeeze");
+    u4.check();
+  }
+  u.check();
+  untouched.check();
+  // uint8 of that shape is a dense 0/1 mask: accepted, and equal to the squeezed labels.
+  TestTensor m8({N, 1, P}, u8()), lab({N, P}, i64());
+  for (int64_t i = 0; i < N * P; ++i) {
+    m8.set(i, i % 2);
+    lab.set(i, i % 2);
+  }
+  TestTensor oa({}, f64()), ob({}, f64()), ga({N, 1, P}, f32()), gb({N, 1, P}, f32());
+  ASSERT_OK(compute(in.dl(), m8.dl(), nullptr, oa.dl(), ga.dl()));
+  ASSERT_OK(compute(in.dl(), lab.dl(), nullptr, ob.dl(), gb.dl()));
+  EXPECT_NEAR(ob.get(0), oa.get(0), 1e-12);
+  for (int64_t i = 0; i < ga.numel(); ++i) EXPECT_NEAR(gb.get(i), ga.get(i), 1e-7) << i;
 }
 
 TEST_F(ApiTensor, IndexTargetWithSigmoidNeedsOneClass) {
@@ -1124,6 +1219,418 @@ TEST_F(ApiTensor, UncheckedBadDenseValuesAndWeightsAreAccepted) {
   pw.fill(1.0);
   pw.set(3, -1.0);
   EXPECT_OK(compute(input.dl(), target.dl(), pw.dl(), loss_out.dl(), grad.dl()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// C = 1 (docs/reference.md): SOFTMAX over a class axis of extent 1 is refused by every kind
+// (also inside a CULOSS_SUM); with any other activation, index labels are a binary mask: 0
+// background, 1 foreground, IGNORE_INDEX ignored, anything else an invalid target.
+
+const char* kind_name(culoss_kind k) {
+  switch (k) {
+    case CULOSS_DICE:
+      return "CULOSS_DICE";
+    case CULOSS_JACCARD:
+      return "CULOSS_JACCARD";
+    case CULOSS_TVERSKY:
+      return "CULOSS_TVERSKY";
+    case CULOSS_FOCAL_TVERSKY:
+      return "CULOSS_FOCAL_TVERSKY";
+    case CULOSS_GENERALIZED_DICE:
+      return "CULOSS_GENERALIZED_DICE";
+    case CULOSS_BCE:
+      return "CULOSS_BCE";
+    case CULOSS_CROSS_ENTROPY:
+      return "CULOSS_CROSS_ENTROPY";
+    case CULOSS_FOCAL:
+      return "CULOSS_FOCAL";
+    case CULOSS_COMBO:
+      return "CULOSS_COMBO";
+    case CULOSS_MARGINAL_CE:
+      return "CULOSS_MARGINAL_CE";
+    case CULOSS_LOVASZ_HINGE:
+      return "CULOSS_LOVASZ_HINGE";
+    case CULOSS_LOVASZ_SOFTMAX:
+      return "CULOSS_LOVASZ_SOFTMAX";
+    case CULOSS_SUM:
+      return "CULOSS_SUM";
+  }
+  return "?";
+}
+
+// The kinds that take CULOSS_ACTIVATION_SOFTMAX (BCE, COMBO and LOVASZ_HINGE do not).
+const culoss_kind kSoftmaxKinds[] = {
+    CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
+    CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_CROSS_ENTROPY,
+    CULOSS_FOCAL,         CULOSS_MARGINAL_CE,      CULOSS_LOVASZ_SOFTMAX};
+const culoss_kind kRegionKinds[] = {CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY,
+                                    CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE};
+
+bool takes_sigmoid(culoss_kind k) {
+  return k != CULOSS_CROSS_ENTROPY && k != CULOSS_MARGINAL_CE && k != CULOSS_LOVASZ_SOFTMAX;
+}
+
+// Probabilities in (0, 1), deterministic.
+void fill_probabilities(TestTensor& t) {
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.set(i, 0.5 + 0.45 * std::sin(1.3 * static_cast<double>(i) + 0.2));
+}
+
+// A one-class call with a softmax term: refused with INVALID_ARGUMENT naming `kind` (the kind that
+// takes the softmax), the constant loss and CULOSS_ACTIVATION_SIGMOID; no output is written, and
+// culoss_workspace_size refuses it too.
+void expect_one_class_softmax_refused(culoss_loss loss, const char* kind, TestTensor& in,
+                                      TestTensor& tg) {
+  TestTensor out({}, f64()), g(in.shape, f32());
+  out.fill(kSentinel);
+  g.fill(kSentinel);
+  Untouched u;
+  u.watch(in, "input");
+  u.watch(tg, "target");
+  u.watch(out, "loss_out");
+  u.watch(g, "grad_input");
+  EXPECT_REFUSED(
+      culoss_compute(loss, in.dl(), tg.dl(), nullptr, out.dl(), g.dl(), 1.0, nullptr, 0, nullptr),
+      CULOSS_ERROR_INVALID_ARGUMENT, kind, "CULOSS_ACTIVATION_SOFTMAX", "extent 1", "constant",
+      "zero", "CULOSS_ACTIVATION_SIGMOID", "CULOSS_ACTIVATION_NONE");
+  u.check();
+  size_t bytes = 4242;
+  EXPECT_REFUSED(culoss_workspace_size(loss, in.dl(), tg.dl(), &bytes),
+                 CULOSS_ERROR_INVALID_ARGUMENT, kind, "CULOSS_ACTIVATION_SIGMOID");
+  EXPECT_EQ(4242u, bytes);
+  // The statistics API (data-parallel training) validates the same way.
+  int64_t count = -7;
+  EXPECT_REFUSED(culoss_stats_size(loss, in.dl(), tg.dl(), &count), CULOSS_ERROR_INVALID_ARGUMENT,
+                 kind, "CULOSS_ACTIVATION_SIGMOID");
+  EXPECT_EQ(-7, count);
+  u.check();
+}
+
+// Input (n, 1, P) (or (n, P, 1) channels-last) and a 0/1 target: labels (n, P) or dense.
+struct OneClassTensors {
+  TestTensor in, tg;
+  OneClassTensors(int64_t n, int64_t P, bool channels_last, bool index, bool probabilities) {
+    in = TestTensor(channels_last ? std::vector<int64_t>{n, P, 1} : std::vector<int64_t>{n, 1, P},
+                    f32());
+    if (probabilities)
+      fill_probabilities(in);
+    else
+      fill_logits(in);
+    tg = index ? TestTensor({n, P}, i64()) : TestTensor(in.shape, f32());
+    for (int64_t i = 0; i < tg.numel(); ++i) tg.set(i, (i % 3) == 1 ? 1.0 : 0.0);
+  }
+};
+
+TEST(ApiOneClass, SoftmaxIsRefusedByEveryKind) {
+  for (culoss_kind k : kSoftmaxKinds)
+    for (bool channels_last : {false, true})
+      for (int64_t n : {int64_t(2), int64_t(0)})
+        for (bool index : {true, false})
+          for (bool set_explicitly : {true, false}) {
+            if (!set_explicitly && k == CULOSS_FOCAL) continue;  // FOCAL's default is SIGMOID
+            SCOPED_TRACE(std::string(kind_name(k)) + (channels_last ? " channels-last" : " NCL") +
+                         " N=" + std::to_string(n) + (index ? " labels" : " dense") +
+                         (set_explicitly ? " SOFTMAX set" : " default activation"));
+            Loss loss(k);
+            if (set_explicitly)
+              ASSERT_OK(
+                  culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
+            if (channels_last) ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_CLASS_AXIS, -1));
+            OneClassTensors t(n, 4, channels_last, index, false);
+            expect_one_class_softmax_refused(loss, kind_name(k), t.in, t.tg);
+            // The message names the input and its (resolved) class axis.
+            const std::string where =
+                channels_last ? "class axis 2 of input (" + std::to_string(n) + ", 4, 1)"
+                              : "class axis 1 of input (" + std::to_string(n) + ", 1, 4)";
+            EXPECT_THAT(last_error(), ::testing::HasSubstr(where));
+            // What the message advises works: SIGMOID where the kind takes it, else probabilities.
+            const bool sigmoid = takes_sigmoid(k);
+            ASSERT_OK(
+                culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION,
+                                    sigmoid ? CULOSS_ACTIVATION_SIGMOID : CULOSS_ACTIVATION_NONE));
+            OneClassTensors ok(n, 4, channels_last, index, !sigmoid);
+            TestTensor out({}, f64()), g(ok.in.shape, f32());
+            EXPECT_OK(culoss_compute(loss, ok.in.dl(), ok.tg.dl(), nullptr, out.dl(), g.dl(), 1.0,
+                                     nullptr, 0, nullptr));
+            EXPECT_TRUE(std::isfinite(out.get(0)));
+          }
+}
+
+// Kinds that do not take SIGMOID are pointed to their binary counterparts.
+TEST(ApiOneClass, RefusalOfAKindWithoutSigmoidNamesTheBinaryKinds) {
+  for (culoss_kind k : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE, CULOSS_LOVASZ_SOFTMAX}) {
+    SCOPED_TRACE(kind_name(k));
+    Loss loss(k);
+    OneClassTensors t(2, 4, false, true, false);
+    expect_one_class_softmax_refused(loss, kind_name(k), t.in, t.tg);
+    EXPECT_THAT(last_error(),
+                ::testing::HasSubstr(k == CULOSS_LOVASZ_SOFTMAX
+                                         ? "use its binary counterpart CULOSS_LOVASZ_HINGE"
+                                         : "use its binary counterpart CULOSS_BCE"));
+  }
+  for (culoss_kind k : kRegionKinds) {
+    SCOPED_TRACE(kind_name(k));
+    Loss loss(k);
+    OneClassTensors t(2, 4, false, true, false);
+    expect_one_class_softmax_refused(loss, kind_name(k), t.in, t.tg);
+    EXPECT_THAT(last_error(), ::testing::HasSubstr("CULOSS_PARAM_ACTIVATION"));
+  }
+}
+
+// A CULOSS_SUM with one softmax term is refused the same way, naming that term's kind (the first
+// softmax term when there are several).
+TEST(ApiOneClass, SumWithASoftmaxTermIsRefused) {
+  struct Term {
+    culoss_kind kind;
+    int activation;
+  };
+  struct Case {
+    std::vector<Term> terms;
+    culoss_kind named;
+  };
+  const int S = CULOSS_ACTIVATION_SOFTMAX, G = CULOSS_ACTIVATION_SIGMOID,
+            Z = CULOSS_ACTIVATION_NONE;
+  const Case cases[] = {
+      {{{CULOSS_BCE, G}, {CULOSS_DICE, S}}, CULOSS_DICE},
+      {{{CULOSS_DICE, G}, {CULOSS_CROSS_ENTROPY, S}}, CULOSS_CROSS_ENTROPY},
+      {{{CULOSS_FOCAL, G}, {CULOSS_MARGINAL_CE, S}}, CULOSS_MARGINAL_CE},
+      {{{CULOSS_COMBO, G}, {CULOSS_FOCAL, S}}, CULOSS_FOCAL},
+      {{{CULOSS_CROSS_ENTROPY, Z}, {CULOSS_GENERALIZED_DICE, S}, {CULOSS_BCE, G}},
+       CULOSS_GENERALIZED_DICE},
+      {{{CULOSS_JACCARD, G}, {CULOSS_TVERSKY, S}, {CULOSS_FOCAL_TVERSKY, S}}, CULOSS_TVERSKY},
+  };
+  for (const Case& c : cases)
+    for (bool channels_last : {false, true})
+      for (int64_t n : {int64_t(2), int64_t(0)})
+        for (bool index : {true, false}) {
+          SCOPED_TRACE(std::string("SUM naming ") + kind_name(c.named) +
+                       (channels_last ? " channels-last" : " NCL") + " N=" + std::to_string(n) +
+                       (index ? " labels" : " dense"));
+          Loss sum(CULOSS_SUM);
+          for (const Term& term : c.terms) {
+            Loss t(term.kind);
+            ASSERT_OK(culoss_loss_set_int(t, CULOSS_PARAM_ACTIVATION, term.activation));
+            if (channels_last) ASSERT_OK(culoss_loss_set_int(t, CULOSS_PARAM_CLASS_AXIS, -1));
+            ASSERT_OK(culoss_loss_add_term(sum, t, 0.5));
+          }
+          OneClassTensors t(n, 4, channels_last, index, false);
+          expect_one_class_softmax_refused(sum, kind_name(c.named), t.in, t.tg);
+          // Without the softmax terms (each on SIGMOID or probabilities) the SUM is accepted.
+          Loss fixed(CULOSS_SUM);
+          bool all_sigmoid = true;
+          for (const Term& term : c.terms)
+            all_sigmoid = all_sigmoid && (term.activation == G ||
+                                          (term.activation == S && takes_sigmoid(term.kind)));
+          for (const Term& term : c.terms) {
+            Loss t2(term.kind);
+            const int act = term.activation != S ? term.activation : (all_sigmoid ? G : Z);
+            ASSERT_OK(culoss_loss_set_int(t2, CULOSS_PARAM_ACTIVATION, act));
+            if (channels_last) ASSERT_OK(culoss_loss_set_int(t2, CULOSS_PARAM_CLASS_AXIS, -1));
+            ASSERT_OK(culoss_loss_add_term(fixed, t2, 0.5));
+          }
+          OneClassTensors ok(n, 4, channels_last, index, !all_sigmoid);
+          TestTensor out({}, f64()), g(ok.in.shape, f32());
+          EXPECT_OK(culoss_compute(fixed, ok.in.dl(), ok.tg.dl(), nullptr, out.dl(), g.dl(), 1.0,
+                                   nullptr, 0, nullptr));
+          EXPECT_TRUE(std::isfinite(out.get(0)));
+        }
+}
+
+// Runs `loss` on the CPU and returns (loss values, float32 gradient); the call must succeed.
+struct Outputs {
+  std::vector<double> loss, grad;
+};
+Outputs run_one_class(culoss_loss loss, TestTensor& in, TestTensor& tg, TestTensor* pw,
+                      std::vector<int64_t> out_shape) {
+  TestTensor out(std::move(out_shape), f64()), g(in.shape, f32());
+  out.poison();
+  g.poison();
+  const culoss_status s = culoss_compute(loss, in.dl(), tg.dl(), pw ? pw->dl() : nullptr, out.dl(),
+                                         g.dl(), 1.0, nullptr, 0, nullptr);
+  EXPECT_EQ(CULOSS_SUCCESS, s) << last_error();
+  return Outputs{out.values(), g.values()};
+}
+
+void expect_close(const std::vector<double>& want, const std::vector<double>& got, double rel,
+                  const char* what) {
+  ASSERT_EQ(want.size(), got.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << what << " [" << i << "]";
+    EXPECT_NEAR(want[i], got[i], rel * (1.0 + std::fabs(want[i]))) << what << " [" << i << "]";
+  }
+}
+
+// C = 1, ACTIVATION_NONE, labels {0, 1, IGNORE_INDEX}: the region kinds equal the same loss on the
+// dense 0/1 target with pixel_weight 0 on the ignored pixels (values and gradients), for every
+// reduction and label dtype.
+TEST(ApiOneClass, RegionKindsReadLabelsAsABinaryMaskWithActivationNone) {
+  const int64_t N = 3, H = 3, W = 4, P = H * W;
+  const DLDataType label_dtypes[] = {i64(), i32(), u8()};
+  for (culoss_kind k : kRegionKinds)
+    for (DLDataType ld : label_dtypes)
+      for (int red : {CULOSS_REDUCTION_MEAN, CULOSS_REDUCTION_SUM, CULOSS_REDUCTION_NONE}) {
+        SCOPED_TRACE(std::string(kind_name(k)) + " label bits " + std::to_string(ld.bits) +
+                     " reduction " + std::to_string(red));
+        const int64_t ignore = ld.bits == 8 ? 255 : (ld.bits == 32 ? -1 : -100);
+        Loss loss(k);
+        ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_NONE));
+        ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_REDUCTION, red));
+        ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_IGNORE_INDEX, ignore));
+        TestTensor in({N, 1, H, W}, f32()), labels({N, H, W}, ld), dense({N, 1, H, W}, f32()),
+            pw({N, H, W}, f32());
+        fill_probabilities(in);
+        for (int64_t i = 0; i < N * P; ++i) {
+          // image 0: mixed; image 1: mixed with ignored pixels; image 2: background only.
+          const int64_t n = i / P, q = i % P;
+          int64_t lab = n == 2 ? 0 : (q % 3 == 1 || q == 0 ? 1 : 0);
+          if (n == 1 && q % 4 == 2) lab = ignore;
+          labels.set(i, static_cast<double>(lab));
+          dense.set(i, lab == 1 ? 1.0 : 0.0);
+          pw.set(i, lab == ignore ? 0.0 : 1.0);
+        }
+        std::vector<int64_t> out_shape;
+        if (red == CULOSS_REDUCTION_NONE)
+          out_shape =
+              k == CULOSS_GENERALIZED_DICE ? std::vector<int64_t>{N} : std::vector<int64_t>{N, 1};
+        const Outputs a = run_one_class(loss, in, labels, nullptr, out_shape);
+        const Outputs b = run_one_class(loss, in, dense, &pw, out_shape);
+        expect_close(b.loss, a.loss, 1e-9, "loss");
+        expect_close(b.grad, a.grad, 1e-6, "grad");
+      }
+}
+
+// C = 1 labels {0, 1} equal the dense 0/1 target for every other kind and activation that takes
+// one class: SIGMOID (region kinds, BCE, FOCAL, COMBO), NONE (every kind that takes it) and the
+// Lovász hinge.
+TEST(ApiOneClass, EveryKindReadsLabelsAsABinaryMask) {
+  struct Case {
+    culoss_kind kind;
+    int activation;  // -1: leave it (LOVASZ_HINGE has none)
+  };
+  std::vector<Case> cases;
+  for (culoss_kind k : {CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY, CULOSS_FOCAL_TVERSKY,
+                        CULOSS_GENERALIZED_DICE, CULOSS_BCE, CULOSS_FOCAL, CULOSS_COMBO}) {
+    cases.push_back({k, CULOSS_ACTIVATION_SIGMOID});
+    cases.push_back({k, CULOSS_ACTIVATION_NONE});
+  }
+  for (culoss_kind k : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE, CULOSS_LOVASZ_SOFTMAX})
+    cases.push_back({k, CULOSS_ACTIVATION_NONE});
+  cases.push_back({CULOSS_LOVASZ_HINGE, -1});
+  const int64_t N = 2, P = 6;
+  for (const Case& c : cases)
+    for (int red : {CULOSS_REDUCTION_MEAN, CULOSS_REDUCTION_SUM}) {
+      if (c.kind == CULOSS_COMBO && red != CULOSS_REDUCTION_MEAN) continue;
+      SCOPED_TRACE(std::string(kind_name(c.kind)) + " activation " + std::to_string(c.activation) +
+                   " reduction " + std::to_string(red));
+      Loss loss(c.kind);
+      if (c.activation >= 0)
+        ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, c.activation));
+      ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_REDUCTION, red));
+      TestTensor in({N, 1, P}, f32()), labels({N, P}, u8()), dense({N, 1, P}, u8());
+      if (c.activation == CULOSS_ACTIVATION_NONE)
+        fill_probabilities(in);
+      else
+        fill_logits(in);
+      const int bits[N * P] = {1, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0};
+      for (int64_t i = 0; i < N * P; ++i) {
+        labels.set(i, bits[i]);
+        dense.set(i, bits[i]);
+      }
+      const Outputs a = run_one_class(loss, in, labels, nullptr, {});
+      const Outputs b = run_one_class(loss, in, dense, nullptr, {});
+      expect_close(b.loss, a.loss, 1e-12, "loss");
+      expect_close(b.grad, a.grad, 1e-7, "grad");
+    }
+}
+
+// With C = 1 any label other than 0, 1 and IGNORE_INDEX is an invalid target ("binary mask"), for
+// every activation; with CHECK_TARGETS = 0 it counts as ignored (bit for bit).
+TEST(ApiOneClass, LabelOutsideTheMaskIsAnInvalidTarget) {
+  struct Case {
+    culoss_kind kind;
+    int activation;
+  };
+  std::vector<Case> cases;
+  for (culoss_kind k : kRegionKinds) {
+    cases.push_back({k, CULOSS_ACTIVATION_NONE});
+    cases.push_back({k, CULOSS_ACTIVATION_SIGMOID});
+  }
+  for (culoss_kind k : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE, CULOSS_LOVASZ_SOFTMAX})
+    cases.push_back({k, CULOSS_ACTIVATION_NONE});
+  for (culoss_kind k : {CULOSS_BCE, CULOSS_FOCAL, CULOSS_COMBO})
+    cases.push_back({k, CULOSS_ACTIVATION_SIGMOID});
+  cases.push_back({CULOSS_LOVASZ_HINGE, -1});
+  const int64_t N = 2, P = 4;
+  for (const Case& c : cases)
+    for (int64_t bad : {int64_t(2), int64_t(-1), int64_t(7)}) {
+      SCOPED_TRACE(std::string(kind_name(c.kind)) + " activation " + std::to_string(c.activation) +
+                   " label " + std::to_string(bad));
+      Loss loss(c.kind);
+      if (c.activation >= 0)
+        ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, c.activation));
+      TestTensor in({N, 1, P}, f32()), labels({N, P}, i64()), out({}, f64()), g({N, 1, P}, f32());
+      if (c.activation == CULOSS_ACTIVATION_NONE)
+        fill_probabilities(in);
+      else
+        fill_logits(in);
+      for (int64_t i = 0; i < N * P; ++i) labels.set(i, i % 2);
+      labels.set(5, static_cast<double>(bad));
+      out.fill(kSentinel);
+      g.fill(kSentinel);
+      Untouched u;
+      u.watch(out, "loss_out");
+      u.watch(g, "grad_input");
+      EXPECT_REFUSED(culoss_compute(loss, in.dl(), labels.dl(), nullptr, out.dl(), g.dl(), 1.0,
+                                    nullptr, 0, nullptr),
+                     CULOSS_ERROR_INVALID_TARGET, "target[5]", std::to_string(bad), "binary mask");
+      u.check();
+      // Unchecked: the same as IGNORE_INDEX there.
+      ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_CHECK_TARGETS, 0));
+      TestTensor ignored = labels;
+      ignored.set(5, -100);
+      const Outputs a = run_one_class(loss, in, labels, nullptr, {});
+      const Outputs b = run_one_class(loss, in, ignored, nullptr, {});
+      EXPECT_EQ(b.loss, a.loss);
+      EXPECT_EQ(b.grad, a.grad);
+    }
+}
+
+// All-background labels are an empty foreground, not "every pixel is class 0": with C = 1 and
+// probabilities p, per image Dice = 1 − s / (Σ p + s) (I = 0, ST = 0), Jaccard the same, and
+// CROSS_ENTROPY has no foreground term at all (MEAN over no foreground: 0).
+TEST(ApiOneClass, AllBackgroundLabelsAreAnEmptyForeground) {
+  const int64_t N = 2, P = 5;
+  TestTensor in({N, 1, P}, f64()), labels({N, P}, i64());
+  fill_probabilities(in);
+  labels.fill(0);
+  const double s = 1.0;
+  std::vector<double> sp(N, 0.0);
+  for (int64_t i = 0; i < N * P; ++i) sp[static_cast<size_t>(i / P)] += in.get(i);
+  for (culoss_kind k : {CULOSS_DICE, CULOSS_JACCARD}) {
+    SCOPED_TRACE(kind_name(k));
+    Loss loss(k);
+    ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_NONE));
+    ASSERT_OK(culoss_loss_set_float(loss, CULOSS_PARAM_SMOOTH_NR, s));
+    ASSERT_OK(culoss_loss_set_float(loss, CULOSS_PARAM_SMOOTH_DR, s));
+    const Outputs r = run_one_class(loss, in, labels, nullptr, {});
+    ASSERT_EQ(1u, r.loss.size());
+    double want = 0;
+    for (double v : sp) want += (1.0 - s / (v + s)) / N;  // MEAN over the N images
+    EXPECT_NEAR(want, r.loss[0], 1e-12);
+    for (int64_t i = 0; i < N * P; ++i) {  // ∂/∂p = s / (Σp + s)² / N: push every p down
+      const double v = sp[static_cast<size_t>(i / P)];
+      EXPECT_NEAR(s / ((v + s) * (v + s)) / N, r.grad[static_cast<size_t>(i)], 1e-6) << i;
+    }
+  }
+  for (culoss_kind k : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE}) {
+    SCOPED_TRACE(kind_name(k));
+    Loss loss(k);
+    ASSERT_OK(culoss_loss_set_int(loss, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_NONE));
+    const Outputs r = run_one_class(loss, in, labels, nullptr, {});
+    ASSERT_EQ(1u, r.loss.size());
+    EXPECT_EQ(0.0, r.loss[0]);
+    for (double g : r.grad) EXPECT_EQ(0.0, g);
+  }
 }
 
 }  // namespace

@@ -105,6 +105,17 @@ std::vector<Case> cases() {
                1, false, u8(), false});
   c.push_back({"marginal_ce", CULOSS_MARGINAL_CE, {}, {}, {}, {2, 4, 30}, f32(), 1, true, i64(),
                false});
+  c.push_back({"dice_sigmoid_binary_mask",
+               CULOSS_DICE,
+               {P(CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID)},
+               {},
+               {},
+               {3, 1, 6, 6},
+               f32(),
+               1,
+               true,
+               u8(),
+               false});
   c.push_back({"lovasz_hinge", CULOSS_LOVASZ_HINGE, {P(CULOSS_PARAM_PER_IMAGE, 1)}, {}, {},
                {2, 1, 40}, f32(), 1, false, f32(), false});
   c.push_back({"lovasz_softmax", CULOSS_LOVASZ_SOFTMAX,
@@ -157,8 +168,10 @@ struct Tensors {
     if (c.index_target) {
       target = TestTensor(pixels, c.target_dtype);
       for (int64_t i = 0; i < target.numel(); ++i)
-        target.set(i, c.ignore_255 && i % 11 == 4 ? 255.0
-                                                                     : static_cast<double>((i * 7 + 3) % C));
+        // C = 1: the labels are a 0/1 mask.
+        target.set(i, c.ignore_255 && i % 11 == 4
+                          ? 255.0
+                          : static_cast<double>((i * 7 + 3) % (C == 1 ? 2 : C)));
     } else {
       target = TestTensor(c.shape, c.target_dtype);
       for (int64_t i = 0; i < target.numel(); ++i)

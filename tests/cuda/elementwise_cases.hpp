@@ -236,6 +236,11 @@ inline Case finish(Case c, const std::string& tag) {
       a = CULOSS_ACTIVATION_SIGMOID;
     if ((k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE) && a == CULOSS_ACTIVATION_SIGMOID)
       a = CULOSS_ACTIVATION_SOFTMAX;
+    // A softmax over one class is refused (constant loss): SIGMOID where the kind takes it, else
+    // probabilities.
+    if (C == 1 && a == CULOSS_ACTIVATION_SOFTMAX)
+      a = k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE ? CULOSS_ACTIVATION_NONE
+                                                               : CULOSS_ACTIVATION_SIGMOID;
     t.activation = a == default_activation(k) && t.activation == kDefault ? kDefault : a;
     if (k == CULOSS_COMBO || sum) {
       if (t.reduction == CULOSS_REDUCTION_NONE || k == CULOSS_COMBO) t.reduction = CULOSS_REDUCTION_MEAN;
@@ -260,9 +265,9 @@ inline Case finish(Case c, const std::string& tag) {
     if (k == CULOSS_GENERALIZED_DICE) t.average = kDefault;
     if (k != CULOSS_GENERALIZED_DICE) t.weight_type = kDefault;
   }
-  // Index targets: binary terms read them as a C = 1 mask; binary and softmax-style terms
-  // together need a dense target.
-  if (is_index(c.tgt) && any_binary(c) && (C != 1 || !all_binary(c))) c.tgt = Tgt::DenseF32;
+  // Index targets: binary terms read them as a C = 1 mask (and with C = 1 every term does);
+  // with C > 1 binary terms need a dense target.
+  if (is_index(c.tgt) && any_binary(c) && C != 1) c.tgt = Tgt::DenseF32;
   // float16 gradients of big tensors are far below float16's normal range when every term is a
   // MEAN; scale them up by a power of two (exact) so the comparison is not all subnormals.
   const DLDataType g = grad_dtype(c);
@@ -343,6 +348,7 @@ inline Problem make_problem(const Case& c) {
   // Binary-style targets (every element its own 0/1 problem) when every term is binary;
   // otherwise one class per pixel (one-hot), which binary terms in a SUM read per element.
   const bool bin = all_binary(c);
+  const bool mask = bin || p.C == 1;  // per-element 0/1 labels (C = 1: a binary mask for all)
   bool probs = false;  // some term reads the input as probabilities
   for (const Term& t : c.terms) probs = probs || activation_of(t) == CULOSS_ACTIVATION_NONE;
   if (c.ignore_index != kDefaultIgnore) {
@@ -360,7 +366,7 @@ inline Problem make_problem(const Case& c) {
   const int64_t npix = p.outer * p.inner;
   const int64_t C = p.C;
   auto absent = [&](int64_t n, int64_t k) {
-    if (c.empty_class && k == C - 1 && (n == 0 || c.absent_everywhere) && (C > 1 || bin || !idx))
+    if (c.empty_class && k == C - 1 && (n == 0 || c.absent_everywhere) && (C > 1 || mask || !idx))
       return true;
     return c.partial_annotation && C > 3 && k == C - 2 && n == p.N - 1;
   };
@@ -372,15 +378,21 @@ inline Problem make_problem(const Case& c) {
     const int64_t n = o / p.pre;
     for (int64_t i = 0; i < p.inner; ++i) {
       const int64_t px = p.pix_index(o, i);
-      int64_t lab = bin ? (U(rng) < 0.35 ? 1 : 0) : static_cast<int64_t>(rng() % static_cast<uint64_t>(C));
-      if (!bin && absent(n, lab)) lab = 0;
-      if (bin && C == 1 && absent(n, 0)) lab = 0;
+      int64_t lab =
+          mask ? (U(rng) < 0.35 ? 1 : 0) : static_cast<int64_t>(rng() % static_cast<uint64_t>(C));
+      if (!mask && absent(n, lab)) lab = 0;
+      if (C == 1 && absent(n, 0)) lab = 0;
       label[static_cast<size_t>(px)] = lab;
       ignored[static_cast<size_t>(px)] = U(rng) < c.ignore_frac;
       for (int64_t k = 0; k < C; ++k) {
         double v;
-        if (bin) v = C == 1 ? static_cast<double>(lab) : (U(rng) < 0.35 ? 1.0 : 0.0);
-        else v = k == lab ? 1.0 : 0.0;
+        if (C == 1) {
+          v = static_cast<double>(lab);
+        } else if (bin) {
+          v = U(rng) < 0.35 ? 1.0 : 0.0;
+        } else {
+          v = k == lab ? 1.0 : 0.0;
+        }
         if (soft && U(rng) < 0.2) v = U(rng);
         if (absent(n, k)) v = 0.0;
         t[static_cast<size_t>(px * C + k)] = v;
@@ -697,7 +709,11 @@ inline std::vector<Case> option_sweep() {
   add("ceNC", {ce}, [](Case& c) { c.shape = {200, 7}; c.terms[0].class_weights = true; });
   add("ceNCnone", {ce}, [](Case& c) { c.shape = {200, 7}; c.terms[0].reduction = CULOSS_REDUCTION_NONE; });
   add("ceAxisM2", {ce}, [](Case& c) { c.shape = {2, 3, 4, 10}; c.class_axis = -2; c.tgt = Tgt::DenseU8; });
-  add("ceC1", {ce}, [](Case& c) { c.shape = {2, 1, 10, 10}; c.empty_class = false; });
+  // One class: probabilities (a softmax over one class is refused), labels a 0/1 mask.
+  add("ceC1", {with_act(ce, CULOSS_ACTIVATION_NONE)}, [](Case& c) {
+    c.shape = {2, 1, 10, 10};
+    c.empty_class = false;
+  });
 
   // ---- FOCAL: gamma x alpha x activation
   int fr = 0;

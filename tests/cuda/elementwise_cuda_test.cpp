@@ -756,7 +756,7 @@ TEST_F(ElementwiseCuda, SaturatedInputsStayFiniteAndMatchTheCpu) {
   }
 }
 
-// DESIGN.md §4 / SEMANTICS.md: with ACTIVATION_NONE the binary losses clamp p to
+// docs/reference.md / SEMANTICS.md: with ACTIVATION_NONE the binary losses clamp p to
 // [1e-7, 1 − 1e-7] (zero gradient outside). Probabilities of exactly 0 and 1 are representable in
 // every dtype, so each backend must give the contract's values whatever its compute type:
 // x = 1, t = 0 and x = 0, t = 1 cost −log(1e-7) = 16.118095650958...; x = t costs −log(1 − 1e-7).

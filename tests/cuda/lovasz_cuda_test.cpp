@@ -587,6 +587,8 @@ std::vector<Named> random_sweep() {
     c.per_image = pick(2);
     c.classes = pick(2) ? CULOSS_CLASSES_ALL : CULOSS_CLASSES_PRESENT;
     c.activation = pick(3) == 0 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
+    // A softmax over one class is refused: probabilities (index labels a 0/1 mask).
+    if (c.kind == kSoftmax && C == 1) c.activation = CULOSS_ACTIVATION_NONE;
     c.reduction = pick(3);
     c.ignore_frac = pick(3) == 0 ? 0.0 : 0.15;
     c.pixel_weight = pick(3) == 0;

@@ -173,6 +173,8 @@ void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 // Makes a case valid for its kind (parameters that do not apply are left unset) and names it.
 Case finish(Case c, const std::string& tag) {
   const int64_t C = num_classes(c);
+  // A softmax over one class is refused (constant loss): a one-class model takes SIGMOID.
+  if (c.activation == CULOSS_ACTIVATION_SOFTMAX && C == 1) c.activation = CULOSS_ACTIVATION_SIGMOID;
   if (c.activation == CULOSS_ACTIVATION_SIGMOID && is_index(c.tgt) && C != 1) c.tgt = Tgt::DenseF32;
   if (c.kind != CULOSS_DICE && c.kind != CULOSS_JACCARD) c.squared = 0;
   if (c.kind == CULOSS_GENERALIZED_DICE) c.average = CULOSS_AVERAGE_MACRO;
@@ -249,6 +251,7 @@ Problem make_problem(const Case& c) {
 
   const bool idx = is_index(c.tgt);
   const bool sig = c.activation == CULOSS_ACTIVATION_SIGMOID;
+  const bool mask = sig || p.C == 1;  // per-element 0/1 labels (C = 1: a binary mask)
   if (c.ignore_index != kDefaultIgnore) {
     p.ignore_value = c.ignore_index;
     p.set_ignore = true;
@@ -264,7 +267,8 @@ Problem make_problem(const Case& c) {
   const int64_t npix = p.outer * p.inner;
   const int64_t C = p.C;
   auto absent = [&](int64_t n, int64_t k) {
-    return c.empty_class && k == C - 1 && (n == 0 || c.absent_everywhere) && (C > 1 || sig || !idx);
+    return c.empty_class && k == C - 1 && (n == 0 || c.absent_everywhere) &&
+           (C > 1 || mask || !idx);
   };
   std::vector<double> t(static_cast<size_t>(npix * C));
   std::vector<int64_t> label(static_cast<size_t>(npix));
@@ -274,15 +278,21 @@ Problem make_problem(const Case& c) {
     const int64_t n = o / p.pre;
     for (int64_t i = 0; i < p.inner; ++i) {
       const int64_t px = p.pix_index(o, i);
-      int64_t lab = sig ? (U(rng) < 0.35 ? 1 : 0) : static_cast<int64_t>(rng() % static_cast<uint64_t>(C));
-      if (!sig && absent(n, lab)) lab = 0;
-      if (sig && C == 1 && absent(n, 0)) lab = 0;
+      int64_t lab =
+          mask ? (U(rng) < 0.35 ? 1 : 0) : static_cast<int64_t>(rng() % static_cast<uint64_t>(C));
+      if (!mask && absent(n, lab)) lab = 0;
+      if (C == 1 && absent(n, 0)) lab = 0;
       label[static_cast<size_t>(px)] = lab;
       ignored[static_cast<size_t>(px)] = U(rng) < c.ignore_frac;
       for (int64_t k = 0; k < C; ++k) {
         double v;
-        if (sig) v = C == 1 ? static_cast<double>(lab) : (U(rng) < 0.35 ? 1.0 : 0.0);
-        else v = k == lab ? 1.0 : 0.0;
+        if (C == 1) {
+          v = static_cast<double>(lab);
+        } else if (sig) {
+          v = U(rng) < 0.35 ? 1.0 : 0.0;
+        } else {
+          v = k == lab ? 1.0 : 0.0;
+        }
         if (soft && U(rng) < 0.2) v = U(rng);
         if (absent(n, k)) v = 0.0;
         t[static_cast<size_t>(px * C + k)] = v;
@@ -573,7 +583,12 @@ std::vector<Case> shape_sweep() {
     add("C150NHWC", std::vector<int64_t>{2, 12, 12, 150}, [](Case& c) { c.class_axis = -1; c.tgt = Tgt::IdxU8; c.average = CULOSS_AVERAGE_MICRO; });
     add("C1sigmoid", std::vector<int64_t>{2, 1, 64, 64}, [](Case& c) { c.activation = CULOSS_ACTIVATION_SIGMOID; c.tgt = Tgt::IdxU8; });
     add("C1sigmoidBig", std::vector<int64_t>{4, 1, 256, 256}, [](Case& c) { c.activation = CULOSS_ACTIVATION_SIGMOID; c.tgt = Tgt::DenseF32; c.pixel_weight = true; });
-    add("C1softmax", std::vector<int64_t>{2, 1, 64, 64}, [](Case& c) { c.tgt = Tgt::IdxI64; });
+    // (A softmax over one class is refused; C = 1 with probabilities and index labels reads them as
+    // a binary mask.)
+    add("C1noneMask", std::vector<int64_t>{2, 1, 64, 64}, [](Case& c) {
+      c.activation = CULOSS_ACTIVATION_NONE;
+      c.tgt = Tgt::IdxI64;
+    });
     add("C1none", std::vector<int64_t>{2, 1, 64, 64}, [](Case& c) { c.activation = CULOSS_ACTIVATION_NONE; c.tgt = Tgt::DenseU8; });
     add("cls1000x10", std::vector<int64_t>{1000, 10}, [](Case&) {});
     add("cls1000x10batch", std::vector<int64_t>{1000, 10}, [](Case& c) { c.batch = 1; c.reduction = CULOSS_REDUCTION_NONE; });
@@ -608,6 +623,9 @@ std::vector<Case> random_sweep() {
     c.activation = pick(3);
     const int64_t N = 1 + pick(3);
     const int64_t C = coin(0.1) ? 1 : 2 + pick(6);
+    // One class: SIGMOID instead of the (refused) softmax; NONE reads index labels as a mask.
+    if (C == 1 && c.activation == CULOSS_ACTIVATION_SOFTMAX)
+      c.activation = CULOSS_ACTIVATION_SIGMOID;
     auto d = [&] { return static_cast<int64_t>(1 + pick(24)); };
     switch (pick(6)) {
       case 0: c.shape = {N, C, d(), d()}; break;

@@ -71,6 +71,9 @@ TEST(FuzzRegression, StatisticsSizeOverflowsInt64) {
 // overflow (fails under UBSan only). Either a refusal or a zero loss is fine.
 TEST(FuzzRegression, PixelCountOverflowsForEmptyInput) {
   Loss dice(CULOSS_DICE);
+  // SIGMOID: a softmax over the one class would be refused before the target is looked at.
+  ASSERT_EQ(CULOSS_SUCCESS,
+            culoss_loss_set_int(dice.h, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
   std::vector<int64_t> in_shape = {0, 1, int64_t(1) << 40, int64_t(1) << 40};
   std::vector<int64_t> tg_shape = {0, int64_t(1) << 40, int64_t(1) << 40}, scalar;
   DLTensor in = view(nullptr, kF32, in_shape), tg = view(nullptr, kI64, tg_shape);
@@ -209,7 +212,7 @@ TEST(FuzzRegression, LovaszEmptyInputOfManyImagesReturnsPromptly) {
 // regressions/zero_smoothing_saturated_logits_nan_gradient. Region losses with SIGMOID, zero
 // smoothing (SMOOTH_NR = SMOOTH_DR = 0), an empty target and logits of -400: p = 1.9e-174, the
 // denominator SP ~ 1e-173 is not 0, but num / (den * den) underflows to 0 / 0 = NaN on the CPU
-// (double). The loss is the constant 1, so every gradient element must be 0 (DESIGN.md §5:
+// (double). The loss is the constant 1, so every gradient element must be 0 (docs/reference.md:
 // finite inputs give finite outputs; saturated logits and empty masks are named there).
 TEST(FuzzRegression, ZeroSmoothingSaturatedLogitsGiveAZeroGradient) {
   for (culoss_kind kind : {CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY, CULOSS_FOCAL_TVERSKY,

@@ -1,6 +1,6 @@
-// More than 2^31 elements on the CPU backend (DESIGN.md §3: 64-bit indexing throughout), against
-// closed forms. Opt-in: each test needs about 6.5 GB of host memory and a few minutes, so it
-// runs only with CULOSS_HUGE_TESTS=1 (ctest label `huge`):
+// More than 2^31 elements on the CPU backend (docs/reference.md: 64-bit indexing throughout),
+// against closed forms. Opt-in: each test needs about 6.5 GB of host memory and a few minutes, so
+// it runs only with CULOSS_HUGE_TESTS=1 (ctest label `huge`):
 //
 //   CULOSS_HUGE_TESTS=1 ctest --test-dir build-test -L huge --output-on-failure
 //

@@ -110,7 +110,7 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
         o.activation = coin(0.7) ? CULOSS_ACTIVATION_SOFTMAX : CULOSS_ACTIVATION_NONE;
     }
   }
-  const bool binary = is_binary_case(o);
+  bool binary = is_binary_case(o);
 
   // Target kind and classes: binary losses read index targets as a mask (C = 1).
   int target = k.target;
@@ -121,8 +121,17 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
       C = is_index_target(target) ? 1 : uni(1, 4);
     else
       C = coin(0.05) ? 1 : uni(2, 5);
+    // A forced SOFTMAX keeps it: more classes (SOFTMAX over one class is refused).
+    if (C == 1 && k.activation == CULOSS_ACTIVATION_SOFTMAX) C = uni(2, 5);
+  }
+  // One class: SOFTMAX (refused) becomes SIGMOID where the kind takes it (FOCAL), else NONE
+  // (probabilities: CROSS_ENTROPY, MARGINAL_CE). Index targets are then a binary mask.
+  if (C == 1 && o.activation == CULOSS_ACTIVATION_SOFTMAX) {
+    o.activation = kind == CULOSS_FOCAL ? CULOSS_ACTIVATION_SIGMOID : CULOSS_ACTIVATION_NONE;
+    binary = is_binary_case(o);
   }
   if (binary && is_index_target(target) && C != 1) target = uni(kDenseF64, kDenseU8);
+  const bool mask_labels = binary || C == 1;  // index targets: 0/1 (+ ignore), not classes
 
   // Shape.
   const int layout = k.layout >= 0 ? k.layout : uni(0, kNumLayouts - 1);
@@ -189,12 +198,12 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
     rc.target_dtype = target == kIndexU8    ? testing_util::u8()
                       : target == kIndexI32 ? testing_util::i32()
                                             : testing_util::i64();
-    const int64_t hi = binary ? 1 : C - 1;
+    const int64_t hi = mask_labels ? 1 : C - 1;
     if (target == kIndexU8)
       o.ignore_index = 255;
     else
       o.ignore_index = coin(0.5) ? -100 : (coin(0.5) ? -1 : 77);
-    if (!binary && C >= 3 && coin(0.1)) o.ignore_index = uni(0, C - 1);
+    if (!mask_labels && C >= 3 && coin(0.1)) o.ignore_index = uni(0, C - 1);
     const double p_ign = k.ignored == 1 ? 0.2 : (k.ignored == 0 ? 0.0 : (coin(0.6) ? 0.15 : 0.0));
     const bool check_off = k.check_off == 1 || (k.check_off < 0 && coin(0.12));
     o.check_targets = !check_off;
@@ -205,7 +214,8 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
     for (int64_t n = 0; n < N; ++n)
       for (int64_t q = 0; q < P; ++q) {
         int64_t lab = uni(0, static_cast<int>(hi));
-        if (!binary && absent[static_cast<size_t>(n * C + lab)]) lab = 0;
+        // (C = 1 mask of a class-exclusive kind: some images have no foreground.)
+        if (!binary && absent[static_cast<size_t>(n * C + (C == 1 ? 0 : lab))]) lab = 0;
         if (coin(p_ign)) lab = o.ignore_index;
         if (check_off && coin(0.15)) {
           if (target == kIndexU8)

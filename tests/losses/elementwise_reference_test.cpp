@@ -270,7 +270,8 @@ TEST(ElementwiseReference, NoneShapesAndSums) {
       const int64_t C = num_classes(rc);
       for (size_t q = 0; q < rc.labels.size(); ++q) {
         const int64_t lab = rc.labels[q];
-        const bool valid = lab != rc.opt.ignore_index && lab >= 0 && lab < (per_element ? 2 : C);
+        const bool mask = per_element || C == 1;  // a 0/1 mask
+        const bool valid = lab != rc.opt.ignore_index && lab >= 0 && lab < (mask ? 2 : C);
         if (valid) continue;
         if (!per_element) {
           EXPECT_EQ(none.loss[q], 0.0) << "pixel " << q;

@@ -518,36 +518,63 @@ TEST(ElementwiseValues, AllPixelsIgnored) {
   for (double g : r.grad) EXPECT_EQ(g, 0.0);
 }
 
-// One pixel, and C = 1.
+// One pixel, and C = 1. A one-class model takes SIGMOID where the kind does (BCE, FOCAL, COMBO),
+// else probabilities (ACTIVATION_NONE: CROSS_ENTROPY, MARGINAL_CE); its index labels are a 0/1
+// mask for every kind.
 TEST(ElementwiseValues, OnePixelAndOneClass) {
   std::mt19937 rng(501);
   for (int kind : kElementwiseKinds)
     for (int64_t C : {1, 3}) {
       const bool binary = kind == CULOSS_BCE || kind == CULOSS_COMBO || kind == CULOSS_FOCAL;
+      const bool probabilities = C == 1 && !binary;
       std::vector<double> x(static_cast<size_t>(C));
-      for (double& v : x) v = std::uniform_real_distribution<double>(-2, 2)(rng);
+      for (double& v : x)
+        v = probabilities ? std::uniform_real_distribution<double>(0.05, 0.95)(rng)
+                          : std::uniform_real_distribution<double>(-2, 2)(rng);
       for (int red = 0; red < 3; ++red) {
         if (kind == CULOSS_COMBO && red != 0) continue;
         RegionCase rc = make(static_cast<culoss_kind>(kind), {1, C}, x);
-        if (binary && C == 1) {
-          rc = labels(rc, {1});
+        if (probabilities) rc.opt.activation = CULOSS_ACTIVATION_NONE;
+        rc.opt.reduction = red;
+        std::vector<RegionCase> cases;
+        if (C == 1) {
+          cases = {labels(rc, {1}), labels(rc, {0}), dense(rc, {1.0}), dense(rc, {0.0})};
         } else {
           std::vector<double> t(static_cast<size_t>(C), 0.0);
           t[0] = 1.0;
-          rc = dense(rc, t);
+          cases = {dense(rc, t)};
         }
-        rc.opt.reduction = red;
-        EXPECT_TRUE(matches_elem_reference(rc)) << "kind " << kind << " C " << C;
+        for (const RegionCase& one : cases)
+          EXPECT_TRUE(matches_elem_reference(one)) << "kind " << kind << " C " << C;
       }
     }
-  // Softmax over one class: p = 1, log p = 0: CROSS_ENTROPY and MARGINAL_CE are 0 with zero
-  // gradient.
+  // Softmax over one class would be constant (p = 1, zero gradient): refused.
+  for (int kind : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE, CULOSS_FOCAL}) {
+    RegionCase rc = labels(make(static_cast<culoss_kind>(kind), {2, 1, 3}, {1, 2, 3, -1, -2, -3}),
+                           {0, 0, 0, 0, 0, 0});
+    rc.opt.activation = CULOSS_ACTIVATION_SOFTMAX;
+    const RunResult r = run_region(rc);
+    EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, r.status) << "kind " << kind;
+    EXPECT_NE(r.error.find("CULOSS_ACTIVATION_SIGMOID"), std::string::npos) << r.error;
+  }
+  // The same labels as a mask of probabilities: 0 is background (no term for CROSS_ENTROPY and
+  // MARGINAL_CE), 1 foreground (−log p). CROSS_ENTROPY's MEAN divides by the foreground pixels,
+  // MARGINAL_CE's by all counted pixels (the ignored one is not counted).
+  const std::vector<double> p = {0.2, 0.5, 0.9, 0.6, 0.3, 0.8};
+  const std::vector<int64_t> mask = {1, 0, 1, 0, 1, -100};
   for (int kind : {CULOSS_CROSS_ENTROPY, CULOSS_MARGINAL_CE}) {
-    const RunResult r =
-        run_ok(labels(make(static_cast<culoss_kind>(kind), {2, 1, 3}, {1, 2, 3, -1, -2, -3}),
-                      {0, 0, 0, 0, 0, 0}));
-    EXPECT_EQ(r.loss[0], 0.0);
-    for (double g : r.grad) EXPECT_EQ(g, 0.0);
+    RegionCase rc = labels(make(static_cast<culoss_kind>(kind), {2, 1, 3}, p), mask);
+    rc.opt.activation = CULOSS_ACTIVATION_NONE;
+    const RunResult r = run_ok(rc);
+    ASSERT_EQ(r.loss.size(), 1u);
+    ASSERT_EQ(r.grad.size(), 6u);
+    const double divisor = kind == CULOSS_CROSS_ENTROPY ? 3.0 : 5.0;
+    EXPECT_NEAR(r.loss[0], -(std::log(0.2) + std::log(0.9) + std::log(0.3)) / divisor, 1e-12)
+        << "kind " << kind;
+    for (size_t i = 0; i < p.size(); ++i)
+      EXPECT_NEAR(r.grad[i], mask[i] == 1 ? -1.0 / (divisor * p[i]) : 0.0, 1e-12)
+          << "kind " << kind << " element " << i;
+    EXPECT_TRUE(matches_elem_reference(rc));
   }
 }
 

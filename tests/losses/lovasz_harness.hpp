@@ -122,11 +122,14 @@ inline std::string describe(const LCase& c) {
   return os.str();
 }
 
-// Makes a case valid: the hinge reads index targets only as a C = 1 mask.
+// Makes a case valid: the hinge reads index targets only as a C = 1 mask; a softmax over one
+// class is refused, so LOVASZ_SOFTMAX with C = 1 takes probabilities (ACTIVATION_NONE).
 inline LCase normalized(LCase c) {
   if (c.kind == CULOSS_LOVASZ_HINGE) {
     c.activation = CULOSS_ACTIVATION_NONE;  // not set on the descriptor; the reference ignores it
     if (is_index(c.tgt) && num_classes(c) != 1) c.tgt = Tgt::DenseF32;
+  } else if (num_classes(c) == 1) {
+    c.activation = CULOSS_ACTIVATION_NONE;
   }
   return c;
 }
@@ -211,6 +214,8 @@ inline LData make_data(const LCase& case_in) {
 
   const bool hinge = c.kind == CULOSS_LOVASZ_HINGE;
   const bool idx = is_index(c.tgt);
+  // One class (the hinge's masks, or LOVASZ_SOFTMAX with C = 1): labels are a 0/1 mask.
+  const bool mask = hinge || d.C == 1;
   if (c.ignore_index != kNoIgnoreParam) {
     d.ignore_value = c.ignore_index;
     d.set_ignore = true;
@@ -234,7 +239,7 @@ inline LData make_data(const LCase& case_in) {
       const int64_t px = d.pixel(n, q);
       const bool absent_here = c.absent_class && n == 0;
       int64_t lab;
-      if (hinge) {
+      if (mask) {
         lab = U(rng) < 0.4 ? 1 : 0;
       } else {
         lab = static_cast<int64_t>(rng() % static_cast<uint64_t>(C));
@@ -244,8 +249,13 @@ inline LData make_data(const LCase& case_in) {
       left_out[static_cast<size_t>(px)] = U(rng) < c.ignore_frac;
       for (int64_t k = 0; k < C; ++k) {
         double v;
-        if (hinge) v = idx ? static_cast<double>(lab) : (U(rng) < 0.4 ? 1.0 : 0.0);
-        else v = k == lab ? 1.0 : 0.0;
+        if (hinge) {
+          v = idx ? static_cast<double>(lab) : (U(rng) < 0.4 ? 1.0 : 0.0);
+        } else if (mask) {
+          v = static_cast<double>(lab);  // LOVASZ_SOFTMAX, C = 1
+        } else {
+          v = k == lab ? 1.0 : 0.0;
+        }
         if (soft && U(rng) < c.soft_frac) {
           const double r = U(rng);
           v = r < 0.1 ? 0.5 : r < 0.2 ? 0.49 : U(rng);  // 0.5 is a positive, 0.49 a negative
@@ -253,7 +263,7 @@ inline LData make_data(const LCase& case_in) {
         if (absent_here && k == C - 1 && (C > 1 || !idx)) v = std::min(v, 0.3);
         t[static_cast<size_t>(px * C + k)] = v;
       }
-      if (hinge && idx && absent_here) {
+      if (mask && idx && absent_here) {
         label[static_cast<size_t>(px)] = 0;
         t[static_cast<size_t>(px * C)] = 0.0;
       }
@@ -263,7 +273,11 @@ inline LData make_data(const LCase& case_in) {
   for (int64_t n = 0; n < d.N; ++n)
     for (int64_t q = 0; q < d.P; ++q) {
       const int64_t px = d.pixel(n, q);
-      if (!hinge && c.activation == CULOSS_ACTIVATION_NONE) {
+      if (!hinge && c.activation == CULOSS_ACTIVATION_NONE && C == 1) {
+        // One class: the probability of the foreground, a sigmoid of a random logit.
+        const double z = c.logit_scale * G(rng) + (t[static_cast<size_t>(px)] >= 0.5 ? 1.0 : -1.0);
+        d.input.set(d.element(n, q, 0), 1.0 / (1.0 + std::exp(-z)));
+      } else if (!hinge && c.activation == CULOSS_ACTIVATION_NONE) {
         // Probabilities: a softmax of random logits (rows sum to ~1 after rounding).
         std::vector<double> z(static_cast<size_t>(C));
         double m = -1e300, s = 0.0;

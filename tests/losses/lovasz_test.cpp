@@ -4,7 +4,7 @@
 // ignored, one pixel, ties, one class present, saturated logits, empty batch), half-precision
 // inputs, output dtypes, in-place gradients, workspaces, determinism, and the refusals.
 //
-// Contract: DESIGN.md §4 and the "Lovász losses" section of docs/SEMANTICS.md.
+// Contract: docs/reference.md and the "Lovász losses" section of docs/SEMANTICS.md.
 #include <gtest/gtest.h>
 
 #include <culoss/culoss.h>
@@ -227,6 +227,9 @@ LCase random_case(std::mt19937_64& rng, uint64_t seed) {
       break;
   }
   c.activation = pick(3) == 0 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SOFTMAX;
+  // A softmax over one class is refused: LOVASZ_SOFTMAX with C = 1 takes probabilities (its
+  // index labels are then a 0/1 mask).
+  if (c.kind == kSoftmax && C == 1) c.activation = CULOSS_ACTIVATION_NONE;
   const Tgt tgts[] = {Tgt::DenseF64, Tgt::DenseF32, Tgt::DenseU8, Tgt::DenseIn,
                       Tgt::IdxU8,    Tgt::IdxI32,   Tgt::IdxI64};
   c.tgt = tgts[pick(7)];

@@ -69,7 +69,7 @@ inline bool is_region_kind(culoss_kind k) {
          k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE;
 }
 
-// Whether a parameter applies to an element-wise kind (DESIGN.md §2, docs/SEMANTICS.md).
+// Whether a parameter applies to an element-wise kind (docs/reference.md, docs/SEMANTICS.md).
 inline bool elementwise_param_applies(culoss_kind k, culoss_param p) {
   switch (p) {
     case CULOSS_PARAM_ACTIVATION:
@@ -95,8 +95,8 @@ inline bool elementwise_param_applies(culoss_kind k, culoss_param p) {
   }
 }
 
-// Whether a parameter applies to a region kind (DESIGN.md §2 and docs/SEMANTICS.md), or, for an
-// element-wise kind, elementwise_param_applies.
+// Whether a parameter applies to a region kind (docs/reference.md and docs/SEMANTICS.md), or, for
+// an element-wise kind, elementwise_param_applies.
 inline bool param_applies(culoss_kind k, culoss_param p) {
   if (is_elementwise_kind(k)) return elementwise_param_applies(k, p);
   switch (p) {

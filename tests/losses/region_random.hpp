@@ -67,28 +67,36 @@ inline RegionCase random_region_case(std::mt19937& rng, const RegionConstraints&
   rc.opt = default_options(kind);
   RegionOptions& o = rc.opt;
 
-  // Activation, classes and target kind, kept consistent with SEMANTICS.md.
+  // Activation, classes and target kind, kept consistent with SEMANTICS.md: SIGMOID with index
+  // targets needs C = 1; with C = 1 index targets are a binary mask (SIGMOID or NONE); SOFTMAX
+  // over one class is refused, so a one-class case is a SIGMOID (or NONE) one.
   o.activation = pick(k.activation, 0, 2);
   int C = k.C >= 0 ? k.C : uni(1, 5);
   int target = k.target;
   if (target < 0) target = coin(0.45) ? uni(kIndexU8, kIndexI64) : uni(kDenseF64, kDenseU8);
-  if (is_index_target(target) && k.C >= 0) {
+  if (is_index_target(target) && k.C >= 0 && o.activation == CULOSS_ACTIVATION_SIGMOID && C != 1) {
     // A forced C that index targets cannot have with this activation: change what is not forced.
-    const bool bad = o.activation == CULOSS_ACTIVATION_SIGMOID ? C != 1 : C < 2;
-    if (bad) {
-      if (k.target < 0) target = uni(kDenseF64, kDenseU8);
-      else if (k.activation < 0) o.activation = C == 1 ? CULOSS_ACTIVATION_SIGMOID : CULOSS_ACTIVATION_SOFTMAX;
-    }
+    if (k.target < 0)
+      target = uni(kDenseF64, kDenseU8);
+    else if (k.activation < 0)
+      o.activation = CULOSS_ACTIVATION_SOFTMAX;
   }
   if (is_index_target(target)) {
-    // SIGMOID + index needs C == 1 (binary mask); NONE/SOFTMAX + index: use C >= 2.
+    // SIGMOID + index needs C == 1 (binary mask); SOFTMAX + index: C >= 2; NONE + index: mostly
+    // C >= 2 (class indices), sometimes C = 1 (a binary mask of probabilities).
     if (o.activation == CULOSS_ACTIVATION_SIGMOID) {
       if (k.C < 0) C = 1;
-    } else if (C < 2) {
-      if (k.C < 0) C = uni(2, 5);
+    } else if (C < 2 && k.C < 0 && (o.activation == CULOSS_ACTIVATION_SOFTMAX || coin(0.7))) {
+      C = uni(2, 5);
     }
   }
-  if (o.activation == CULOSS_ACTIVATION_SOFTMAX && C == 1 && k.C < 0 && coin(0.8)) C = uni(2, 5);
+  // SOFTMAX and C = 1 (refused): more classes, or (C forced, or now and then) SIGMOID.
+  if (o.activation == CULOSS_ACTIVATION_SOFTMAX && C == 1) {
+    if (k.C < 0 && (k.activation >= 0 || coin(0.8)))
+      C = uni(2, 5);
+    else
+      o.activation = CULOSS_ACTIVATION_SIGMOID;
+  }
 
   // Shape.
   const int layout = pick(k.layout, 0, kNumLayouts - 1);
@@ -121,7 +129,7 @@ inline RegionCase random_region_case(std::mt19937& rng, const RegionConstraints&
     rc.index_target = true;
     rc.target_dtype = target == kIndexU8 ? testing_util::u8()
                       : target == kIndexI32 ? testing_util::i32() : testing_util::i64();
-    const bool binary = o.activation == CULOSS_ACTIVATION_SIGMOID && C == 1;
+    const bool binary = C == 1;  // a 0/1 mask whatever the activation
     const int64_t hi = binary ? 1 : C - 1;
     // ignore_index: 255 for uint8, else -100/-1/a large value; sometimes a label inside [0, C).
     if (target == kIndexU8) o.ignore_index = 255;

@@ -128,14 +128,15 @@ TEST(RegionReference, LargerImages) {
   RegionConstraints k;
   k.layout = kLayoutNC;
   RegionCase rc = random_region_case(rng, k);
-  const int64_t N = 3000, C = rc.shape[1];
+  // N·C = 3000 elements: the reference's gradient costs O((N·C)²), whatever C was drawn.
+  const int64_t C = rc.shape[1], N = 3000 / C;
   rc.shape = {N, C};
   rc.input.resize(static_cast<size_t>(N * C));
   std::uniform_real_distribution<double> u(-2, 2);
   for (double& x : rc.input) x = rc.opt.activation == CULOSS_ACTIVATION_NONE ? 0.25 * (u(rng) + 2) : u(rng);
   if (rc.index_target) {
     rc.labels.resize(static_cast<size_t>(N));
-    const int64_t hi = rc.opt.activation == CULOSS_ACTIVATION_SIGMOID ? 2 : C;
+    const int64_t hi = C == 1 ? 2 : C;  // one class: a 0/1 mask
     for (int64_t& l : rc.labels) l = static_cast<int64_t>(std::floor((u(rng) + 2) / 4 * static_cast<double>(hi))) % hi;
   } else {
     rc.target.resize(static_cast<size_t>(N * C));

@@ -509,17 +509,26 @@ TEST(RegionEdge, SingleClass) {
       k.kind = kind;
       k.C = 1;
       k.activation = it % 3 == 2 ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SIGMOID;
-      if (k.activation == CULOSS_ACTIVATION_NONE) k.target = kDenseF32;
+      // Index targets (a binary mask for either activation) on even iterations, dense on odd.
+      k.target = it % 2 ? kDenseF32 : kIndexI64 - it % 3;
       const RegionCase rc = random_region_case(rng, k);
-      EXPECT_TRUE(matches_reference(rc));
+      ASSERT_EQ(rc.opt.activation, k.activation);
+      EXPECT_TRUE(matches_reference(rc)) << describe_case(rc);
     }
-  // Softmax over a single class: p = 1 everywhere, the gradient is 0.
-  RegionCase rc = dense_case(CULOSS_DICE, {2, 1, 3}, {-3, 0, 5, 1, 2, 100}, {1, 0, 1, 1, 1, 0},
-                             CULOSS_ACTIVATION_SOFTMAX);
-  const RunResult r = run_region(rc);
-  ASSERT_EQ(r.status, CULOSS_SUCCESS) << r.error;
-  EXPECT_TRUE(close_vectors("grad", r.grad, std::vector<double>(6, 0.0), Tol{0, 1e-15}));
-  EXPECT_TRUE(matches_reference(rc));
+  // Softmax over a single class would be constant (p = 1 everywhere, a zero gradient): refused.
+  for (int kind : kAllKinds) {
+    RegionCase rc = dense_case(static_cast<culoss_kind>(kind), {2, 1, 3}, {-3, 0, 5, 1, 2, 100},
+                               {1, 0, 1, 1, 1, 0}, CULOSS_ACTIVATION_SOFTMAX);
+    RunResult r = run_region(rc);
+    EXPECT_EQ(r.status, CULOSS_ERROR_INVALID_ARGUMENT) << r.error;
+    EXPECT_NE(r.error.find("CULOSS_ACTIVATION_SIGMOID"), std::string::npos) << r.error;
+    // The same model with SIGMOID learns: a gradient that is not zero, as the reference says.
+    rc.opt.activation = CULOSS_ACTIVATION_SIGMOID;
+    r = run_region(rc);
+    ASSERT_EQ(r.status, CULOSS_SUCCESS) << r.error;
+    EXPECT_GT(max_abs(r.grad), 1e-6);
+    EXPECT_TRUE(matches_reference(rc));
+  }
 }
 
 TEST(RegionEdge, SaturatedLogits) {

@@ -1,6 +1,6 @@
 // An independent, naive reference for the element-wise losses of culoss (BCE, CROSS_ENTROPY,
 // FOCAL with SIGMOID/NONE/SOFTMAX, COMBO, MARGINAL_CE) and for CULOSS_SUM (a weighted sum of
-// references), written straight from DESIGN.md §4 and docs/SEMANTICS.md "Element-wise losses".
+// references), written straight from docs/reference.md and docs/SEMANTICS.md "Element-wise losses".
 //
 // It shares nothing with the library (not even culoss.h): plain loops in long double over a
 // row-major tensor. COMBO's Dice part is the region reference (region_reference.hpp), which is
@@ -154,6 +154,8 @@ inline Ctx context(const Spec& s, const std::vector<LD>& x) {
     throw std::invalid_argument("elem_ref: target size");
   if (!s.pixel_weight.empty() && s.pixel_weight.size() != np)
     throw std::invalid_argument("elem_ref: pixel_weight size");
+  if (s.activation == ACT_SOFTMAX && L.C == 1)  // constant: the library refuses it
+    throw std::invalid_argument("elem_ref: SOFTMAX over one class");
   const bool binary = is_binary(s);
   if (s.index_target && binary && L.C != 1)
     throw std::invalid_argument("elem_ref: binary loss with index targets needs C = 1");
@@ -167,10 +169,12 @@ inline Ctx context(const Spec& s, const std::vector<LD>& x) {
       const size_t px = static_cast<size_t>(L.pixel(o, in));
       if (s.index_target) {
         const int64_t lab = s.labels[px];
-        const bool valid = lab != s.ignore_index && lab >= 0 && lab < (binary ? 2 : L.C);
+        // Binary kinds, and any kind with one class, read the labels as a 0/1 mask.
+        const bool mask = binary || L.C == 1;
+        const bool valid = lab != s.ignore_index && lab >= 0 && lab < (mask ? 2 : L.C);
         if (!valid) {
           k.m[px] = 0;
-        } else if (binary) {
+        } else if (mask) {
           k.t[static_cast<size_t>(L.elem(o, 0, in))] = static_cast<LD>(lab);
         } else {
           k.t[static_cast<size_t>(L.elem(o, lab, in))] = 1;

@@ -1,5 +1,5 @@
 // An independent, naive reference for the Lovász losses of culoss (LOVASZ_HINGE and
-// LOVASZ_SOFTMAX), written from DESIGN.md §4 and the "Lovász losses" section of
+// LOVASZ_SOFTMAX), written from docs/reference.md and the "Lovász losses" section of
 // docs/SEMANTICS.md.
 //
 // It shares nothing with the library (not even culoss.h): plain loops in long double over a
@@ -10,7 +10,7 @@
 //   * An item is an element of a counted pixel: not an ignored / out-of-range label, and a pixel
 //     weight > 0 when a weight map is given (the weight acts as a 0/1 mask).
 //   * Its label is binarized: dense t >= 0.5; index targets give the one-hot of the class
-//     (softmax) or the 0/1 mask itself (hinge, C = 1).
+//     (softmax, C >= 2) or the 0/1 mask itself (C = 1: the hinge, or softmax with ACT_NONE).
 //   * Hinge: e = 1 − x·s, s = 2·fg − 1. Softmax: p = softmax(x) over the classes (or x itself
 //     with ACT_NONE), e = |fg − p| (written fg ? 1 − p : p, its value for p in [0, 1]).
 //   * Items sorted by e descending, ties by element index. gts = number of positives,
@@ -149,6 +149,8 @@ inline Result evaluate(const Spec& s, const std::vector<long double>& x, bool wa
   if (static_cast<int64_t>(x.size()) != g.numel)
     throw std::invalid_argument("lovasz_ref: input size does not match the shape");
   const bool hinge = s.kind == HINGE;
+  if (!hinge && s.activation == ACT_SOFTMAX && g.C == 1)  // constant: the library refuses it
+    throw std::invalid_argument("lovasz_ref: SOFTMAX over one class");
   const int64_t problems = s.per_image ? g.N : 1;
   const int64_t lists = problems * g.C;
 
@@ -163,7 +165,7 @@ inline Result evaluate(const Spec& s, const std::vector<long double>& x, bool wa
       int64_t label = -1;
       if (s.index_target) {
         label = s.labels[static_cast<size_t>(pix)];
-        const int64_t limit = hinge ? 2 : g.C;
+        const int64_t limit = hinge || g.C == 1 ? 2 : g.C;  // C = 1: a 0/1 mask
         if (label == s.ignore_index || label < 0 || label >= limit) counted = false;
       }
       if (!s.pixel_weight.empty() && !(s.pixel_weight[static_cast<size_t>(pix)] > 0.0))
@@ -193,7 +195,7 @@ inline Result evaluate(const Spec& s, const std::vector<long double>& x, bool wa
         it.pixel = pix;
         it.list = (s.per_image ? n : 0) * g.C + c;
         if (s.index_target) {
-          it.fg = counted && (hinge ? label == 1 : label == c);
+          it.fg = counted && (hinge || g.C == 1 ? label == 1 : label == c);
         } else {
           it.fg = s.dense_target[static_cast<size_t>(el)] >= 0.5;
         }

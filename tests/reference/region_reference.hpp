@@ -1,5 +1,5 @@
 // An independent, naive reference for the region losses of culoss (DICE, JACCARD, TVERSKY,
-// FOCAL_TVERSKY, GENERALIZED_DICE), written straight from DESIGN.md §4 and docs/SEMANTICS.md.
+// FOCAL_TVERSKY, GENERALIZED_DICE), written straight from docs/reference.md and docs/SEMANTICS.md.
 //
 // It deliberately shares nothing with the library (not even culoss.h): plain loops in long
 // double over a row-major tensor.
@@ -144,7 +144,9 @@ inline void targets(const Spec& s, const Layout& L, std::vector<LD>& t, std::vec
       LD m = 1;
       if (s.index_target) {
         const int64_t lab = s.labels[static_cast<size_t>(k)];
-        const bool binary = s.activation == ACT_SIGMOID && L.C == 1;
+        // One class: the labels are a binary mask (0 background, 1 foreground) whatever the
+        // activation; otherwise class indices in [0, C).
+        const bool binary = L.C == 1;
         bool valid = binary ? (lab == 0 || lab == 1) : (lab >= 0 && lab < L.C);
         if (lab == s.ignore_index) valid = false;  // ignore_index wins, even inside [0, C)
         if (!valid) {
@@ -232,7 +234,10 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
     return s.class_weights.empty() ? 1.0L : static_cast<LD>(s.class_weights[static_cast<size_t>(c)]);
   };
   auto class_in = [&](int64_t c) { return s.include_background || c != 0; };
-  auto in_group = [&](int64_t g, int64_t n) { return s.batch || n == g; };
+  // The images of group g: all of them (batch), or image g (a loop over one image only, so that
+  // a batch of thousands of images stays linear per evaluation).
+  auto group_begin = [&](int64_t g) { return s.batch ? int64_t(0) : g; };
+  auto group_end = [&](int64_t g) { return s.batch ? N : g + 1; };
   const bool sq = s.squared && (s.kind == DICE || s.kind == JACCARD);
 
   Outputs out;
@@ -245,8 +250,7 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
       for (int64_t c = 0; c < C; ++c) {
         Dual Ig, S1g, S2g;
         LD T1g = 0, T2g = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          if (!in_group(g, n)) continue;
+        for (int64_t n = group_begin(g); n < group_end(g); ++n) {
           const size_t j = static_cast<size_t>(n * C + c);
           Ig += I[j]; S1g += S1[j]; S2g += S2[j]; T1g += T1[j]; T2g += T2[j];
         }
@@ -269,8 +273,7 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
     for (int64_t g = 0; g < G; ++g) {
       std::vector<Dual> Ic(static_cast<size_t>(C)), S1c(static_cast<size_t>(C)), S2c(static_cast<size_t>(C));
       std::vector<LD> T1c(static_cast<size_t>(C), 0), T2c(static_cast<size_t>(C), 0);
-      for (int64_t n = 0; n < N; ++n) {
-        if (!in_group(g, n)) continue;
+      for (int64_t n = group_begin(g); n < group_end(g); ++n) {
         for (int64_t c = 0; c < C; ++c) {
           const size_t j = static_cast<size_t>(n * C + c);
           Ic[static_cast<size_t>(c)] += I[j]; S1c[static_cast<size_t>(c)] += S1[j];
@@ -338,6 +341,8 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
 }
 
 inline void check_spec(const Spec& s, const Layout& L) {
+  if (s.activation == ACT_SOFTMAX && L.C == 1)  // constant: the library refuses it
+    throw std::invalid_argument("reference: SOFTMAX over one class");
   const size_t ne = static_cast<size_t>(L.outer * L.C * L.inner);
   const size_t np = static_cast<size_t>(L.outer * L.inner);
   if (s.input.size() != ne) throw std::invalid_argument("reference: input size");
