@@ -12,6 +12,7 @@ import contextlib
 from typing import Any, ContextManager, Optional, Sequence, Tuple
 
 from ._dlpack import kDLCPU, kDLCUDA
+from ._errors import UnsupportedDeviceError
 
 Shape = Tuple[int, ...]
 
@@ -164,19 +165,45 @@ class Jax(Framework):
 
 def _cuda_allocator() -> Framework:
     """A framework that can allocate CUDA memory for producers that cannot (JAX, others)."""
+    seen = []  # what is installed but cannot reach a GPU
     try:
-        import cupy  # noqa: F401
-        return CuPy()
+        import cupy
+        try:
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                return CuPy()
+        except Exception:  # CuPy without a driver or device raises its own runtime error
+            pass
+        seen.append("CuPy %s" % cupy.__version__)
     except ImportError:
         pass
     try:
         import torch
         if torch.cuda.is_available():
             return Torch()
+        seen.append("PyTorch %s (torch.cuda.is_available() is False)" % torch.__version__)
     except ImportError:
         pass
+    if seen:
+        raise no_cuda_device_error(" and ".join(seen))
     raise RuntimeError("culoss needs CuPy or PyTorch to allocate CUDA outputs for this input "
                        "type; install one of them")
+
+
+def no_cuda_device_error(seen: str) -> UnsupportedDeviceError:
+    return UnsupportedDeviceError(
+        4, "CULOSS_ERROR_UNSUPPORTED_DEVICE",
+        "the input is a CUDA array, but no usable CUDA device was found: %s sees none (no "
+        "GPU, no driver, or a CPU-only build)" % seen)
+
+
+def refuse_meta(name: str, obj: Any) -> None:
+    """PyTorch meta tensors have a shape but no data: culoss cannot compute on them."""
+    if getattr(obj, "is_meta", False) is True:
+        raise UnsupportedDeviceError(
+            4, "CULOSS_ERROR_UNSUPPORTED_DEVICE",
+            "%s is a PyTorch meta tensor (a shape without data); culoss computes on CPU and "
+            "CUDA tensors. The culoss.torch modules accept meta tensors for shape propagation "
+            "(the value's shape and dtype, no compute)." % name)
 
 
 _BY_MODULE = {"numpy": NumPy, "torch": Torch, "cupy": CuPy, "jax": Jax, "jaxlib": Jax}

@@ -14,9 +14,9 @@ from ctypes import c_double, c_int64, c_size_t, c_void_p
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _dlpack
-from ._dlpack import kDLBfloat, kDLBool, kDLCPU, kDLCUDA, kDLFloat, kDLUInt
+from ._dlpack import kDLBfloat, kDLBool, kDLCPU, kDLCUDA, kDLFloat, kDLInt, kDLUInt
 from ._errors import error_for
-from ._frameworks import dlpack_stream_arg, framework_of
+from ._frameworks import dlpack_stream_arg, framework_of, refuse_meta
 from ._lib import lib as _get_lib
 
 # culoss_kind
@@ -65,7 +65,7 @@ PARAMS: Dict[str, Tuple[int, str]] = {
 _REGION_COMMON = ("activation", "class_axis", "reduction", "ignore_index", "smooth_nr",
                   "smooth_dr", "batch", "include_background", "class_weights", "skip_empty",
                   "check_targets")
-# Which parameters each kind takes (the C library's table, DESIGN.md §2).
+# Which parameters each kind takes (the C library's table, docs/reference.md).
 KIND_PARAMS: Dict[int, Tuple[str, ...]] = {
     DICE: _REGION_COMMON + ("squared_denominator", "average"),
     JACCARD: _REGION_COMMON + ("squared_denominator", "average"),
@@ -94,6 +94,14 @@ _ACTIVATIONS: Dict[int, Tuple[str, ...]] = {
     MARGINAL_CE: ("none", "softmax"),
     LOVASZ_SOFTMAX: ("none", "softmax"),
 }
+
+# dtype names -> DLPack (code, bits); booleans are read as uint8 0/1 masks
+_DTYPE_CODES = {"float32": (kDLFloat, 32), "float64": (kDLFloat, 64), "float16": (kDLFloat, 16),
+                "bfloat16": (kDLBfloat, 16), "uint8": (kDLUInt, 8), "bool": (kDLUInt, 8),
+                "int32": (kDLInt, 32), "int64": (kDLInt, 64), "int8": (kDLInt, 8),
+                "int16": (kDLInt, 16)}
+# what check_shapes' placeholder tensors point at (aligned for every dtype; never read)
+_PLACEHOLDER = (c_double * 1)()
 
 _DTYPES = {(kDLFloat, 32): "float32", (kDLFloat, 64): "float64", (kDLFloat, 16): "float16",
            (kDLBfloat, 16): "bfloat16"}
@@ -410,8 +418,35 @@ class Loss:
                     r.get("average") != "micro" and r.get("activation") == "softmax")
 
     # -- compute
+    def check_shapes(self, input_shape: Sequence[int], input_dtype: str,
+                     target_shape: Sequence[int], target_dtype: str) -> None:
+        """Raises what a call with arrays of these shapes and dtypes (names as in NumPy, e.g.
+        ``"float32"``, ``"int64"``) would raise for them, without data: culoss's own validator
+        runs on placeholder tensors that are never read. The ``culoss.torch`` modules use it
+        where no culoss call runs (meta and fake tensors, ``torch.compile`` tracing)."""
+        _destroy_dropped()
+        shapes = [tuple(int(d) for d in input_shape), tuple(int(d) for d in target_shape)]
+        tensors = []
+        for shape, dtype in zip(shapes, (input_dtype, target_dtype)):
+            code = _DTYPE_CODES.get(str(dtype))
+            if code is None:
+                raise TypeError("check_shapes: unknown dtype %r" % (dtype,))
+            t = _dlpack.DLTensor()
+            t.data = ctypes.addressof(_PLACEHOLDER)  # never read: validation only
+            t.device = _dlpack.DLDevice(kDLCPU, 0)
+            t.ndim = len(shape)
+            t.dtype = _dlpack.DLDataType(code[0], code[1], 1)
+            dims = (c_int64 * max(len(shape), 1))(*shape)
+            t.shape = ctypes.cast(dims, ctypes.POINTER(c_int64))
+            tensors.append((t, dims))
+        out = c_size_t()
+        _check(self._handle._lib.workspace_size(self._handle.ptr, ctypes.byref(tensors[0][0]),
+                                                ctypes.byref(tensors[1][0]), ctypes.byref(out)),
+               "culoss_workspace_size")
+
     def workspace_size(self, input: Any, target: Any) -> int:
         """Bytes of workspace culoss needs for these arrays (culoss_workspace_size)."""
+        _refuse_meta(input, target)
         _destroy_dropped()
         fw = framework_of(input)
         with ExitStack() as es:
@@ -448,6 +483,7 @@ class Loss:
     def stats_size(self, input: Any, target: Any) -> int:
         """The length of the statistics vector for these arrays (culoss_stats_size). It
         depends on the loss and the number of classes, never on the batch size N."""
+        _refuse_meta(input, target)
         _destroy_dropped()
         fw = framework_of(input)
         with ExitStack() as es:
@@ -511,6 +547,7 @@ class Loss:
                 raise TypeError("stream must be an int (a cudaStream_t) or None")
             stream = operator.index(stream)
         user_stream = stream is not None
+        _refuse_meta(input, target, pixel_weight, stats)
         _destroy_dropped()
         h = self._handle
         lib = h._lib
@@ -598,6 +635,12 @@ class Loss:
         if g is not None and grad_out is None:
             g = fw.finish(g, inp, device)
         return value, g
+
+
+def _refuse_meta(input: Any, target: Any, pixel_weight: Any = None, stats: Any = None) -> None:
+    for name, obj in (("input", input), ("target", target), ("pixel_weight", pixel_weight),
+                      ("stats", stats)):
+        refuse_meta(name, obj)
 
 
 def _prepare(obj: Any) -> Any:
@@ -734,7 +777,7 @@ KIND_CLASSES: Dict[str, type] = {}
 for _name, (_kind, _doc) in _DOCS.items():
     KIND_CLASSES[_name] = _kind_class(
         _name, _kind, _doc + "\n\nKeyword arguments: " + ", ".join(KIND_PARAMS[_kind]) +
-        " (DESIGN.md §2; enums as lower-case strings). Unset ones keep culoss's defaults.")
+        " (docs/reference.md; enums as lower-case strings). Unset ones keep culoss's defaults.")
 Sum.__module__ = "culoss"
 Loss.__module__ = "culoss"
 

@@ -81,9 +81,23 @@ def _forward_impl(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor],
     return value, grad
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _check_shapes(loss: Loss, input: Tensor, target: Tensor) -> None:
+    """Raises what culoss would raise for these shapes and dtypes (no data is read): meta and
+    fake tensors get the same refusals as real ones. Symbolic shapes are left to the call."""
+    shapes = tuple(input.shape) + tuple(target.shape)
+    if all(isinstance(d, int) for d in shapes):
+        loss.check_shapes(input.shape, _dtype_name(input.dtype), target.shape,
+                          _dtype_name(target.dtype))
+
+
 def _forward_fake(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor], spec: str,
                   need_grad: bool) -> Tuple[Tensor, Tensor]:
     loss = _loss_for(spec)
+    _check_shapes(loss, input, target)
     value = input.new_empty(loss.output_shape(input.shape), dtype=_value_dtype(input.dtype))
     if need_grad:
         grad = input.new_empty(input.shape, dtype=_grad_dtype(input.dtype))
@@ -208,7 +222,9 @@ if _disable is not None:  # torch.compile: the statistics and the collective run
 
 def _plan(loss: Loss) -> Tuple[str, Optional[int]]:
     """(spec string, softmax axis or None): what the forward needs, computed once per module
-    so that a compiled forward reads attributes only."""
+    so that a compiled forward reads attributes only. With a softmax axis, culoss receives
+    probabilities, and the loss as created is checked against the shapes first
+    (``_softmax_checks``): a softmax over one class is refused as culoss refuses it."""
     axis = None
     if not loss.separable():
         # reduction="none" of a per-class region loss with a softmax: each value depends on
@@ -216,8 +232,13 @@ def _plan(loss: Loss) -> Tuple[str, Optional[int]]:
         # times w. Take the softmax in PyTorch (autograd carries it) and give culoss
         # probabilities.
         axis = loss.get("class_axis")
+        _softmax_checks[_loss.spec_json(loss.replace(activation="none"))] = loss
         loss = loss.replace(activation="none")
     return _loss.spec_json(loss), axis
+
+
+# spec of a loss given probabilities -> the loss as created (with its softmax)
+_softmax_checks: Dict[str, Loss] = {}
 
 
 def compute(loss: Loss, input: Tensor, target: Tensor, pixel_weight: Optional[Tensor] = None,
@@ -236,6 +257,8 @@ def _apply_plan(spec: str, softmax_axis: Optional[int], input: Tensor, target: T
                 pixel_weight: Optional[Tensor], distributed: bool = False,
                 group: Any = None) -> Tensor:
     if softmax_axis is not None:
+        if input.shape[softmax_axis] == 1:  # refused by culoss: raise its error
+            _check_shapes(_softmax_checks[spec], input, target)
         input = torch.softmax(input, dim=softmax_axis)
     need_grad = bool(torch.is_grad_enabled() and input.requires_grad)
     input = input.contiguous()
