@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One command for the lent GPU machine (H100/H200: CUDA toolkit, PyTorch, no network, no
-# GoogleTest, no Google Benchmark). Runs, each time-boxed so that the whole fits the device
-# tool's 10-minute limit:
+# One command that checks culoss on a GPU machine (CUDA toolkit and PyTorch; network, GoogleTest
+# and Google Benchmark not needed). Runs, each under a time limit, within one overall budget
+# (GPU_CHECK_BUDGET):
 #   1. cuda_tests      BUILD/tests/culoss_cuda_tests (CUDA backend vs CPU backend)
 #   2. sanitize        tools/sanitize_cuda.sh when present, else compute-sanitizer memcheck and
 #                      racecheck on a short gtest filter
@@ -13,12 +13,12 @@
 #                      that is left
 # and prints PASS / FAIL / SKIP per step and a summary last.
 #
-# Build the carried folder here first (no GPU needed): tools/prepare_gpu_build.sh [build-gpu];
-# it prints the exact `run` call. Usage there:
-#   bash tools/gpu_check.sh [BUILD_DIR=build-gpu] [OUT_DIR=$OUT]
+# Build the folder first on a machine with network (no GPU needed): tools/prepare_gpu_build.sh
+# [build-gpu]; copy the checkout with it to the GPU machine (docs/gpu-check.md). Usage there:
+#   bash tools/gpu_check.sh [BUILD_DIR=build-gpu] OUT_DIR
 # Environment:
 #   GPU_CHECK_STEPS      steps to run (default "cuda_tests sanitize pytest culoss_bench bench_vs_torch")
-#   GPU_CHECK_BUDGET     seconds for everything (default 560; the tool's limit is 600)
+#   GPU_CHECK_BUDGET     seconds for everything (default 560)
 #   GTEST_FILTER_CUDA    filter for the CUDA tests (default: all)
 #   SANITIZE_FILTER      gtest filter under compute-sanitizer (default: the three plain suites)
 #   PYTEST_ARGS          extra pytest arguments (default: -q)
@@ -26,14 +26,14 @@
 #   BENCH_VS_TORCH_ARGS  extra arguments for bench_vs_torch.py
 #   CAP_CUDA_TESTS=110 CAP_SANITIZE=120 CAP_SANITIZE_TOOL=60 CAP_PYTEST=150 CAP_CULOSS_BENCH=80
 #                        per-step limits in seconds (bench_vs_torch gets what is left)
-# Files under OUT (at most 8 come back, 2 folders deep): summary.txt, logs.tar.gz (every log),
-# culoss_bench.json, vs_torch/{results.md,results.json,chart.png}.
+# Files written to OUT_DIR: summary.txt, logs.tar.gz (every log), culoss_bench.json,
+# vs_torch/{results.md,results.json,chart.png}.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 BUILD=${1:-build-gpu}
-OUTDIR=${2:-${OUT:-}}
-[ -n "$OUTDIR" ] || { echo "usage: $0 BUILD_DIR OUT_DIR (or set OUT)" >&2; exit 2; }
+OUTDIR=${2:-}
+[ -n "$OUTDIR" ] || { echo "usage: $0 BUILD_DIR OUT_DIR" >&2; exit 2; }
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -45,7 +45,7 @@ SUMMARY=$OUTDIR/summary.txt
 PY=${PYTHON:-python3}
 declare -a RESULTS=()
 
-pack_logs() {  # every log in one file: the tool brings back at most 8 files
+pack_logs() {  # every log in one archive
   tar -czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2>/dev/null || true
 }
 trap pack_logs EXIT
@@ -90,8 +90,8 @@ export PYTHONPATH=$ROOT/bindings/python${PYTHONPATH:+:$PYTHONPATH}
 export CULOSS_LIBRARY=$BUILD/src/libculoss.so
 export PYTHONUNBUFFERED=1
 
-# Competitor libraries the machine lacks (MONAI, smp, kornia): wheels carried in BUILD/wheels
-# by tools/prepare_gpu_build.sh, installed without network into /tmp/site.
+# Competitor libraries the machine lacks (MONAI, smp, kornia): wheels that
+# tools/prepare_gpu_build.sh put in BUILD/wheels, installed without network into a scratch folder.
 if compgen -G "$BUILD/wheels/*.whl" >/dev/null; then
   if $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
        --target /tmp/gpu_check_site "$BUILD"/wheels/*.whl >"$LOGS/wheels.log" 2>&1; then
@@ -103,7 +103,7 @@ if compgen -G "$BUILD/wheels/*.whl" >/dev/null; then
 fi
 
 if [ ! -f "$BUILD/src/libculoss.so" ]; then
-  echo "gpu_check: $BUILD/src/libculoss.so missing: run tools/prepare_gpu_build.sh here and carry the folder" >&2
+  echo "gpu_check: $BUILD/src/libculoss.so missing: build it with tools/prepare_gpu_build.sh and copy the folder here" >&2
 fi
 
 # ------------------------------------------------------------------------ 1. CUDA tests
@@ -132,10 +132,10 @@ fi
 # ------------------------------------------------------------------------ 2. sanitizers
 if want_step sanitize; then
   if [ -f tools/sanitize_cuda.sh ]; then
-    # the script of tools/sanitize_cuda.sh: BUILD dir and an output folder, also as BUILD/OUT
+    # tools/sanitize_cuda.sh takes the build folder and an output folder
     mkdir -p "$LOGS/sanitize"
     run_step_cmd sanitize "$(cap "${CAP_SANITIZE:-120}")" "$LOGS/sanitize.log" \
-      env BUILD="$BUILD" OUT="$LOGS/sanitize" bash tools/sanitize_cuda.sh "$BUILD" "$LOGS/sanitize"
+      bash tools/sanitize_cuda.sh "$BUILD" "$LOGS/sanitize"
     rc=$?
     case $rc in
       0) record sanitize PASS "$STEP_SECONDS" "tools/sanitize_cuda.sh" ;;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds culoss HERE (no GPU needed) for the lent GPU machine (H100/H200, sm_90), which has the
-# CUDA toolkit but neither GoogleTest nor Google Benchmark nor a network:
+# Builds culoss on this machine (no GPU needed) for a GPU machine (by default sm_90: H100/H200)
+# that has the CUDA toolkit but may lack GoogleTest, Google Benchmark and a network
+# (docs/gpu-check.md describes the whole procedure):
 #   - configures a Release build in BUILD (default build-gpu) with the CUDA backend for
 #     CMAKE_CUDA_ARCHITECTURES (default 90), the tests (culoss_cuda_tests, GoogleTest linked
 #     statically from Debian's libgtest-dev) and the benchmarks (culoss_bench);
 #   - builds libculoss, culoss_cuda_tests and culoss_bench;
-#   - copies Debian's libbenchmark.so.1debian beside culoss_bench (cp -L: a link would travel
-#     as a dangling link);
-#   - prints the device tool's `run` arguments that carry the build and run tools/gpu_check.sh.
+#   - copies Debian's libbenchmark.so.1debian beside culoss_bench (cp -L: a copied link would
+#     dangle on the other machine);
+#   - prints the command to run there, tools/gpu_check.sh.
 # Usage: tools/prepare_gpu_build.sh [BUILD_DIR]      (env: CMAKE_CUDA_ARCHITECTURES, JOBS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +41,9 @@ else
 fi
 rm -f "$BUILD.configure.log"
 
-# The GPU machine has PyTorch and torchvision but not MONAI, segmentation_models_pytorch or
-# kornia, and no network: fetch their wheels (no dependencies: the rest is there) into
-# BUILD/wheels, which travels with the build; tools/gpu_check.sh installs them offline.
+# A GPU machine without network may have PyTorch and torchvision but not MONAI,
+# segmentation_models_pytorch or kornia: fetch their wheels (without dependencies) into
+# BUILD/wheels, which is copied with the build; tools/gpu_check.sh installs them offline.
 # NO_WHEELS=1 skips this; a failure only costs those benchmark rows.
 if [ -z "${NO_WHEELS:-}" ]; then
   mkdir -p "$BUILD/wheels"
@@ -61,7 +62,7 @@ if [ -z "${NO_WHEELS:-}" ]; then
   fi
 fi
 
-# CMake's object files are not needed there: drop them if the carried folder gets too big.
+# CMake's object files are not needed on the GPU machine: drop them if the folder gets big.
 size_mib=$(du -sm "$BUILD" | cut -f1)
 if [ "$size_mib" -gt 48 ]; then
   find "$BUILD" -name '*.o' -delete
@@ -71,13 +72,11 @@ echo
 echo "prepare_gpu_build: $BUILD built for sm_$ARCH in $(( $(date +%s) - start )) s, ${size_mib} MiB"
 ls -l "$BUILD/src/libculoss.so"* "$BUILD/tests/culoss_cuda_tests" "$bench_dir/culoss_bench" \
       "$bench_dir"/libbenchmark.so.1debian 2>/dev/null | sed 's/^/  /'
-echo "The checkout travels too (tracked + untracked-not-ignored files, 64 MiB in all with the carry)."
 cat <<EOF
 
-Device tool call (one command, fits its 10-minute limit):
-  run(kind="nvidia-h100-x1", timeout_s=600, carry=["$BUILD"],
-      command="bash tools/gpu_check.sh $BUILD \$OUT")
-Only the Python benchmark (longer, more shapes):
-  run(carry=["$BUILD"], timeout_s=600,
-      command="GPU_CHECK_STEPS=bench_vs_torch GPU_CHECK_BUDGET=560 BENCH_VS_TORCH_ARGS='--shapes 16x4x512x512,8x19x512x1024,2x4x128x128x128,32x1x1024x1024,2x4x64x64' bash tools/gpu_check.sh $BUILD \$OUT")
+Copy this checkout together with $BUILD/ (keeping its symbolic links) to the GPU machine, then
+run there, from the checkout (OUTPUT_DIR: any folder; the run keeps within GPU_CHECK_BUDGET, 560 s):
+  bash tools/gpu_check.sh $BUILD OUTPUT_DIR
+Only the Python benchmark, on more shapes:
+  GPU_CHECK_STEPS=bench_vs_torch GPU_CHECK_BUDGET=560 BENCH_VS_TORCH_ARGS='--shapes 16x4x512x512,8x19x512x1024,2x4x128x128x128,32x1x1024x1024,2x4x64x64' bash tools/gpu_check.sh $BUILD OUTPUT_DIR
 EOF

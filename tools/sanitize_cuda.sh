@@ -7,9 +7,9 @@
 # Each tool gets a gtest filter that keeps it short (the sanitizers slow kernels 10-100x) and a
 # time cap; logs go to OUT_DIR/<tool>.log and one line per tool to OUT_DIR/summary.txt.
 #
-# Usage: tools/sanitize_cuda.sh [BUILD_DIR] [OUT_DIR]      (also BUILD=..., OUT=... in the env)
+# Usage: tools/sanitize_cuda.sh [BUILD_DIR] [OUT_DIR]      (also BUILD=... in the env)
 #   BUILD_DIR  a CUDA build with tests (default build-gpu; tools/prepare_gpu_build.sh makes one)
-#   OUT_DIR    where the logs go (default $OUT, else sanitize-logs)
+#   OUT_DIR    where the logs go (default: sanitize-logs)
 # Environment:
 #   SANITIZE_TOOLS          tools to run (default "memcheck racecheck initcheck synccheck")
 #   SANITIZE_TOOL_SECONDS   time cap per tool (default 28: four tools fit a 2-minute step)
@@ -21,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 BUILD=${1:-${BUILD:-build-gpu}}
-OUTDIR=${2:-${OUT:-sanitize-logs}}
+OUTDIR=${2:-sanitize-logs}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 mkdir -p "$OUTDIR" || exit 2
 OUTDIR=$(cd "$OUTDIR" && pwd)

@@ -14,7 +14,7 @@ struct LossInfo {
   const char* key;          // command-line name: "ce", "dice", "dice+ce", ...
   const char* name;         // table name
   bool missing_labels;      // trained on the set with missing annotations
-  const char* description;  // the culoss call, for --help and the README
+  const char* description;  // the culoss call, for --help and docs/demo.md
 };
 extern const LossInfo kLosses[];
 extern const int kNumLosses;
