@@ -11,17 +11,34 @@ cmake --build "$BUILD" -j"$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure -j"$(nproc)"
 
 # Python package: `pip install ./bindings/python` builds libculoss with this repository's CMake
-# (CMAKE_ARGS carries over, e.g. a CPU-only build) and bundles it; then its pytest suite runs.
-# The venv sees the system's packages, so PyTorch/CuPy/JAX tests run where those are installed
-# (they are never installed here). CULOSS_SKIP_PYTHON=1 skips this step.
+# (CMAKE_ARGS carries over, e.g. a CPU-only build) and bundles it; then its pytest suite runs in
+# one virtual environment shared by every build (CULOSS_VENV, default build-venv/), which also
+# sees the system's packages. The suite cross-checks culoss against the libraries users compare
+# it with, so they are installed into that environment when missing: PyTorch, torchvision,
+# MONAI, segmentation-models-pytorch, kornia and JAX (CPU), about 3 GB from PyPI the first time
+# (PyPI's PyTorch wheel brings its CUDA libraries). CULOSS_SKIP_FRAMEWORKS=1 skips that (an
+# offline machine: their tests are then skipped); CULOSS_SKIP_PYTHON=1 skips the Python step.
 if [ "${CULOSS_SKIP_PYTHON:-0}" != 1 ]; then
-  PY_VENV="$(cd "$BUILD" && pwd)/python-venv"
+  PY_VENV="${CULOSS_VENV:-build-venv}"
+  mkdir -p "$(dirname "$PY_VENV")"
+  PY_VENV="$(cd "$(dirname "$PY_VENV")" && pwd)/$(basename "$PY_VENV")"
   if [ ! -x "$PY_VENV/bin/python" ]; then
     "${PYTHON:-python3}" -m venv --system-site-packages "$PY_VENV"
   fi
   PY="$PY_VENV/bin/python"
   "$PY" -c "import numpy, pytest" 2>/dev/null || "$PY" -m pip install -q numpy pytest
-  "$PY" -m pip install -q -C build-dir="$(cd "$BUILD" && pwd)/python-build" ./bindings/python
+  if [ "${CULOSS_SKIP_FRAMEWORKS:-0}" != 1 ]; then
+    missing=()
+    for module_package in torch:torch torchvision:torchvision monai:monai \
+      segmentation_models_pytorch:segmentation-models-pytorch kornia:kornia jax:jax; do
+      "$PY" -c "import ${module_package%%:*}" 2>/dev/null || missing+=("${module_package#*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      echo "culoss: installing ${missing[*]} for the cross-checks (CULOSS_SKIP_FRAMEWORKS=1 skips)"
+      "$PY" -m pip install -q "${missing[@]}"
+    fi
+  fi
+  "$PY" -m pip install -q -C build-dir="$(cd "$BUILD" && pwd)/python-build" "./bindings/python[test]"
   (cd / && "$PY" -c "import culoss; print('culoss', culoss.__version__, 'from', culoss.library_path())")
   set +e
   "$PY" -m pytest tests/python -q -p no:cacheprovider
