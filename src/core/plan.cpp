@@ -32,6 +32,23 @@ int region_kind(culoss_kind k) {
   }
 }
 
+int64_t element_count(const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  for (int64_t d : shape) count *= d;
+  return count;
+}
+
+// loss_out's shape: the input's extents along the kind's output axes (culoss_compute_stats
+// writes statistics only).
+std::vector<int64_t> output_shape(const Call& call) {
+  std::vector<int64_t> shape;
+  if (call.exporting) return shape;
+  const int64_t ndim = static_cast<int64_t>(call.input.shape.size());
+  for (int64_t a : output_axes(call.loss->kind, call.loss->params, ndim, call.class_axis))
+    shape.push_back(call.input.shape[a]);
+  return shape;
+}
+
 class Builder {
  public:
   Builder(const Call& call, Plan& plan) : call_(call), plan_(plan) {}
@@ -231,31 +248,15 @@ Plan make_plan(const Call& call) {
   }
 
   // NONE: a single term (a SUM's terms are MEAN or SUM) writes its own shape.
+  plan.output_shape = output_shape(call);
   const TermSpec& t0 = prog.term[0];
   prog.none_mode = NONE_OFF;
-  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE) {
-    if (t0.kind == TK_REGION) {
-      const RegionParams& rp = t0.region;
-      prog.none_mode = NONE_GROUPS;
-      if (rp.pooled()) {
-        if (!rp.batch) plan.output_shape = {L.N};
-      } else {
-        plan.output_shape = rp.batch ? std::vector<int64_t>{L.C} : std::vector<int64_t>{L.N, L.C};
-      }
-    } else if (t0.kind == TK_BCE || t0.kind == TK_FOCAL_BINARY) {
-      prog.none_mode = NONE_ELEMENTS;
-      plan.output_shape = call.input.shape;
-    } else {
-      prog.none_mode = NONE_PIXELS;
-      plan.output_shape = call.pixel_shape;
-    }
-  }
-  if (call.exporting) {  // culoss_compute_stats writes statistics only
-    prog.none_mode = NONE_OFF;
-    plan.output_shape.clear();
-  }
-  plan.output_count = 1;
-  for (int64_t d : plan.output_shape) plan.output_count *= d;
+  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE)
+    prog.none_mode = t0.kind == TK_REGION                              ? NONE_GROUPS
+                     : t0.kind == TK_BCE || t0.kind == TK_FOCAL_BINARY ? NONE_ELEMENTS
+                                                                       : NONE_PIXELS;
+  if (call.exporting) prog.none_mode = NONE_OFF;  // culoss_compute_stats writes statistics only
+  plan.output_count = element_count(plan.output_shape);
 
   plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
   plan.group_count = std::max<int64_t>(plan.group_count, 1);
@@ -339,9 +340,7 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
 
 namespace culoss {
 
-bool is_lovasz_kind(culoss_kind kind) {
-  return kind == CULOSS_LOVASZ_HINGE || kind == CULOSS_LOVASZ_SOFTMAX;
-}
+bool is_lovasz_kind(culoss_kind kind) { return kind_info(kind).family == Family::Lovasz; }
 
 LovaszPlan make_lovasz_plan(const Call& call) {
   const Params& p = call.loss->params;
@@ -357,16 +356,8 @@ LovaszPlan make_lovasz_plan(const Call& call) {
          "across ranks; set CULOSS_PARAM_PER_IMAGE=1");
   if (call.exporting) lp.reduction = RED_SUM;  // the statistics: [Σ problem losses, problems]
   lp.classes_all = p.classes == CULOSS_CLASSES_ALL;
-  if (lp.reduction == RED_NONE) {  // one value per problem (the hinge: per channel too)
-    if (lp.hinge)
-      lp.output_shape =
-          lp.shape.per_image ? std::vector<int64_t>{L.N, L.C} : std::vector<int64_t>{L.C};
-    else if (lp.shape.per_image)
-      lp.output_shape = {L.N};
-  }
-  if (call.exporting) lp.output_shape.clear();
-  lp.output_count = 1;
-  for (int64_t d : lp.output_shape) lp.output_count *= d;
+  lp.output_shape = output_shape(call);
+  lp.output_count = element_count(lp.output_shape);
   return lp;
 }
 

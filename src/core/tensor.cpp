@@ -184,6 +184,15 @@ bool overlaps(const TensorRef& a, const TensorRef& b) {
 
 }  // namespace
 
+int64_t resolve_class_axis(int64_t class_axis, int64_t ndim, const std::string& input) {
+  const int64_t axis = class_axis < 0 ? class_axis + ndim : class_axis;
+  if (axis < 1 || axis >= ndim)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", class_axis,
+         " does not name a class axis of ", input, "; expected an axis in [1, ", ndim,
+         ") (axis 0 is the batch)");
+  return axis;
+}
+
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
                    const DLTensor* pixel_weight, DLTensor* /*loss_out*/, DLTensor* grad_input,
                    double grad_scale) {
@@ -198,11 +207,7 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (ndim < 2)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape),
          " needs at least 2 dimensions (N, C, ...)");
-  const int64_t axis = cp.class_axis < 0 ? cp.class_axis + ndim : cp.class_axis;
-  if (axis < 1 || axis >= ndim)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", cp.class_axis,
-         " does not name a class axis of input ", shape_string(ishape),
-         "; expected an axis in [1, ", ndim, ") (axis 0 is the batch)");
+  const int64_t axis = resolve_class_axis(cp.class_axis, ndim, "input " + shape_string(ishape));
   Layout& L = call.layout;
   L.N = ishape[0];
   L.C = ishape[axis];
@@ -299,6 +304,7 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (!std::isfinite(grad_scale))
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_scale must be finite; got ", grad_scale);
   call.grad_scale = grad_scale;
+  call.class_axis = axis;
   call.pixel_shape = pixel_shape;
   return call;
 }

@@ -36,6 +36,7 @@ struct Call {
   bool loss_out_on_host = false;  // CUDA input with a kDLCPU loss_out
   bool in_place = false;          // grad_input is the input's buffer
   double grad_scale = 1.0;
+  int64_t class_axis = 1;            // resolved: in [1, ndim)
   std::vector<int64_t> pixel_shape;  // the input's shape without the class axis
   int64_t ignore_index = -100;       // resolved over the terms of a SUM
   bool check_targets = true;
@@ -71,6 +72,10 @@ TensorRef validate_stats(const Call& call, const DLTensor* stats, int64_t count,
 void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape);
 
 std::string shape_string(const std::vector<int64_t>& shape);
+
+// The class axis in [1, ndim) that CLASS_AXIS names (negative: from the end); SHAPE_MISMATCH
+// naming `input` (e.g. "input (2, 3)") when there is none.
+int64_t resolve_class_axis(int64_t class_axis, int64_t ndim, const std::string& input);
 
 }  // namespace culoss
 
