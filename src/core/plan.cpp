@@ -193,7 +193,7 @@ class Builder {
     rp.stat_stride = 0;  // set once the statistics row width is final
     rp.stat_offset = t.stat_offset;
     plan_.prog.stats_need_prediction = true;
-    plan_.scratch_count = std::max(plan_.scratch_count, rp.image_groups() * L.C);
+    plan_.class_coef_count = std::max(plan_.class_coef_count, rp.image_groups() * L.C);
     plan_.group_count = std::max(plan_.group_count, rp.groups());
   }
 
@@ -219,7 +219,7 @@ Plan make_plan(const Call& call) {
   prog = Program{};
   Builder(call, plan).add(*call.loss, 1.0);
   const Layout& L = call.layout;
-  plan.scratch_count = std::max(plan.scratch_count, L.C);
+  plan.class_coef_count = std::max(plan.class_coef_count, L.C);
   for (int i = 0; i < prog.count; ++i) {
     TermSpec& t = prog.term[i];
     if (t.kind == TK_REGION) t.region.stat_stride = prog.stat_width;
@@ -283,11 +283,11 @@ Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   b.stats = carver.take<double>(L.N * L.C * prog.stat_width);
   b.coefs = carver.take<double>(L.N * L.C * prog.coef_width);
   b.scale = carver.take<double>(kMaxTerms);
-  b.scratch_a = carver.take<double>(plan.scratch_count);
-  b.scratch_b = carver.take<double>(plan.scratch_count);
-  b.ell = carver.take<double>(plan.group_count);
-  b.wgt = carver.take<double>(plan.group_count);
-  b.region_value = carver.take<double>(1);
+  b.class_coef_a = carver.take<double>(plan.class_coef_count);
+  b.class_coef_b = carver.take<double>(plan.class_coef_count);
+  b.group_loss = carver.take<double>(plan.group_count);
+  b.group_weight = carver.take<double>(plan.group_count);
+  b.value = carver.take<double>(1);
   b.out_values = carver.take<double>(plan.output_count);
   if (call.backend == Backend::CUDA) {
     const int64_t partials = L.N * plan.cuda_blocks_per_image * L.C * prog.stat_width;
@@ -323,11 +323,11 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
   f.weights = b.weights;
   f.coefs = b.coefs;
   f.scale = b.scale;
-  f.scratch_a = b.scratch_a;
-  f.scratch_b = b.scratch_b;
-  f.ell = b.ell;
-  f.wgt = b.wgt;
-  f.region_value = b.region_value;
+  f.class_coef_a = b.class_coef_a;
+  f.class_coef_b = b.class_coef_b;
+  f.group_loss = b.group_loss;
+  f.group_weight = b.group_weight;
+  f.value = b.value;
   f.none_out = none_out;
   f.none_dtype = none_dtype;
   f.global = call.global_stats;

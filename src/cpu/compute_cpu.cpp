@@ -99,7 +99,7 @@ void compute(const Call& call, const Plan& plan) {
         element_total = element_pass<T, T>(call, prog, b);
     }
     if (prog.none_mode == NONE_OFF)
-      store_as(call.loss_out.data, call.loss_out.dtype, 0, b.region_value[0] + element_total);
+      store_as(call.loss_out.data, call.loss_out.dtype, 0, b.value[0] + element_total);
   });
 }
 

@@ -146,7 +146,7 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
           "cudaMemsetAsync");
   }
   if (prog.none_mode == NONE_OFF) {
-    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.region_value, b.loss_partials,
+    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.value, b.loss_partials,
                                                        plan.cuda_element_blocks, out, out_dtype);
     check(cudaGetLastError(), "combine_kernel launch");
   }
