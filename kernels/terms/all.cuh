@@ -3,6 +3,11 @@
 //   kCoefs                 coefficient slots per (image, class)
 //   kScaledCoefs           its coefficients carry grad_scale (region terms) or not
 //   kElementValue          its value is summed in the element pass (else finalize adds it)
+//   kNone                  what REDUCTION_NONE writes (NoneMode)
+//   kNeedsArgmax           the element pass finds each pixel's argmax class for it
+//   kCountSlots, kValueSlots, kExportSlots, needs_counts(t, distributed, index_target)
+//                          statistics slots per (image, class): counts (or sums), and when
+//                          distributed the value's sums and the exported extra slots
 //   stats(prog, ts, px, slots)          statistics of class c at a counted pixel
 //   finalize(ts, i, step)               step 3: statistics → value, coefficients, scale
 //   element(ts, px, coef, argmax_coef)  step 4: loss and derivative at class c

@@ -11,7 +11,8 @@
 namespace culoss {
 
 struct BceTerm : ElementwiseTerm<BceTerm> {
-  static constexpr int kCoefs = 2;  // ω⁺_c, ω⁻_c
+  static constexpr int kCoefs = 2;       // ω⁺_c, ω⁻_c
+  static constexpr int kValueSlots = 2;  // the ω⁺ and ω⁻ parts
 
   // t′ and the two parts of the loss: −t′ log p and −(1 − t′) log(1 − p).
   template <class R>

@@ -9,6 +9,10 @@ namespace culoss {
 
 struct CrossEntropyTerm : ElementwiseTerm<CrossEntropyTerm> {
   static constexpr int kCoefs = 1;  // ω_c
+  static constexpr int kNone = NONE_PIXELS;
+  static constexpr int kCountSlots = 1;  // Σ m t
+
+  static bool needs_counts(const TermSpec& t, bool, bool) { return t.reduction == RED_MEAN; }
 
   template <class R>
   CULOSS_HD static TermOut<R> element(const TermSpec& s, const TermPixel<R>& px, const double* coef,

@@ -13,6 +13,18 @@ template <class Term>
 struct ElementwiseTerm {
   static constexpr bool kScaledCoefs = false;  // the element pass multiplies by grad_scale · scale
   static constexpr bool kElementValue = true;  // its value is summed in the element pass
+  static constexpr int kNone = NONE_ELEMENTS;  // REDUCTION_NONE writes one value per element
+  static constexpr bool kNeedsArgmax = false;
+  static constexpr int kCountSlots = 2;  // Σ m t, Σ m
+  static constexpr int kValueSlots = 1;  // distributed: the value
+  static constexpr int kExportSlots = 0;
+
+  // Planning (host): whether finalize needs the counts (per-element binary terms: for
+  // BATCH_FREQUENCY, and for MEAN when labels can be ignored; dense targets count every
+  // element). Distributed calls always keep them, and the value too.
+  static bool needs_counts(const TermSpec& t, bool distributed, bool index_target) {
+    return distributed || t.batch_frequency || (t.reduction == RED_MEAN && index_target);
+  }
 
   // Counts of class c at a counted pixel.
   template <class R>

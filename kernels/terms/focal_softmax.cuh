@@ -9,6 +9,12 @@ namespace culoss {
 
 struct FocalSoftmaxTerm : ElementwiseTerm<FocalSoftmaxTerm> {
   static constexpr int kCoefs = 1;  // ω_c
+  static constexpr int kNone = NONE_PIXELS;
+  static constexpr int kCountSlots = CrossEntropyTerm::kCountSlots;
+
+  static bool needs_counts(const TermSpec& t, bool distributed, bool index_target) {
+    return CrossEntropyTerm::needs_counts(t, distributed, index_target);
+  }
 
   template <class R>
   CULOSS_HD static TermOut<R> element(const TermSpec& s, const TermPixel<R>& px, const double* coef,

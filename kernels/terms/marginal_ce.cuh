@@ -12,6 +12,12 @@ namespace culoss {
 
 struct MarginalCeTerm : ElementwiseTerm<MarginalCeTerm> {
   static constexpr int kCoefs = 1;  // 1 when class c is annotated in image n
+  static constexpr int kNone = NONE_PIXELS;
+  static constexpr bool kNeedsArgmax = true;
+  static constexpr int kValueSlots = 2;   // foreground terms, background by argmax class
+  static constexpr int kExportSlots = 1;  // the background sum
+
+  static bool needs_counts(const TermSpec&, bool, bool) { return true; }
 
   template <class R>
   CULOSS_HD static TermOut<R> value(const TermSpec& s, const ClassProb<R>& cp, R t_tilde, R v) {

@@ -14,6 +14,13 @@ struct RegionTerm {
   static constexpr int kCoefs = 2;  // a, b
   static constexpr bool kScaledCoefs = true;
   static constexpr bool kElementValue = false;
+  static constexpr int kNone = NONE_GROUPS;  // one value per (image, class) group
+  static constexpr bool kNeedsArgmax = false;
+  static constexpr int kCountSlots = kRegionStats;  // I, SP, ST
+  static constexpr int kValueSlots = 0;
+  static constexpr int kExportSlots = 2;  // Σ weight·ℓ and Σ weight of the per-image groups
+
+  static bool needs_counts(const TermSpec&, bool, bool) { return true; }
 
   template <class R>
   CULOSS_HD static void stats(const Program&, const TermSpec& ts, const TermPixel<R>& px,

@@ -15,13 +15,13 @@ void set_int(culoss_loss_s& loss, int param, int64_t v) {
   // An int64 beyond 2^53 is not exact as a double: only unbounded parameters take such values.
   if (!(rule.lower == -HUGE_VAL && rule.upper == HUGE_VAL))
     check_value(info, rule, loss.kind, static_cast<double>(v));
-  loss.params.*info.int_field = v;
+  int_value(loss.params, info) = v;
 }
 
 void set_float(culoss_loss_s& loss, int param, double v) {
   const ParamInfo& info = check_param_applies(loss.kind, param, ParamType::Float);
   check_value(info, param_rule(loss.kind, param), loss.kind, v);
-  loss.params.*info.float_field = v;
+  float_value(loss.params, info) = v;
 }
 
 void set_floats(culoss_loss_s& loss, int param, const double* values, int64_t count) {
@@ -35,15 +35,15 @@ void set_floats(culoss_loss_s& loss, int param, const double* values, int64_t co
     const std::string element = "[" + std::to_string(i) + "]";
     check_value(info, rule, loss.kind, values[i], element.c_str());
   }
-  loss.params.*info.list_field = std::vector<double>(values, values + count);
+  list_value(loss.params, info) = std::vector<double>(values, values + count);
 }
 
 int64_t get_int(const culoss_loss_s& loss, int param) {
-  return loss.params.*check_param_applies(loss.kind, param, ParamType::Int).int_field;
+  return int_value(loss.params, check_param_applies(loss.kind, param, ParamType::Int));
 }
 
 double get_float(const culoss_loss_s& loss, int param) {
-  return loss.params.*check_param_applies(loss.kind, param, ParamType::Float).float_field;
+  return float_value(loss.params, check_param_applies(loss.kind, param, ParamType::Float));
 }
 
 CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim) {

@@ -17,21 +17,6 @@ constexpr int64_t kCudaPixelsPerBlockMin = 2048;
 constexpr int64_t kCudaElementThreads = 256;
 constexpr int64_t kCudaMaxElementBlocks = 8192;
 
-int region_kind(culoss_kind k) {
-  switch (k) {
-    case CULOSS_DICE:
-      return RK_DICE;
-    case CULOSS_JACCARD:
-      return RK_JACCARD;
-    case CULOSS_TVERSKY:
-      return RK_TVERSKY;
-    case CULOSS_FOCAL_TVERSKY:
-      return RK_FOCAL_TVERSKY;
-    default:
-      return RK_GENERALIZED_DICE;
-  }
-}
-
 int64_t element_count(const std::vector<int64_t>& shape) {
   int64_t count = 1;
   for (int64_t d : shape) count *= d;
@@ -54,122 +39,88 @@ class Builder {
   Builder(const Call& call, Plan& plan) : call_(call), plan_(plan) {}
 
   void add(const culoss_loss_s& d, double weight) {
-    const Params& p = d.params;
-    switch (d.kind) {
-      case CULOSS_SUM:
+    const KindInfo& k = kind_info(d.kind);
+    switch (k.family) {
+      case Family::Sum:
         for (size_t i = 0; i < d.terms.size(); ++i) add(d.terms[i], weight * d.weights[i]);
         return;
-      case CULOSS_COMBO: {  // ce_ratio · L_wce − (1 − ce_ratio) · (1 − Dice loss)
-        TermSpec& ce = push(TK_BCE, d, weight * p.ce_ratio, CULOSS_REDUCTION_MEAN);
-        ce.label_smoothing = 0.0;
-        ce.pos_scale = p.alpha;
-        ce.neg_scale = 1.0 - p.alpha;
-        ce.class_weight_offset = -1;
-        binary_stats(ce);
-        TermSpec& dice = push(TK_REGION, d, weight * (1.0 - p.ce_ratio), CULOSS_REDUCTION_MEAN);
-        region(dice, d, RK_DICE);
-        plan_.prog.constant -= weight * (1.0 - p.ce_ratio);
-        return;
-      }
-      case CULOSS_BCE: {
-        TermSpec& t = push(TK_BCE, d, weight, p.reduction);
-        t.batch_frequency = p.class_balance == CULOSS_BALANCE_BATCH_FREQUENCY;
-        t.pos_weight_offset = weights(p.pos_weight, "CULOSS_PARAM_POS_WEIGHT");
-        binary_stats(t);
-        return;
-      }
-      case CULOSS_FOCAL: {
-        if (p.activation == CULOSS_ACTIVATION_SOFTMAX) {
-          TermSpec& t = push(TK_FOCAL_SOFTMAX, d, weight, p.reduction);
-          class_stats(t);
-        } else {
-          TermSpec& t = push(TK_FOCAL_BINARY, d, weight, p.reduction);
-          binary_stats(t);
-        }
-        return;
-      }
-      case CULOSS_CROSS_ENTROPY: {
-        TermSpec& t = push(TK_CE, d, weight, p.reduction);
-        class_stats(t);
-        return;
-      }
-      case CULOSS_MARGINAL_CE: {
-        TermSpec& t = push(TK_MARGINAL, d, weight, p.reduction);
-        t.class_weight_offset = -1;
-        t.needs_target_stats = true;  // which classes each image's annotation has, and Σ m
-        t.value_offset = t.stat_offset + 2;
-        stats(t, call_.distributed ? 4 : 2);
-        return;
-      }
-      case CULOSS_LOVASZ_HINGE:
-      case CULOSS_LOVASZ_SOFTMAX:  // a sort-based kind: computed on its own, not as a fused term
-        fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM cannot hold ", kind_name(d.kind),
+      case Family::Lovasz:  // a sort-based kind: computed on its own, not as a fused term
+        fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM cannot hold ", k.name,
              " in this version of culoss: compute it in its own call and add the gradients");
-      default: {
-        TermSpec& t = push(TK_REGION, d, weight, p.reduction);
-        region(t, d, region_kind(d.kind));
+      case Family::Composite:
+        combo(d, k, weight);
         return;
-      }
+      case Family::Region:
+      case Family::Elementwise:
+        push(reads_binary_targets(d.kind, d.params) ? k.binary_term : k.term, d, k, weight,
+             d.params.reduction);
+        return;
     }
   }
 
  private:
-  TermSpec& push(int kind, const culoss_loss_s& d, double weight, int64_t reduction) {
+  // COMBO: ce_ratio · L_wce − (1 − ce_ratio) · (1 − Dice loss), L_wce the α-weighted binary
+  // cross-entropy without class weights or smoothing.
+  void combo(const culoss_loss_s& d, const KindInfo& k, double weight) {
+    const Params& p = d.params;
+    push(TK_BCE, d, k, weight * p.ce_ratio, CULOSS_REDUCTION_MEAN, [&](TermSpec& t) {
+      t.label_smoothing = 0.0;
+      t.pos_scale = p.alpha;
+      t.neg_scale = 1.0 - p.alpha;
+      t.class_weight_offset = -1;
+    });
+    push(TK_REGION, d, k, weight * (1.0 - p.ce_ratio), CULOSS_REDUCTION_MEAN);
+    plan_.prog.constant -= weight * (1.0 - p.ce_ratio);
+  }
+
+  // Appends term unit `unit` with the parameters of `d`; `adjust` changes them before the
+  // statistics slots are laid out.
+  template <class Adjust = void (*)(TermSpec&)>
+  TermSpec& push(
+      int unit, const culoss_loss_s& d, const KindInfo& k, double weight, int64_t reduction,
+      Adjust adjust = [](TermSpec&) {}) {
     Program& prog = plan_.prog;
     if (prog.count == kMaxTerms)
       fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM may hold at most ", kMaxTerms,
            " terms (COMBO counts as 2)");
+    const Params& p = d.params;
     TermSpec& t = prog.term[prog.count++];
     t = TermSpec{};
-    t.kind = kind;
-    t.activation = static_cast<int>(d.params.activation);
+    t.kind = unit;
+    t.activation = static_cast<int>(p.activation);
     t.reduction = static_cast<int>(reduction);
     t.weight = weight;
-    t.alpha = d.params.alpha;
-    t.gamma = d.params.gamma;
-    t.label_smoothing = d.params.label_smoothing;
+    t.alpha = p.alpha;
+    t.gamma = p.gamma;
+    t.label_smoothing = p.label_smoothing;
+    t.batch_frequency = p.class_balance == CULOSS_BALANCE_BATCH_FREQUENCY;
     t.pos_scale = 1.0;
     t.neg_scale = 1.0;
-    t.class_weight_offset = weights(d.params.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
-    t.pos_weight_offset = -1;
+    t.class_weight_offset = weights(p.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
+    t.pos_weight_offset = weights(p.pos_weight, "CULOSS_PARAM_POS_WEIGHT");
     t.stat_offset = prog.stat_width;
     t.value_offset = -1;
     t.export_offset = -1;
     t.coef_offset = prog.coef_width;
-    t.coef_count = kind == TK_REGION || kind == TK_BCE ? 2 : 1;
-    prog.coef_width += t.coef_count;
     const Layout& L = call_.layout;
     t.static_count = L.N * L.C * L.P;
+    adjust(t);
+    visit_term(unit, [&](auto u) {
+      using Unit = decltype(u);
+      t.coef_count = Unit::kCoefs;
+      // Statistics: the unit's counts when finalize needs them, and distributed its value sums.
+      t.needs_target_stats = Unit::needs_counts(t, call_.distributed, call_.index_target);
+      if (!t.needs_target_stats && !call_.distributed) return;
+      t.value_offset = t.stat_offset + Unit::kCountSlots;
+      t.stat_count = Unit::kCountSlots + (call_.distributed ? Unit::kValueSlots : 0);
+    });
+    prog.coef_width += t.coef_count;
+    prog.stat_width += t.stat_count;
+    if (t.kind == TK_REGION) region(t, p, k.region);
     return t;
   }
 
-  void stats(TermSpec& t, int count) {
-    t.stat_count = count;
-    plan_.prog.stat_width += count;
-  }
-
-  // Binary (per-element) terms need target counts for BATCH_FREQUENCY, and for MEAN when labels
-  // can be ignored; dense targets count every element.
-  // Distributed, they always count, and their value is summed as statistics too (BCE: its ω⁺
-  // and ω⁻ parts apart, since BATCH_FREQUENCY weighs them after the reduction).
-  void binary_stats(TermSpec& t) {
-    t.needs_target_stats =
-        call_.distributed || t.batch_frequency || (t.reduction == RED_MEAN && call_.index_target);
-    if (!t.needs_target_stats) return;
-    t.value_offset = t.stat_offset + 2;
-    stats(t, call_.distributed ? (t.kind == TK_BCE ? 4 : 3) : 2);
-  }
-
-  // Softmax-style terms divide MEAN by Σ m Σ_c ω_c t_c, which needs Σ m t per class.
-  void class_stats(TermSpec& t) {
-    t.needs_target_stats = t.reduction == RED_MEAN;
-    if (!t.needs_target_stats && !call_.distributed) return;
-    t.value_offset = t.stat_offset + 1;
-    stats(t, call_.distributed ? 2 : 1);
-  }
-
-  void region(TermSpec& t, const culoss_loss_s& d, int kind) {
-    const Params& p = d.params;
+  void region(TermSpec& t, const Params& p, int kind) {
     const Layout& L = call_.layout;
     RegionParams& rp = t.region;
     rp.kind = kind;
@@ -189,7 +140,6 @@ class Builder {
     rp.C = L.C;
     rp.class_weights = nullptr;  // bound per call (bind_program)
     rp.class_totals = nullptr;
-    stats(t, kRegionStats);
     rp.stat_stride = 0;  // set once the statistics row width is final
     rp.stat_offset = t.stat_offset;
     plan_.prog.stats_need_prediction = true;
@@ -220,42 +170,34 @@ Plan make_plan(const Call& call) {
   Builder(call, plan).add(*call.loss, 1.0);
   const Layout& L = call.layout;
   plan.class_coef_count = std::max(plan.class_coef_count, L.C);
+  // Distributed: element-wise values are statistics (they need the prediction), and the
+  // exported vector is C x stat_width class totals, each term's extra slots, then the pixel
+  // count.
+  prog.value_in_stats = call.distributed;
+  prog.export_count = call.distributed ? L.C * prog.stat_width : 0;
   for (int i = 0; i < prog.count; ++i) {
     TermSpec& t = prog.term[i];
-    if (t.kind == TK_REGION) t.region.stat_stride = prog.stat_width;
+    t.region.stat_stride = prog.stat_width;
     if (t.activation == ACT_SOFTMAX) prog.any_softmax = true;
-    if (t.kind == TK_MARGINAL) prog.any_marginal = true;
-    if (t.kind != TK_REGION) prog.any_elementwise = true;
     if (t.stat_count > 0) prog.has_stats = true;
+    visit_term(t.kind, [&](auto unit) {
+      using Unit = decltype(unit);
+      prog.any_marginal |= Unit::kNeedsArgmax;
+      prog.any_elementwise |= Unit::kElementValue;
+      if (!call.distributed) return;
+      prog.stats_need_prediction |= Unit::kElementValue;
+      if (Unit::kExportSlots > 0) t.export_offset = prog.export_count;
+      prog.export_count += Unit::kExportSlots;
+    });
   }
-
-  // Distributed: element-wise values are statistics (they need the prediction), and the
-  // exported vector is C x stat_width class totals, each term's slots, then the pixel count.
-  prog.value_in_stats = call.distributed;
-  if (call.distributed) {
-    prog.export_count = L.C * prog.stat_width;
-    for (int i = 0; i < prog.count; ++i) {
-      TermSpec& t = prog.term[i];
-      if (t.kind == TK_REGION) {
-        t.export_offset = prog.export_count;
-        prog.export_count += 2;  // Σ wgt·ℓ and Σ wgt of the per-image groups
-      } else {
-        prog.stats_need_prediction = true;
-        if (t.kind == TK_MARGINAL) t.export_offset = prog.export_count++;  // background sum
-      }
-    }
-    prog.export_pixels = prog.export_count++;
-  }
+  if (call.distributed) prog.export_pixels = prog.export_count++;
 
   // NONE: a single term (a SUM's terms are MEAN or SUM) writes its own shape.
   plan.output_shape = output_shape(call);
-  const TermSpec& t0 = prog.term[0];
   prog.none_mode = NONE_OFF;
-  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE)
-    prog.none_mode = t0.kind == TK_REGION                              ? NONE_GROUPS
-                     : t0.kind == TK_BCE || t0.kind == TK_FOCAL_BINARY ? NONE_ELEMENTS
-                                                                       : NONE_PIXELS;
-  if (call.exporting) prog.none_mode = NONE_OFF;  // culoss_compute_stats writes statistics only
+  const TermSpec& t0 = prog.term[0];
+  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE && !call.exporting)
+    visit_term(t0.kind, [&](auto unit) { prog.none_mode = decltype(unit)::kNone; });
   plan.output_count = element_count(plan.output_shape);
 
   plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
@@ -307,9 +249,8 @@ size_t workspace_bytes(const Call& call, const Plan& plan) {
 
 Program bind_program(const Plan& plan, const double* table, const Call& call) {
   Program prog = plan.prog;
-  for (int i = 0; i < prog.count; ++i) {
+  for (int i = 0; i < prog.count; ++i) {  // (read by region terms only)
     TermSpec& t = prog.term[i];
-    if (t.kind != TK_REGION) continue;
     t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
     t.region.class_totals = call.global_stats;
   }
@@ -347,7 +288,7 @@ LovaszPlan make_lovasz_plan(const Call& call) {
   const Layout& L = call.layout;
   LovaszPlan lp;
   lp.shape = LovaszShape{L.N, L.C, L.P, p.per_image != 0};
-  lp.hinge = call.loss->kind == CULOSS_LOVASZ_HINGE;
+  lp.hinge = reads_binary_targets(call.loss->kind, p);  // the hinge: one binary problem per channel
   lp.activation = lp.hinge ? ACT_NONE : static_cast<int>(p.activation);
   lp.reduction = static_cast<int>(p.reduction);
   if (call.distributed && !lp.shape.per_image)

@@ -8,6 +8,7 @@
 
 #include "core/descriptor.hpp"
 #include "core/error.hpp"
+#include "kernels/common/terms.cuh"  // TermKind, RegionKind
 
 namespace culoss {
 namespace {
@@ -33,59 +34,74 @@ const char* const kBalances[] = {"NONE", "BATCH_FREQUENCY"};
 const char* const kClasses[] = {"ALL", "PRESENT"};
 const char* const kAverages[] = {"MACRO", "MICRO"};
 
-#define CULOSS_INT(field) &Params::field, nullptr, nullptr
-#define CULOSS_FLOAT(field) nullptr, &Params::field, nullptr
-#define CULOSS_FLOATS(field) nullptr, nullptr, &Params::field
+// A parameter and the field of Params that holds it.
+struct ParamRow {
+  ParamInfo info;
+  int64_t Params::*int_field;
+  double Params::*float_field;
+  std::vector<double> Params::*list_field;
+};
+
+#define CULOSS_INT(field) \
+  }                       \
+  , &Params::field, nullptr, nullptr
+#define CULOSS_FLOAT(field) \
+  }                         \
+  , nullptr, &Params::field, nullptr
+#define CULOSS_FLOATS(field) \
+  }                          \
+  , nullptr, nullptr, &Params::field
 
 using T = ParamType;
 // Indexed by culoss_param - 1.
-const ParamInfo kParams[] = {
-    {CULOSS_PARAM_ACTIVATION, "CULOSS_PARAM_ACTIVATION", T::Int,
-     choice(3, CULOSS_ACTIVATION_SOFTMAX), kActivations, CULOSS_INT(activation)},
-    {CULOSS_PARAM_CLASS_AXIS, "CULOSS_PARAM_CLASS_AXIS", T::Int, ints(-64, 64, 1), nullptr,
-     CULOSS_INT(class_axis)},
-    {CULOSS_PARAM_REDUCTION, "CULOSS_PARAM_REDUCTION", T::Int, choice(3, CULOSS_REDUCTION_MEAN),
-     kReductions, CULOSS_INT(reduction)},
-    {CULOSS_PARAM_IGNORE_INDEX, "CULOSS_PARAM_IGNORE_INDEX", T::Int, ints(-kInf, kInf, -100),
-     nullptr, CULOSS_INT(ignore_index)},
-    {CULOSS_PARAM_SMOOTH_NR, "CULOSS_PARAM_SMOOTH_NR", T::Float, reals(0, kInf, 1e-5), nullptr,
-     CULOSS_FLOAT(smooth_nr)},
-    {CULOSS_PARAM_SMOOTH_DR, "CULOSS_PARAM_SMOOTH_DR", T::Float, reals(0, kInf, 1e-5), nullptr,
-     CULOSS_FLOAT(smooth_dr)},
-    {CULOSS_PARAM_SQUARED_DENOMINATOR, "CULOSS_PARAM_SQUARED_DENOMINATOR", T::Int, flag(0), nullptr,
-     CULOSS_INT(squared_denominator)},
-    {CULOSS_PARAM_BATCH, "CULOSS_PARAM_BATCH", T::Int, flag(0), nullptr, CULOSS_INT(batch)},
-    {CULOSS_PARAM_INCLUDE_BACKGROUND, "CULOSS_PARAM_INCLUDE_BACKGROUND", T::Int, flag(1), nullptr,
-     CULOSS_INT(include_background)},
-    {CULOSS_PARAM_CLASS_WEIGHTS, "CULOSS_PARAM_CLASS_WEIGHTS", T::Floats, reals(0, kInf, 1),
-     nullptr, CULOSS_FLOATS(class_weights)},
-    {CULOSS_PARAM_ALPHA, "CULOSS_PARAM_ALPHA", T::Float, reals(0, kInf, 0.5), nullptr,
-     CULOSS_FLOAT(alpha)},
-    {CULOSS_PARAM_BETA, "CULOSS_PARAM_BETA", T::Float, reals(0, kInf, 0.5), nullptr,
-     CULOSS_FLOAT(beta)},
-    {CULOSS_PARAM_GAMMA, "CULOSS_PARAM_GAMMA", T::Float, reals(0, kInf, 2), nullptr,
-     CULOSS_FLOAT(gamma)},
-    {CULOSS_PARAM_WEIGHT_TYPE, "CULOSS_PARAM_WEIGHT_TYPE", T::Int, choice(3, CULOSS_WEIGHT_SQUARE),
-     kWeightTypes, CULOSS_INT(weight_type)},
-    {CULOSS_PARAM_POS_WEIGHT, "CULOSS_PARAM_POS_WEIGHT", T::Floats, reals(0, kInf, 1), nullptr,
-     CULOSS_FLOATS(pos_weight)},
-    {CULOSS_PARAM_CLASS_BALANCE, "CULOSS_PARAM_CLASS_BALANCE", T::Int,
-     choice(2, CULOSS_BALANCE_NONE), kBalances, CULOSS_INT(class_balance)},
-    {CULOSS_PARAM_LABEL_SMOOTHING, "CULOSS_PARAM_LABEL_SMOOTHING", T::Float,
-     reals(0, 1, 0, /*open=*/true), nullptr, CULOSS_FLOAT(label_smoothing)},
-    {CULOSS_PARAM_CE_RATIO, "CULOSS_PARAM_CE_RATIO", T::Float, reals(0, 1, 0.5), nullptr,
-     CULOSS_FLOAT(ce_ratio)},
-    {CULOSS_PARAM_PER_IMAGE, "CULOSS_PARAM_PER_IMAGE", T::Int, flag(0), nullptr,
-     CULOSS_INT(per_image)},
-    {CULOSS_PARAM_CLASSES, "CULOSS_PARAM_CLASSES", T::Int, choice(2, CULOSS_CLASSES_PRESENT),
-     kClasses, CULOSS_INT(classes)},
-    {CULOSS_PARAM_SKIP_EMPTY, "CULOSS_PARAM_SKIP_EMPTY", T::Int, flag(0), nullptr,
-     CULOSS_INT(skip_empty)},
-    {CULOSS_PARAM_AVERAGE, "CULOSS_PARAM_AVERAGE", T::Int, choice(2, CULOSS_AVERAGE_MACRO),
-     kAverages, CULOSS_INT(average)},
-    {CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int, flag(1), nullptr,
-     CULOSS_INT(check_targets)},
-};
+const ParamRow kParams[] = {
+    {{CULOSS_PARAM_ACTIVATION, "CULOSS_PARAM_ACTIVATION", T::Int,
+      choice(3, CULOSS_ACTIVATION_SOFTMAX), kActivations, CULOSS_INT(activation)},
+     {{CULOSS_PARAM_CLASS_AXIS, "CULOSS_PARAM_CLASS_AXIS", T::Int, ints(-64, 64, 1), nullptr,
+       CULOSS_INT(class_axis)},
+      {{CULOSS_PARAM_REDUCTION, "CULOSS_PARAM_REDUCTION", T::Int, choice(3, CULOSS_REDUCTION_MEAN),
+        kReductions, CULOSS_INT(reduction)},
+       {{CULOSS_PARAM_IGNORE_INDEX, "CULOSS_PARAM_IGNORE_INDEX", T::Int, ints(-kInf, kInf, -100),
+         nullptr, CULOSS_INT(ignore_index)},
+        {{CULOSS_PARAM_SMOOTH_NR, "CULOSS_PARAM_SMOOTH_NR", T::Float, reals(0, kInf, 1e-5), nullptr,
+          CULOSS_FLOAT(smooth_nr)},
+         {{CULOSS_PARAM_SMOOTH_DR, "CULOSS_PARAM_SMOOTH_DR", T::Float, reals(0, kInf, 1e-5),
+           nullptr, CULOSS_FLOAT(smooth_dr)},
+          {{CULOSS_PARAM_SQUARED_DENOMINATOR, "CULOSS_PARAM_SQUARED_DENOMINATOR", T::Int, flag(0),
+            nullptr, CULOSS_INT(squared_denominator)},
+           {{CULOSS_PARAM_BATCH, "CULOSS_PARAM_BATCH", T::Int, flag(0), nullptr, CULOSS_INT(batch)},
+            {{CULOSS_PARAM_INCLUDE_BACKGROUND, "CULOSS_PARAM_INCLUDE_BACKGROUND", T::Int, flag(1),
+              nullptr, CULOSS_INT(include_background)},
+             {{CULOSS_PARAM_CLASS_WEIGHTS, "CULOSS_PARAM_CLASS_WEIGHTS", T::Floats,
+               reals(0, kInf, 1), nullptr, CULOSS_FLOATS(class_weights)},
+              {{CULOSS_PARAM_ALPHA, "CULOSS_PARAM_ALPHA", T::Float, reals(0, kInf, 0.5), nullptr,
+                CULOSS_FLOAT(alpha)},
+               {{CULOSS_PARAM_BETA, "CULOSS_PARAM_BETA", T::Float, reals(0, kInf, 0.5), nullptr,
+                 CULOSS_FLOAT(beta)},
+                {{CULOSS_PARAM_GAMMA, "CULOSS_PARAM_GAMMA", T::Float, reals(0, kInf, 2), nullptr,
+                  CULOSS_FLOAT(gamma)},
+                 {{CULOSS_PARAM_WEIGHT_TYPE, "CULOSS_PARAM_WEIGHT_TYPE", T::Int,
+                   choice(3, CULOSS_WEIGHT_SQUARE), kWeightTypes, CULOSS_INT(weight_type)},
+                  {{CULOSS_PARAM_POS_WEIGHT, "CULOSS_PARAM_POS_WEIGHT", T::Floats,
+                    reals(0, kInf, 1), nullptr, CULOSS_FLOATS(pos_weight)},
+                   {{CULOSS_PARAM_CLASS_BALANCE, "CULOSS_PARAM_CLASS_BALANCE", T::Int,
+                     choice(2, CULOSS_BALANCE_NONE), kBalances, CULOSS_INT(class_balance)},
+                    {{CULOSS_PARAM_LABEL_SMOOTHING, "CULOSS_PARAM_LABEL_SMOOTHING", T::Float,
+                      reals(0, 1, 0, /*open=*/true), nullptr, CULOSS_FLOAT(label_smoothing)},
+                     {{CULOSS_PARAM_CE_RATIO, "CULOSS_PARAM_CE_RATIO", T::Float, reals(0, 1, 0.5),
+                       nullptr, CULOSS_FLOAT(ce_ratio)},
+                      {{CULOSS_PARAM_PER_IMAGE, "CULOSS_PARAM_PER_IMAGE", T::Int, flag(0), nullptr,
+                        CULOSS_INT(per_image)},
+                       {{CULOSS_PARAM_CLASSES, "CULOSS_PARAM_CLASSES", T::Int,
+                         choice(2, CULOSS_CLASSES_PRESENT), kClasses, CULOSS_INT(classes)},
+                        {{CULOSS_PARAM_SKIP_EMPTY, "CULOSS_PARAM_SKIP_EMPTY", T::Int, flag(0),
+                          nullptr, CULOSS_INT(skip_empty)},
+                         {{CULOSS_PARAM_AVERAGE, "CULOSS_PARAM_AVERAGE", T::Int,
+                           choice(2, CULOSS_AVERAGE_MACRO), kAverages, CULOSS_INT(average)},
+                          {
+                              {CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int,
+                               flag(1), nullptr, CULOSS_INT(check_targets)},
+                          };
 
 #undef CULOSS_INT
 #undef CULOSS_FLOAT
@@ -122,6 +138,9 @@ const KindInfo kKinds[] = {
      "CULOSS_DICE",
      F::Region,
      TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_DICE,
      false,
      kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE),
      {},
@@ -130,6 +149,9 @@ const KindInfo kKinds[] = {
      "CULOSS_JACCARD",
      F::Region,
      TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_JACCARD,
      false,
      kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE),
      {},
@@ -138,6 +160,9 @@ const KindInfo kKinds[] = {
      "CULOSS_TVERSKY",
      F::Region,
      TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_TVERSKY,
      false,
      kRegion | kTversky | pbit(CULOSS_PARAM_AVERAGE),
      {},
@@ -146,6 +171,9 @@ const KindInfo kKinds[] = {
      "CULOSS_FOCAL_TVERSKY",
      F::Region,
      TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_FOCAL_TVERSKY,
      false,
      kRegion | kTversky | pbit(CULOSS_PARAM_GAMMA) | pbit(CULOSS_PARAM_AVERAGE),
      {real(CULOSS_PARAM_ALPHA, 0, kInf, 0.3), real(CULOSS_PARAM_BETA, 0, kInf, 0.7),
@@ -155,6 +183,9 @@ const KindInfo kKinds[] = {
      "CULOSS_GENERALIZED_DICE",
      F::Region,
      TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_GENERALIZED_DICE,
      true,
      kRegion | pbit(CULOSS_PARAM_WEIGHT_TYPE),
      {},
@@ -163,6 +194,9 @@ const KindInfo kKinds[] = {
      "CULOSS_BCE",
      F::Elementwise,
      TF::Binary,
+     TK_BCE,
+     TK_BCE,
+     -1,
      false,
      kCommon | pbit(CULOSS_PARAM_CLASS_WEIGHTS) | pbit(CULOSS_PARAM_POS_WEIGHT) |
          pbit(CULOSS_PARAM_CLASS_BALANCE) | pbit(CULOSS_PARAM_LABEL_SMOOTHING),
@@ -172,6 +206,9 @@ const KindInfo kKinds[] = {
      "CULOSS_CROSS_ENTROPY",
      F::Elementwise,
      TF::ClassIndex,
+     TK_CE,
+     TK_CE,
+     -1,
      false,
      kCommon | pbit(CULOSS_PARAM_CLASS_WEIGHTS) | pbit(CULOSS_PARAM_LABEL_SMOOTHING),
      {activation(kSoftmaxOnly, CULOSS_ACTIVATION_SOFTMAX)},
@@ -180,6 +217,9 @@ const KindInfo kKinds[] = {
      "CULOSS_FOCAL",
      F::Elementwise,
      TF::BinaryUnlessSoftmax,
+     TK_FOCAL_SOFTMAX,
+     TK_FOCAL_BINARY,
+     -1,
      false,
      kCommon | pbit(CULOSS_PARAM_CLASS_WEIGHTS) | pbit(CULOSS_PARAM_ALPHA) |
          pbit(CULOSS_PARAM_GAMMA),
@@ -188,8 +228,11 @@ const KindInfo kKinds[] = {
      2},
     {CULOSS_COMBO,
      "CULOSS_COMBO",
-     F::Elementwise,
+     F::Composite,
      TF::Binary,
+     -1,
+     -1,
+     RK_DICE,
      false,
      kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_ALPHA) |
          pbit(CULOSS_PARAM_CE_RATIO) | pbit(CULOSS_PARAM_AVERAGE),
@@ -201,6 +244,9 @@ const KindInfo kKinds[] = {
      "CULOSS_MARGINAL_CE",
      F::Elementwise,
      TF::ClassIndex,
+     TK_MARGINAL,
+     TK_MARGINAL,
+     -1,
      false,
      kCommon,
      {activation(kSoftmaxOnly, CULOSS_ACTIVATION_SOFTMAX)},
@@ -209,6 +255,9 @@ const KindInfo kKinds[] = {
      "CULOSS_LOVASZ_HINGE",
      F::Lovasz,
      TF::Binary,
+     -1,
+     -1,
+     -1,
      false,
      (kCommon & ~pbit(CULOSS_PARAM_ACTIVATION)) | pbit(CULOSS_PARAM_PER_IMAGE),
      {activation(0, CULOSS_ACTIVATION_NONE)},
@@ -217,6 +266,9 @@ const KindInfo kKinds[] = {
      "CULOSS_LOVASZ_SOFTMAX",
      F::Lovasz,
      TF::ClassIndex,
+     -1,
+     -1,
+     -1,
      false,
      kCommon | pbit(CULOSS_PARAM_PER_IMAGE) | pbit(CULOSS_PARAM_CLASSES),
      {activation(kSoftmaxOnly, CULOSS_ACTIVATION_SOFTMAX)},
@@ -225,6 +277,9 @@ const KindInfo kKinds[] = {
      "CULOSS_SUM",
      F::Sum,
      TF::ClassIndex,
+     -1,
+     -1,
+     -1,
      false,
      pbit(CULOSS_PARAM_CHECK_TARGETS),
      {},
@@ -286,7 +341,21 @@ const KindInfo* find_kind(int kind) {
 }
 
 const ParamInfo* find_param(int param) {
-  return param >= 1 && param <= kParamCount ? &kParams[param - 1] : nullptr;
+  return param >= 1 && param <= kParamCount ? &kParams[param - 1].info : nullptr;
+}
+
+int64_t& int_value(Params& p, const ParamInfo& info) { return p.*kParams[info.id - 1].int_field; }
+int64_t int_value(const Params& p, const ParamInfo& info) {
+  return p.*kParams[info.id - 1].int_field;
+}
+double& float_value(Params& p, const ParamInfo& info) {
+  return p.*kParams[info.id - 1].float_field;
+}
+double float_value(const Params& p, const ParamInfo& info) {
+  return p.*kParams[info.id - 1].float_field;
+}
+std::vector<double>& list_value(Params& p, const ParamInfo& info) {
+  return p.*kParams[info.id - 1].list_field;
 }
 
 const KindInfo& kind_info(culoss_kind kind) {
@@ -346,12 +415,12 @@ void check_value(const ParamInfo& info, const ParamRule& rule, culoss_kind kind,
 Params default_params(culoss_kind kind) {
   Params p{};
   const KindInfo& k = kind_info(kind);
-  for (const ParamInfo& info : kParams) {
-    double def = info.rule.default_value;  // also for parameters the kind does not take
+  for (const ParamRow& row : kParams) {
+    double def = row.info.rule.default_value;  // also for parameters the kind does not take
     for (int i = 0; i < k.override_count; ++i)
-      if (k.overrides[i].param == info.id) def = k.overrides[i].rule.default_value;
-    if (info.int_field) p.*info.int_field = static_cast<int64_t>(def);
-    if (info.float_field) p.*info.float_field = def;
+      if (k.overrides[i].param == row.info.id) def = k.overrides[i].rule.default_value;
+    if (row.int_field) p.*row.int_field = static_cast<int64_t>(def);
+    if (row.float_field) p.*row.float_field = def;
   }
   return p;  // lists stay empty: every element has its default
 }
@@ -388,6 +457,7 @@ std::vector<int64_t> output_axes(culoss_kind kind, const Params& p, int64_t ndim
       if (p.per_image) axes.push_back(0);
       if (binary) axes.push_back(axis);
       return axes;
+    case Family::Composite:  // MEAN only
     case Family::Sum:
       break;
   }

@@ -37,16 +37,21 @@ struct ParamInfo {
   ParamType type;
   ParamRule rule;                  // for every kind that does not override it
   const char* const* value_names;  // an enum: the names of values 0..upper; else NULL
-  int64_t Params::*int_field;      // where a descriptor keeps the value (by type)
-  double Params::*float_field;
-  std::vector<double> Params::*list_field;
 };
+
+// Where a descriptor keeps a parameter's value (by its type).
+int64_t& int_value(Params& p, const ParamInfo& info);
+int64_t int_value(const Params& p, const ParamInfo& info);
+double& float_value(Params& p, const ParamInfo& info);
+double float_value(const Params& p, const ParamInfo& info);
+std::vector<double>& list_value(Params& p, const ParamInfo& info);
 
 // How a kind is computed.
 enum class Family {
   Region,       // statistics per (image, class), a ratio, one gradient pass
   Elementwise,  // a loss per element or pixel (counts from statistics when needed)
   Lovasz,       // a sort per problem
+  Composite,    // a fixed sum of terms of other families (COMBO: cross-entropy and Dice)
   Sum,          // a weighted sum of other kinds' terms
 };
 
@@ -59,6 +64,9 @@ struct KindInfo {
   const char* name;
   Family family;
   TargetForm targets;
+  int term;           // its term unit (TermKind, kernels/terms), -1 for none
+  int binary_term;    // the unit when it reads binary targets
+  int region;         // region: its ratio (RegionKind, kernels/common/region_math.cuh)
   bool image_groups;  // region: one loss per image (over its classes), whatever AVERAGE says
   uint32_t params;    // bit p set: parameter p applies
   struct Override {
