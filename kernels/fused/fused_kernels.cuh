@@ -20,12 +20,12 @@
 #include "kernels/common/finalize.cuh"
 #include "kernels/common/passes.cuh"
 #include "kernels/common/reduce.cuh"
+#include "kernels/fused/launch.cuh"
 
 namespace culoss {
 
 constexpr int kStatsMaxWarps = 8;
 constexpr int kFinalizeThreads = 256;
-constexpr int kElementThreads = 256;
 constexpr int kInlineTable = 480;  // weights passed by value (kernel arguments stay under 4 KiB)
 
 struct InlineTable {

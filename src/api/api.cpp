@@ -63,7 +63,7 @@ Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTenso
                  const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale,
                  Mode mode = Mode::Compute) {
   Prepared p;
-  p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
+  p.call = validate_call(loss, input, target, pixel_weight, grad_input, grad_scale);
   p.lovasz = is_lovasz_kind(loss.kind);
   if (mode != Mode::Compute) {
     p.call.distributed = true;

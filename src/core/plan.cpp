@@ -6,17 +6,11 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "kernels/fused/launch.cuh"
 
 namespace culoss {
 
 namespace {
-// CUDA launch geometry: independent of the device model so that workspace sizes and results do
-// not depend on where a call runs.
-constexpr int64_t kCudaTargetBlocks = 1024;
-constexpr int64_t kCudaPixelsPerBlockMin = 2048;
-constexpr int64_t kCudaElementThreads = 256;
-constexpr int64_t kCudaMaxElementBlocks = 8192;
-
 int64_t element_count(const std::vector<int64_t>& shape) {
   int64_t count = 1;
   for (int64_t d : shape) count *= d;
@@ -203,15 +197,8 @@ Plan make_plan(const Call& call) {
   plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
   plan.group_count = std::max<int64_t>(plan.group_count, 1);
   if (call.backend == Backend::CUDA) {
-    if (L.N > 0) {
-      const int64_t per_image = std::max<int64_t>(1, kCudaTargetBlocks / L.N);
-      const int64_t by_size = (L.P + kCudaPixelsPerBlockMin - 1) / kCudaPixelsPerBlockMin;
-      plan.cuda_blocks_per_image = std::max<int64_t>(1, std::min(per_image, by_size));
-    }
-    const int64_t pixels = L.N * L.P;
-    plan.cuda_element_blocks = std::max<int64_t>(
-        1,
-        std::min(kCudaMaxElementBlocks, (pixels + kCudaElementThreads - 1) / kCudaElementThreads));
+    plan.cuda_blocks_per_image = stats_blocks_per_image(L.N, L.P);
+    plan.cuda_element_blocks = element_blocks(L.N * L.P);
     plan.wide_partials = call.input.dtype == DType::F64;
   }
   return plan;

@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "cuda/backend.hpp"
 
 namespace culoss {
 
@@ -125,7 +124,7 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
   if (device_type != kDLCPU && device_type != kDLCUDA)
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on DLPack device type ", device_type,
          "; expected kDLCPU (1) or kDLCUDA (2)");
-  if (device_type == kDLCUDA && !cuda::available())
+  if (device_type == kDLCUDA && !cuda_backend_built())
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name,
          " is a CUDA tensor but this culoss was built without CUDA");
   r.device = t->device;
@@ -194,8 +193,7 @@ int64_t resolve_class_axis(int64_t class_axis, int64_t ndim, const std::string& 
 }
 
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
-                   const DLTensor* pixel_weight, DLTensor* /*loss_out*/, DLTensor* grad_input,
-                   double grad_scale) {
+                   const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
   Call call;
   call.loss = &loss;
   call.input = parse("input", input, kFloats, "float32, float64, float16 or bfloat16");

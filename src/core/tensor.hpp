@@ -57,12 +57,14 @@ struct Call {
   }
 };
 
-// Validates input, target, pixel_weight (nullable), loss_out (nullable: workspace queries) and
-// grad_input (nullable) against the descriptor. `out_shape` is the shape loss_out must have
-// (empty = one element, accepted as ndim 0 or shape [1]).
+// Validates input, target, pixel_weight (nullable) and grad_input (nullable) against the
+// descriptor; loss_out follows with validate_loss_out once its shape is known.
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
-                   const DLTensor* pixel_weight, DLTensor* loss_out, DLTensor* grad_input,
-                   double grad_scale);
+                   const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale);
+
+// Whether this library was built with its CUDA backend (defined there, or by src/cuda/
+// no_cuda.cpp): CUDA tensors are refused without it. A device may still be absent.
+bool cuda_backend_built();
 
 // Validates the statistics vector of a distributed call: float64 [count] on the input's device,
 // overlapping no other tensor of the call. `output` for culoss_compute_stats.
