@@ -3,7 +3,7 @@
 //
 // Every kind is one term (COMBO is expanded into a binary cross-entropy term, a Dice term and a
 // constant; a CULOSS_SUM is the concatenation of its terms' programs). A term owns:
-//   - statistics slots in the per-(image, class) statistics row (step 2 of DESIGN.md §1),
+//   - statistics slots in the per-(image, class) statistics row (step 2; docs/reference.md),
 //   - coefficient slots in the per-(image, class) coefficient row, filled by finalize (step 3),
 //   - element math: its loss at one element and its derivative (step 4).
 // The term units share one static interface (kernels/terms/all.cuh lists them and dispatches).

@@ -89,7 +89,7 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
 
 namespace culoss {
 
-// Lovász kinds replace statistics and finalize with a sort (DESIGN.md §1).
+// Lovász kinds replace statistics and finalize with a sort (docs/reference.md).
 struct LovaszPlan {
   LovaszShape shape{};
   bool hinge = true;

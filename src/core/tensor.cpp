@@ -1,4 +1,4 @@
-// Tensor validation. Every refusal names the tensor and what was expected (DESIGN.md §3, §5).
+// Tensor validation. Every refusal names the tensor and what was expected (docs/reference.md).
 #include "core/tensor.hpp"
 
 #include <cmath>

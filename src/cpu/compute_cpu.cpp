@@ -1,6 +1,6 @@
-// CPU backend: the four steps of DESIGN.md §1 in plain loops, accumulating in double. The element
-// math, the passes and finalize are the shared code of kernels/common, the same the CUDA
-// kernels run.
+// CPU backend: the four steps (docs/reference.md) in plain loops, accumulating in double. The
+// element math, the passes and finalize are the shared code of kernels/common and kernels/terms,
+// the same the CUDA kernels run.
 #include <vector>
 
 #include "core/dispatch.hpp"
