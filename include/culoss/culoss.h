@@ -219,6 +219,72 @@ CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTen
                                                    void* workspace, size_t workspace_bytes,
                                                    void* stream);
 
+/*
+ * The registry of kinds and parameters (appended in 0.2). The setters validate against these
+ * same tables, so a binding can build its own checks and documentation from them instead of
+ * copying them, in the way of zstd's ZSTD_cParam_getBounds:
+ *
+ *     for (int p = 1; culoss_param_name((culoss_param)p); ++p)
+ *       if (culoss_param_applies(CULOSS_DICE, (culoss_param)p)) {
+ *         double lo, hi, def;
+ *         int open;
+ *         culoss_param_get_bounds(CULOSS_DICE, (culoss_param)p, &lo, &hi, &open);
+ *         culoss_param_get_default(CULOSS_DICE, (culoss_param)p, &def);
+ *       }
+ */
+
+/* Which setter and getter a parameter takes. Values are frozen. */
+typedef enum {
+  CULOSS_TYPE_INT = 0,   /* culoss_loss_set_int / culoss_loss_get_int */
+  CULOSS_TYPE_FLOAT = 1, /* culoss_loss_set_float / culoss_loss_get_float */
+  CULOSS_TYPE_FLOATS = 2 /* culoss_loss_set_floats (one value per class; not readable back) */
+} culoss_param_type;
+
+/* The name of a kind, e.g. "CULOSS_DICE"; NULL for a value that is no culoss_kind. Kinds are
+ * numbered from 1 without gaps: the first NULL ends them. */
+CULOSS_API const char* culoss_kind_name(culoss_kind kind);
+/* The name of a parameter, e.g. "CULOSS_PARAM_ALPHA"; NULL for a value that is no
+ * culoss_param. Parameters are numbered from 1 without gaps. */
+CULOSS_API const char* culoss_param_name(culoss_param param);
+/* The name of one value of an enum-valued int parameter, without its prefix: "SIGMOID" for
+ * (CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID), "BATCH_FREQUENCY" for
+ * (CULOSS_PARAM_CLASS_BALANCE, 1). NULL when the parameter takes no enum or the value has no
+ * name. */
+CULOSS_API const char* culoss_param_value_name(culoss_param param, int64_t value);
+/* 1 when `param` applies to `kind` (its setters and getters accept it), else 0; 0 for unknown
+ * kinds and parameters too. */
+CULOSS_API int culoss_param_applies(culoss_kind kind, culoss_param param);
+/* The type of `param`. INVALID_ARGUMENT for an unknown parameter. */
+CULOSS_API culoss_status culoss_param_get_type(culoss_param param, culoss_param_type* type);
+/*
+ * The values `kind` accepts for `param`: lower <= value <= upper, or value < upper when
+ * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded. Float values must also be
+ * finite; CULOSS_TYPE_FLOATS bounds each element. An enum parameter may accept only some of
+ * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY):
+ * culoss_param_accepts tells. Any output pointer may be NULL. INVALID_ARGUMENT when the kind or
+ * parameter is unknown or the parameter does not apply to the kind.
+ */
+CULOSS_API culoss_status culoss_param_get_bounds(culoss_kind kind, culoss_param param,
+                                                 double* lower, double* upper, int* upper_open);
+/* The default of `param` for `kind` (CULOSS_TYPE_FLOATS: of each element). Errors as for
+ * culoss_param_get_bounds. */
+CULOSS_API culoss_status culoss_param_get_default(culoss_kind kind, culoss_param param,
+                                                  double* value);
+/* 1 when a `kind` descriptor's setter accepts `value` for `param` (an int parameter: an
+ * integral value; CULOSS_TYPE_FLOATS: one element), else 0 (also when the parameter does not
+ * apply). */
+CULOSS_API int culoss_param_accepts(culoss_kind kind, culoss_param param, double value);
+/*
+ * The axes of an input of `ndim` dimensions that loss_out's axes stand for, in order, with this
+ * descriptor's parameters: *count = 0 for one value (MEAN, SUM, or NONE reduced to one value);
+ * for REDUCTION_NONE e.g. (0, class axis) for a per-(image, class) region loss or every axis but
+ * the class axis for CULOSS_CROSS_ENTROPY. `axes` has room for `ndim` entries. loss_out of
+ * culoss_compute has the input's extents along these axes. SHAPE_MISMATCH when CLASS_AXIS does
+ * not name an axis in [1, ndim).
+ */
+CULOSS_API culoss_status culoss_loss_output_axes(culoss_loss loss, int64_t ndim, int64_t* axes,
+                                                 int64_t* count);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -8,11 +8,10 @@
 #include <cstdint>
 
 #include "kernels/common/dtype.cuh"
+#include "kernels/common/enums.cuh"
 #include "kernels/common/math.cuh"
 
 namespace culoss {
-
-enum Activation : int { ACT_NONE = 0, ACT_SIGMOID = 1, ACT_SOFTMAX = 2 };
 
 struct Layout {
   int64_t N, C, pre, inner, P;

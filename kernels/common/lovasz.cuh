@@ -112,7 +112,7 @@ CULOSS_HD double lovasz_mean_denominator(bool hinge, double problems, int64_t C)
 CULOSS_HD double lovasz_segment_weight(bool hinge, int reduction, bool classes_all, double gts,
                                        int64_t present_count, double problems, int64_t C) {
   const double w = lovasz_sum_weight(hinge, classes_all, gts, present_count);
-  if (reduction != 0) return w;  // RED_SUM, RED_NONE
+  if (reduction != RED_MEAN) return w;  // RED_SUM, RED_NONE
   const double d = lovasz_mean_denominator(hinge, problems, C);
   return d > 0.0 ? w / d : 0.0;
 }

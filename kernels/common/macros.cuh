@@ -3,7 +3,6 @@
 
 #if defined(__CUDACC__)
 #define CULOSS_HD __host__ __device__ __forceinline__
-#define CULOSS_DEVICE __device__ __forceinline__
 #else
 #define CULOSS_HD inline
 #endif

@@ -7,7 +7,7 @@
 #pragma once
 
 #include "kernels/common/layout.cuh"
-#include "kernels/common/terms.cuh"
+#include "kernels/terms/all.cuh"
 
 namespace culoss {
 
@@ -49,36 +49,6 @@ CULOSS_HD PixelState<R> pixel_state(const Program& prog, const ElementArgs& a, c
   return s;
 }
 
-// p of a term at one class: the softmax, the sigmoid, or the input itself.
-template <class R>
-CULOSS_HD R term_prob(int activation, const PixelActivation<R>& soft, R xc) {
-  return activate(activation, soft, xc);
-}
-
-template <class R>
-CULOSS_HD ClassProb<R> class_prob(int activation, const PixelActivation<R>& soft, R xc) {
-  ClassProb<R> cp;
-  if (activation == ACT_SOFTMAX) {
-    cp.logp = xc - soft.max - soft.log_sum;
-    cp.p = exp_r(xc - soft.max) * soft.inv_sum;
-    cp.live = true;
-    return cp;
-  }
-  const double xd = static_cast<double>(xc);  // bounds in double, as in binary_prob
-  cp.live = xd >= kProbClamp && xd <= 1.0 - kProbClamp;
-  if (xd < kProbClamp) {
-    cp.p = R(kProbClamp);
-    cp.logp = R(kLogProbClamp);
-  } else if (xd > 1.0 - kProbClamp) {
-    cp.p = R(1.0 - kProbClamp);
-    cp.logp = R(kLog1mProbClamp);
-  } else {
-    cp.p = xc;
-    cp.logp = log_r(xc);
-  }
-  return cp;
-}
-
 #if defined(__CUDACC__)
 #pragma nv_exec_check_disable  // the sink is a device lambda when called from a kernel
 #endif
@@ -108,43 +78,14 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
     const int64_t e = valid ? s.base + c * s.stride : 0;
     const R t = valid ? target_value(a.target, s.px, c, e) : R(0);
     const R xc = valid && prog.stats_need_prediction ? to_real<R>(x[e]) : R(0);
+    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, x0, t0};
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       if (ts.stat_count == 0) continue;
-      R vals[4] = {R(0), R(0), R(0), R(0)};
-      if (valid) {
-        if (ts.kind == TK_REGION) {
-          region_element_stats(term_prob(ts.activation, s.soft, xc), t, s.px.v, ts.region.squared,
-                               vals);
-        } else {
-          // counts: Σ m t and Σ m (marginal: Σ m [t ≥ 0.5], whether the class is annotated)
-          vals[0] = ts.kind == TK_MARGINAL ? (t >= R(0.5) ? s.px.m : R(0)) : s.px.m * t;
-          vals[1] = s.px.m;
-          if (prog.value_in_stats) {  // the value's own sums, unweighted (ω after the reduction)
-            const int v = ts.value_offset - ts.stat_offset;
-            const R w = s.px.v;
-            if (ts.kind == TK_BCE) {  // Σ −v t′ log p and Σ −v (1 − t′) log(1 − p): linear in ω±
-              const BinaryProb<R> b = binary_prob(ts.activation, xc);
-              const R eps = static_cast<R>(ts.label_smoothing);
-              const R tt = t * (R(1) - eps) + eps / R(2);
-              vals[v] = -w * tt * b.logp;
-              vals[v + 1] = -w * (R(1) - tt) * b.logq;
-            } else if (ts.kind == TK_FOCAL_BINARY) {
-              vals[v] = focal_binary_element(ts, binary_prob(ts.activation, xc), t, w, R(1)).loss;
-            } else if (ts.kind == TK_CE) {
-              vals[v] = ce_element(ts, class_prob(ts.activation, s.soft, xc), t, w, R(1), C).loss;
-            } else if (ts.kind == TK_FOCAL_SOFTMAX) {
-              vals[v] =
-                  focal_softmax_element(ts, class_prob(ts.activation, s.soft, xc), t, w, R(1)).loss;
-            } else if (ts.kind == TK_MARGINAL) {  // foreground terms; background bucketed by argmax
-              if (c >= 1)
-                vals[v] = marginal_element(ts, class_prob(ts.activation, s.soft, xc), t, w).loss;
-              if (c == s.argmax) vals[v + 1] = -w * t0 * class_prob(ts.activation, s.soft, x0).logp;
-            }
-          }
-        }
-      }
-      for (int k = 0; k < ts.stat_count; ++k) sink(c, ts.stat_offset + k, vals[k]);
+      R slots[4] = {R(0), R(0), R(0), R(0)};
+      if (valid)
+        visit_term(ts.kind, [&](auto unit) { decltype(unit)::stats(prog, ts, tp, slots); });
+      for (int k = 0; k < ts.stat_count; ++k) sink(c, ts.stat_offset + k, slots[k]);
     }
   }
 }
@@ -157,51 +98,21 @@ struct ElementOutputs {
   DType none_dtype;
 };
 
-// One term at class c of a pixel.
-template <class R>
-CULOSS_HD TermOut<R> term_element(const TermSpec& ts, const PixelState<R>& s, const double* coef,
-                                  const double* argmax_coef, int64_t c, int64_t C, R xc, R t) {
-  const R v = s.px.v;
-  switch (ts.kind) {
-    case TK_REGION: {
-      const R p = term_prob(ts.activation, s.soft, xc);
-      return TermOut<R>{
-          R(0), region_element_d(ts, p, t, v, narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]))};
-    }
-    case TK_BCE:
-      return bce_element(ts, binary_prob(ts.activation, xc), t, v, narrow_coef<R>(coef[0]),
-                         narrow_coef<R>(coef[1]));
-    case TK_FOCAL_BINARY:
-      return focal_binary_element(ts, binary_prob(ts.activation, xc), t, v,
-                                  narrow_coef<R>(coef[0]));
-    case TK_CE:
-      return ce_element(ts, class_prob(ts.activation, s.soft, xc), t, v, narrow_coef<R>(coef[0]),
-                        C);
-    case TK_FOCAL_SOFTMAX:
-      return focal_softmax_element(ts, class_prob(ts.activation, s.soft, xc), t, v,
-                                   narrow_coef<R>(coef[0]));
-    case TK_MARGINAL: {
-      // b = 0 when the argmax is a foreground class absent from the image's annotation.
-      const bool charge_background = s.argmax == 0 || argmax_coef[0] != 0.0;
-      const R tt = c == 0 && !charge_background ? R(0) : t;
-      return marginal_element(ts, class_prob(ts.activation, s.soft, xc), tt, v);
-    }
-  }
-  return TermOut<R>{R(0), R(0)};
-}
-
 // Step 4 for pixel q of image n: writes dℓ/dx of its classes (when out.grad is set) and the NONE
 // outputs, and returns its contribution Σ_t scale_t ℓ_t to the loss value. `coefs` is the
 // coefficient table [N][C][coef_width]; `scale[t]` the value scale of term t (grad_scale is
 // applied on top for the gradient; region coefficients carry theirs already).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
 template <class R, class T, class G>
 CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x, G* grad,
                           void* none_out, DType none_dtype, const double* coefs,
                           const double* scale, double grad_scale, int64_t n, int64_t q) {
-  const int64_t C = a.L.C, W = prog.coef_width;
+  const int64_t C = a.L.C, coef_width = prog.coef_width;
   const PixelState<R> s = pixel_state<R>(prog, a, x, n, q);
-  const double* row = coefs + n * C * W;
-  const double* argmax_row = row + s.argmax * W;
+  const double* row = coefs + n * C * coef_width;
+  const double* argmax_row = row + s.argmax * coef_width;
   const int64_t pix = n * a.L.P + q;
   if (s.px.v == R(0)) {  // ignored or zero-weight pixel: no loss, no gradient
     for (int64_t c = 0; c < C; ++c) {
@@ -212,44 +123,49 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
     if (prog.none_mode == NONE_PIXELS) store_as(none_out, none_dtype, pix, R(0));
     return R(0);
   }
-  auto factor = [&](const TermSpec& ts, int i) {  // gradient factor of a term
-    return ts.kind == TK_REGION ? R(1) : static_cast<R>(grad_scale * scale[i]);
+  // Calls f(unit, i, spec, gradient factor, out) for every term i at class c, out being its loss
+  // and derivative.
+  auto each_term = [&](int64_t c, R xc, R t, auto&& f) {
+    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, R(0), R(0)};
+    for (int i = 0; i < prog.count; ++i) {
+      const TermSpec& ts = prog.term[i];
+      visit_term(ts.kind, [&](auto unit) {
+        using Unit = decltype(unit);
+        const R factor = Unit::kScaledCoefs ? R(1) : static_cast<R>(grad_scale * scale[i]);
+        f(unit, i, ts, factor,
+          Unit::element(ts, tp, row + c * coef_width + ts.coef_offset,
+                        argmax_row + ts.coef_offset));
+      });
+    }
+  };
+  auto read = [&](int64_t c, int64_t e, R& xc, R& t) {
+    xc = to_real<R>(x[e]);
+    t = target_value(a.target, s.px, c, e);
   };
   // Softmax-style terms: Σ_c H_c first (H = Σ_t factor_t h_t), then dℓ/dx_k = H_k − p_k Σ H.
   R h_total = R(0);
   if (prog.any_softmax && grad) {
     for (int64_t c = 0; c < C; ++c) {
-      const int64_t e = s.base + c * s.stride;
-      const R xc = to_real<R>(x[e]);
-      const R t = target_value(a.target, s.px, c, e);
-      for (int i = 0; i < prog.count; ++i) {
-        const TermSpec& ts = prog.term[i];
-        if (!is_softmax_style(ts)) continue;
-        h_total += factor(ts, i) * term_element(ts, s, row + c * W + ts.coef_offset,
-                                                argmax_row + ts.coef_offset, c, C, xc, t)
-                                       .d;
-      }
+      R xc, t;
+      read(c, s.base + c * s.stride, xc, t);
+      each_term(c, xc, t, [&](auto, int, const TermSpec& ts, R factor, const TermOut<R>& o) {
+        if (ts.activation == ACT_SOFTMAX) h_total += factor * o.d;
+      });
     }
   }
   R pixel_loss = R(0), none_pixel = R(0);
   for (int64_t c = 0; c < C; ++c) {
     const int64_t e = s.base + c * s.stride;
-    const R xc = to_real<R>(x[e]);
-    const R t = target_value(a.target, s.px, c, e);
+    R xc, t;
+    read(c, e, xc, t);
     R h = R(0), direct = R(0), none_element = R(0);
-    for (int i = 0; i < prog.count; ++i) {
-      const TermSpec& ts = prog.term[i];
-      const TermOut<R> o = term_element(ts, s, row + c * W + ts.coef_offset,
-                                        argmax_row + ts.coef_offset, c, C, xc, t);
-      if (ts.kind != TK_REGION) {
+    each_term(c, xc, t, [&](auto unit, int i, const TermSpec& ts, R factor, const TermOut<R>& o) {
+      if (decltype(unit)::kElementValue) {
         if (!prog.value_in_stats) pixel_loss += static_cast<R>(scale[i]) * o.loss;
         none_element += o.loss;
       }
-      if (is_softmax_style(ts))
-        h += factor(ts, i) * o.d;
-      else
-        direct += factor(ts, i) * o.d;
-    }
+      (ts.activation == ACT_SOFTMAX ? h : direct) += factor * o.d;
+    });
     if (grad) {
       const R p = prog.any_softmax ? exp_r(xc - s.soft.max) * s.soft.inv_sum : R(0);
       grad[e] = StoreAs<G>::from(h - p * h_total + direct);

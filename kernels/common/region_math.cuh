@@ -10,13 +10,12 @@
 
 #include <cstdint>
 
+#include "kernels/common/enums.cuh"
 #include "kernels/common/math.cuh"
 
 namespace culoss {
 
 enum RegionKind : int { RK_DICE, RK_JACCARD, RK_TVERSKY, RK_FOCAL_TVERSKY, RK_GENERALIZED_DICE };
-enum Reduction : int { RED_MEAN = 0, RED_SUM = 1, RED_NONE = 2 };
-enum WeightType : int { WT_SQUARE = 0, WT_SIMPLE = 1, WT_UNIFORM = 2 };
 
 constexpr int kRegionStats = 3;  // I, SP, ST
 constexpr int kStatI = 0, kStatSP = 1, kStatST = 2;

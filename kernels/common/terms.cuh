@@ -1,10 +1,12 @@
-// A loss call as a program of terms, and the element math of every term.
+// A loss call as a program of terms, and what every term unit (kernels/terms/<term>.cuh) is
+// built from: the probabilities of one element, the pixel a term sees, and the finalize step.
 //
 // Every kind is one term (COMBO is expanded into a binary cross-entropy term, a Dice term and a
 // constant; a CULOSS_SUM is the concatenation of its terms' programs). A term owns:
-//   - statistics slots in the per-(image, class) statistics row (step 2 of DESIGN.md §1),
+//   - statistics slots in the per-(image, class) statistics row (step 2; docs/reference.md),
 //   - coefficient slots in the per-(image, class) coefficient row, filled by finalize (step 3),
 //   - element math: its loss at one element and its derivative (step 4).
+// The term units share one static interface (kernels/terms/all.cuh lists them and dispatches).
 // Derivatives come in two forms. A softmax-style term returns h_c = p_c · dℓ/dp_c (finite even
 // where p_c underflows); the pixel pass turns the sum H of all such terms into
 // dℓ/dx_k = H_k − p_k Σ_c H_c. Every other term returns dℓ/dx (or dℓ/dp for probabilities)
@@ -13,6 +15,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/dtype.cuh"   // DType
 #include "kernels/common/layout.cuh"  // ACT_* activations
 #include "kernels/common/math.cuh"
 #include "kernels/common/region_math.cuh"
@@ -72,8 +75,6 @@ struct Program {
   int64_t export_count, export_pixels;
 };
 
-CULOSS_HD bool is_softmax_style(const TermSpec& t) { return t.activation == ACT_SOFTMAX; }
-
 // ---- probabilities of a binary (per-element) term --------------------------------------------
 
 constexpr double kProbClamp = 1e-7;  // ACTIVATION_NONE: p is clamped to [1e-7, 1 − 1e-7]
@@ -128,7 +129,43 @@ struct ClassProb {
   bool live;
 };
 
-// ---- element math of each term kind ----------------------------------------------------------
+// Probability of a softmax-style term: the pixel's softmax, or a clamped probability input.
+template <class R>
+CULOSS_HD ClassProb<R> class_prob(int activation, const PixelActivation<R>& soft, R xc) {
+  ClassProb<R> cp;
+  if (activation == ACT_SOFTMAX) {
+    cp.logp = xc - soft.max - soft.log_sum;
+    cp.p = exp_r(xc - soft.max) * soft.inv_sum;
+    cp.live = true;
+    return cp;
+  }
+  const double xd = static_cast<double>(xc);  // bounds in double, as in binary_prob
+  cp.live = xd >= kProbClamp && xd <= 1.0 - kProbClamp;
+  if (xd < kProbClamp) {
+    cp.p = R(kProbClamp);
+    cp.logp = R(kLogProbClamp);
+  } else if (xd > 1.0 - kProbClamp) {
+    cp.p = R(1.0 - kProbClamp);
+    cp.logp = R(kLog1mProbClamp);
+  } else {
+    cp.p = xc;
+    cp.logp = log_r(xc);
+  }
+  return cp;
+}
+
+// ---- the interface of a term unit -------------------------------------------------------------
+
+// What a term sees of class c of one pixel.
+template <class R>
+struct TermPixel {
+  int64_t c, C;
+  R x, t;                   // input and target at class c
+  R v, m;                   // the pixel's weight (m · pixel_weight) and mask
+  PixelActivation<R> soft;  // the pixel's softmax (when some term needs it)
+  int64_t argmax;           // the pixel's lowest class with the largest input
+  R x0, t0;                 // class 0 of the pixel
+};
 
 template <class R>
 struct TermOut {
@@ -136,106 +173,49 @@ struct TermOut {
   R d;     // h_c for softmax-style terms, else dℓ/dx (dℓ/dp for probability inputs)
 };
 
-// BCE: ℓ = −v [ω⁺ t′ log p + ω⁻ (1 − t′) log(1 − p)], t′ = t (1 − ε) + ε / 2.
-template <class R>
-CULOSS_HD TermOut<R> bce_element(const TermSpec& s, const BinaryProb<R>& b, R t, R v, R w_pos,
-                                 R w_neg) {
-  const R eps = static_cast<R>(s.label_smoothing);
-  const R ts = t * (R(1) - eps) + eps / R(2);
-  TermOut<R> o;
-  o.loss = -v * (w_pos * ts * b.logp + w_neg * (R(1) - ts) * b.logq);
-  if (s.activation == ACT_SIGMOID) {
-    o.d = v * (w_neg * (R(1) - ts) * b.p - w_pos * ts * b.q);
-  } else {
-    o.d = b.live ? -v * (w_pos * ts / b.p - w_neg * (R(1) - ts) / b.q) : R(0);
+// The workspace of step 3.
+struct FinalizeBuffers {
+  const double* stats;    // [N][C][stat_width]
+  const double* weights;  // class and positive weights of all terms (weight table)
+  double* coefs;          // [N][C][coef_width]
+  double* scale;          // [kMaxTerms]: value scale of each element-wise term
+  double* class_coef_a;   // per class (and region group): a term's first coefficient
+  double* class_coef_b;   //   and its second (sizes max(groups x C, C))
+  double* group_loss;     // region group losses, max groups
+  double* group_weight;   //   and their weights in the reduction
+  double* value;          // [1]: Σ weight · value of the terms finished here, plus the constant
+  void* none_out;         // NONE of a region term: its per-group outputs
+  DType none_dtype;
+  // Distributed: `global` is the statistics vector summed over all ranks (culoss_compute_
+  // from_stats); `export_vec` receives this rank's vector (culoss_compute_stats). Both NULL
+  // for a plain culoss_compute.
+  const double* global;
+  double* export_vec;
+  int64_t pixels;  // this rank's N x P
+};
+
+// One finalize step (step 3) as a term sees it: the buffers, the threads that run it (the CPU:
+// one; CUDA: a block, with a barrier `sync` and a deterministic block sum `total`) and the value
+// the terms add to.
+template <class Sync, class Total>
+struct FinalizeStep {
+  const Program& prog;
+  const FinalizeBuffers& b;
+  int64_t N, C;
+  double grad_scale;
+  int64_t tid, threads;
+  Sync& sync;
+  Total& total;
+  double value;  // Σ weight · value of the terms finished so far, plus the constant
+
+  // A statistic of class c summed over the batch: over every rank when distributed.
+  CULOSS_HD double class_total(int64_t c, int64_t slot) const {
+    const int64_t S = prog.stat_width;
+    if (b.global) return b.global[c * S + slot];
+    double sum = 0.0;
+    for (int64_t n = 0; n < N; ++n) sum += b.stats[(n * C + c) * S + slot];
+    return sum;
   }
-  return o;
-}
-
-// Binary focal: ℓ = ω α_t · ce · u^γ with u = 1 − p_t. The derivative is written with
-// u^γ · p(1 − p)/u so it stays finite for every γ ≥ 0, also where u → 0.
-template <class R>
-CULOSS_HD TermOut<R> focal_binary_element(const TermSpec& s, const BinaryProb<R>& b, R t, R v,
-                                          R w_class) {
-  const R gamma = static_cast<R>(s.gamma), alpha = static_cast<R>(s.alpha);
-  const R ce = -(t * b.logp + (R(1) - t) * b.logq);
-  const R u = b.p * (R(1) - t) + b.q * t;  // 1 − p_t
-  const R alpha_t = s.alpha < 0.0 ? R(1) : alpha * t + (R(1) - alpha) * (R(1) - t);
-  const R w = v * w_class * alpha_t;
-  const R ug = pow_r(u, gamma);
-  TermOut<R> o;
-  o.loss = w * ce * ug;
-  if (s.activation == ACT_SIGMOID) {
-    const R r = u > R(0) ? b.p * b.q / u : (t >= R(0.5) ? b.p : b.q);  // p(1 − p) / u
-    o.d = w * ug * ((b.p - t) + gamma * ce * (R(1) - R(2) * t) * r);
-  } else if (!b.live) {
-    o.d = R(0);
-  } else {
-    const R dce_dp = (b.p - t) / (b.p * b.q);
-    const R second = u > R(0) ? gamma * ce * (R(1) - R(2) * t) * ug / u : R(0);
-    o.d = w * (dce_dp * ug + second);
-  }
-  return o;
-}
-
-// Softmax cross-entropy at class c: ℓ = −v ω t′ log p, t′ = t (1 − ε) + ε / C.
-template <class R>
-CULOSS_HD TermOut<R> ce_element(const TermSpec& s, const ClassProb<R>& cp, R t, R v, R w_class,
-                                int64_t C) {
-  const R eps = static_cast<R>(s.label_smoothing);
-  const R ts = t * (R(1) - eps) + eps / static_cast<R>(C);
-  const R k = v * w_class * ts;
-  TermOut<R> o;
-  o.loss = k == R(0) ? R(0) : -k * cp.logp;
-  if (s.activation == ACT_SOFTMAX)
-    o.d = -k;
-  else
-    o.d = cp.live && k != R(0) ? -k / cp.p : R(0);
-  return o;
-}
-
-// Softmax focal at class c: ℓ = −v ω t (1 − p)^γ log p. With q = log p / (1 − p) (→ −1 as
-// p → 1): h = −v ω t (1 − p)^γ (1 − γ p q), finite for every γ ≥ 0.
-template <class R>
-CULOSS_HD TermOut<R> focal_softmax_element(const TermSpec& s, const ClassProb<R>& cp, R t, R v,
-                                           R w_class) {
-  TermOut<R> o{R(0), R(0)};
-  const R k = v * w_class * t;
-  if (k == R(0)) return o;
-  const R gamma = static_cast<R>(s.gamma);
-  const R u = R(1) - cp.p;
-  const R ug = pow_r(u, gamma);
-  const R q = u > R(0) ? cp.logp / u : R(-1);
-  o.loss = -k * ug * cp.logp;
-  if (s.activation == ACT_SOFTMAX)
-    o.d = -k * ug * (R(1) - gamma * cp.p * q);
-  else
-    o.d = cp.live ? -k * ug * (R(1) / cp.p - gamma * q) : R(0);
-  return o;
-}
-
-// Marginal CE at class c: ℓ = −v t̃ log p with t̃_0 = b t_0 (b = 0 when the pixel's argmax is a
-// foreground class the image's annotation lacks), t̃_c = t_c otherwise.
-template <class R>
-CULOSS_HD TermOut<R> marginal_element(const TermSpec& s, const ClassProb<R>& cp, R t_tilde, R v) {
-  TermOut<R> o{R(0), R(0)};
-  const R k = v * t_tilde;
-  if (k == R(0)) return o;
-  o.loss = -k * cp.logp;
-  if (s.activation == ACT_SOFTMAX)
-    o.d = -k;
-  else
-    o.d = cp.live ? -k / cp.p : R(0);
-  return o;
-}
-
-// Region term at class c: dℓ/dp = v (a t + b dSP/dp), through the term's activation.
-template <class R>
-CULOSS_HD R region_element_d(const TermSpec& s, R p, R t, R v, R a, R b) {
-  const R dl_dp = region_dloss_dp(a, b, s.region.squared, p, t, v);
-  if (s.activation == ACT_SOFTMAX) return p * dl_dp;  // h_c
-  if (s.activation == ACT_SIGMOID) return dl_dp * p * (R(1) - p);
-  return dl_dp;
-}
+};
 
 }  // namespace culoss

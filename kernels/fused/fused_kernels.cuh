@@ -20,12 +20,12 @@
 #include "kernels/common/finalize.cuh"
 #include "kernels/common/passes.cuh"
 #include "kernels/common/reduce.cuh"
+#include "kernels/fused/launch.cuh"
 
 namespace culoss {
 
 constexpr int kStatsMaxWarps = 8;
 constexpr int kFinalizeThreads = 256;
-constexpr int kElementThreads = 256;
 constexpr int kInlineTable = 480;  // weights passed by value (kernel arguments stay under 4 KiB)
 
 struct InlineTable {
@@ -108,13 +108,13 @@ __global__ void element_kernel(Program prog, ElementArgs a, const T* x, G* grad,
 }
 
 // One block: loss = region terms' value + Σ element-pass block sums, in block order.
-__global__ void combine_kernel(const double* region_value, const double* loss_partials,
+__global__ void combine_kernel(const double* finalized_value, const double* loss_partials,
                                int64_t count, void* out, DType out_dtype) {
   __shared__ double scratch[kFinalizeThreads];
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) s += loss_partials[i];
   const double total = block_sum(s, scratch);
-  if (threadIdx.x == 0) store_as(out, out_dtype, 0, region_value[0] + total);
+  if (threadIdx.x == 0) store_as(out, out_dtype, 0, finalized_value[0] + total);
 }
 
 // CHECK_TARGETS: the lowest invalid target element and pixel weight (ULLONG_MAX when none).

@@ -156,7 +156,7 @@ __global__ void lovasz_finalize_kernel(LovaszShape shape, bool hinge, int reduct
     seg_loss[seg] = s;
   }
   __syncthreads();
-  if (reduction == 2) {  // RED_NONE: one value per problem (hinge: per channel too)
+  if (reduction == RED_NONE) {  // one value per problem (hinge: per channel too)
     if (hinge) {
       for (int64_t seg = threadIdx.x; seg < segments; seg += blockDim.x)
         store_as(out, out_dtype, seg, seg_loss[seg]);
@@ -180,7 +180,8 @@ __global__ void lovasz_finalize_kernel(LovaszShape shape, bool hinge, int reduct
     export_vec[1] = static_cast<double>(shape.problems());
   } else if (global) {  // the summed statistics' loss: MEAN over every rank's problems
     const double d = lovasz_mean_denominator(hinge, global[1], shape.C);
-    store_as(out, out_dtype, 0, reduction == 0 ? (d > 0.0 ? global[0] / d : 0.0) : global[0]);
+    store_as(out, out_dtype, 0,
+             reduction == RED_MEAN ? (d > 0.0 ? global[0] / d : 0.0) : global[0]);
   } else {
     store_as(out, out_dtype, 0, total);
   }

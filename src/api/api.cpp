@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "core/descriptor.hpp"
 #include "core/error.hpp"
@@ -61,7 +63,7 @@ Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTenso
                  const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale,
                  Mode mode = Mode::Compute) {
   Prepared p;
-  p.call = validate_call(loss, input, target, pixel_weight, nullptr, grad_input, grad_scale);
+  p.call = validate_call(loss, input, target, pixel_weight, grad_input, grad_scale);
   p.lovasz = is_lovasz_kind(loss.kind);
   if (mode != Mode::Compute) {
     p.call.distributed = true;
@@ -122,9 +124,10 @@ culoss_status culoss_loss_create(culoss_loss* out, culoss_kind kind) {
     if (!out) fail(CULOSS_ERROR_INVALID_ARGUMENT, "out is NULL");
     *out = nullptr;
     const int k = raw_enum(kind);
-    if (k < CULOSS_DICE || k > CULOSS_SUM)
-      fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", k,
-           "; expected 1 (CULOSS_DICE) to 13 (CULOSS_SUM)");
+    if (!find_kind(k))
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", k, "; expected 1 (",
+           kind_name(CULOSS_DICE), ") to ", kind_count(), " (",
+           kind_name(static_cast<culoss_kind>(kind_count())), ")");
     const culoss_kind valid = static_cast<culoss_kind>(k);
     *out = new culoss_loss_s{valid, default_params(valid), {}, {}};
   });
@@ -240,6 +243,76 @@ culoss_status culoss_compute(culoss_loss loss, const DLTensor* input, const DLTe
     p.call.workspace_bytes = workspace_bytes;
     p.call.stream = stream;
     p.run();
+  });
+}
+
+const char* culoss_kind_name(culoss_kind kind) {
+  const KindInfo* k = find_kind(raw_enum(kind));
+  return k ? k->name : nullptr;
+}
+
+const char* culoss_param_name(culoss_param param) {
+  const ParamInfo* p = find_param(raw_enum(param));
+  return p ? p->name : nullptr;
+}
+
+const char* culoss_param_value_name(culoss_param param, int64_t value) {
+  const ParamInfo* p = find_param(raw_enum(param));
+  if (!p || !p->value_names || value < 0 || value > static_cast<int64_t>(p->rule.upper))
+    return nullptr;
+  return p->value_names[value];
+}
+
+int culoss_param_applies(culoss_kind kind, culoss_param param) {
+  return find_rule(raw_enum(kind), raw_enum(param)) ? 1 : 0;
+}
+
+culoss_status culoss_param_get_type(culoss_param param, culoss_param_type* type) {
+  return guard([&] {
+    if (!type) fail(CULOSS_ERROR_INVALID_ARGUMENT, "type is NULL");
+    const ParamInfo* p = find_param(raw_enum(param));
+    if (!p) fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown parameter ", raw_enum(param));
+    *type = static_cast<culoss_param_type>(p->type);
+  });
+}
+
+culoss_status culoss_param_get_bounds(culoss_kind kind, culoss_param param, double* lower,
+                                      double* upper, int* upper_open) {
+  return guard([&] {
+    const ParamRule& r = param_rule(raw_enum(kind), raw_enum(param));
+    if (lower) *lower = r.lower;
+    if (upper) *upper = r.upper;
+    if (upper_open) *upper_open = r.upper_open ? 1 : 0;
+  });
+}
+
+culoss_status culoss_param_get_default(culoss_kind kind, culoss_param param, double* value) {
+  return guard([&] {
+    if (!value) fail(CULOSS_ERROR_INVALID_ARGUMENT, "value is NULL");
+    *value = param_rule(raw_enum(kind), raw_enum(param)).default_value;
+  });
+}
+
+int culoss_param_accepts(culoss_kind kind, culoss_param param, double value) {
+  const ParamRule* r = find_rule(raw_enum(kind), raw_enum(param));
+  return r && r->accepts(find_param(raw_enum(param))->type, value) ? 1 : 0;
+}
+
+culoss_status culoss_loss_output_axes(culoss_loss loss, int64_t ndim, int64_t* axes,
+                                      int64_t* count) {
+  return guard([&] {
+    if (!count) fail(CULOSS_ERROR_INVALID_ARGUMENT, "count is NULL");
+    const culoss_loss_s& d = deref(loss);
+    if (ndim < 0 || ndim > 64)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, "ndim is ", ndim, "; expected 0 to 64");
+    std::vector<int64_t> out;
+    if (d.kind != CULOSS_SUM && d.params.reduction == CULOSS_REDUCTION_NONE)
+      out = output_axes(d.kind, d.params, ndim,
+                        resolve_class_axis(d.params.class_axis, ndim,
+                                           "an input of " + std::to_string(ndim) + " dimensions"));
+    if (!out.empty() && !axes) fail(CULOSS_ERROR_INVALID_ARGUMENT, "axes is NULL");
+    for (size_t i = 0; i < out.size(); ++i) axes[i] = out[i];
+    *count = static_cast<int64_t>(out.size());
   });
 }
 

@@ -7,48 +7,37 @@
 #include <cstring>
 #include <vector>
 
+#include "core/registry.hpp"
+
 namespace culoss {
 
+// A descriptor's parameters. Their defaults, bounds and which kinds take them are rows of the
+// registry (core/registry.hpp): default_params fills every field.
 struct Params {
-  int64_t activation = CULOSS_ACTIVATION_SOFTMAX;
-  int64_t class_axis = 1;
-  int64_t reduction = CULOSS_REDUCTION_MEAN;
-  int64_t ignore_index = -100;
-  double smooth_nr = 1e-5;
-  double smooth_dr = 1e-5;
-  int64_t squared_denominator = 0;
-  int64_t batch = 0;
-  int64_t include_background = 1;
+  int64_t activation;
+  int64_t class_axis;
+  int64_t reduction;
+  int64_t ignore_index;
+  double smooth_nr;
+  double smooth_dr;
+  int64_t squared_denominator;
+  int64_t batch;
+  int64_t include_background;
   std::vector<double> class_weights;  // empty: all 1
-  double alpha = 0.5;
-  double beta = 0.5;
-  double gamma = 2.0;
-  int64_t weight_type = CULOSS_WEIGHT_SQUARE;
+  double alpha;
+  double beta;
+  double gamma;
+  int64_t weight_type;
   std::vector<double> pos_weight;  // empty: all 1
-  int64_t class_balance = CULOSS_BALANCE_NONE;
-  double label_smoothing = 0.0;
-  double ce_ratio = 0.5;
-  int64_t per_image = 0;
-  int64_t classes = CULOSS_CLASSES_PRESENT;
-  int64_t skip_empty = 0;
-  int64_t average = CULOSS_AVERAGE_MACRO;
-  int64_t check_targets = 1;
+  int64_t class_balance;
+  double label_smoothing;
+  double ce_ratio;
+  int64_t per_image;
+  int64_t classes;
+  int64_t skip_empty;
+  int64_t average;
+  int64_t check_targets;
 };
-
-// Defaults that depend on the kind (DESIGN.md §2).
-Params default_params(culoss_kind kind);
-
-bool is_region_kind(culoss_kind kind);
-const char* kind_name(culoss_kind kind);
-const char* param_name(culoss_param param);
-
-// Each parameter is an int, a float, or a list of floats.
-enum class ParamType { Int, Float, Floats };
-
-// Throws INVALID_ARGUMENT unless `param` exists, applies to `kind` and has type `type`.
-// `param` is the caller's raw value: C callers may pass any int, so it becomes a culoss_param
-// only once it is known. Returns it as one.
-culoss_param check_param_applies(culoss_kind kind, int param, ParamType type);
 
 }  // namespace culoss
 
@@ -82,9 +71,6 @@ struct CallParams {
 };
 // `ndim` is the input's: negative class axes are resolved before the terms are compared.
 CallParams resolve_call_params(const culoss_loss_s& loss, int64_t ndim);
-
-// A term whose target is a per-element binary label (sigmoid-style), not a class index.
-bool is_binary_term(const culoss_loss_s& loss);
 
 // Whether `kind` accepts CULOSS_ACTIVATION_SIGMOID (what a one-channel model needs).
 bool accepts_sigmoid(culoss_kind kind);

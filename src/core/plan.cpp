@@ -6,30 +6,26 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "kernels/fused/launch.cuh"
 
 namespace culoss {
 
 namespace {
-// CUDA launch geometry: independent of the device model so that workspace sizes and results do
-// not depend on where a call runs.
-constexpr int64_t kCudaTargetBlocks = 1024;
-constexpr int64_t kCudaPixelsPerBlockMin = 2048;
-constexpr int64_t kCudaElementThreads = 256;
-constexpr int64_t kCudaMaxElementBlocks = 8192;
+int64_t element_count(const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  for (int64_t d : shape) count *= d;
+  return count;
+}
 
-int region_kind(culoss_kind k) {
-  switch (k) {
-    case CULOSS_DICE:
-      return RK_DICE;
-    case CULOSS_JACCARD:
-      return RK_JACCARD;
-    case CULOSS_TVERSKY:
-      return RK_TVERSKY;
-    case CULOSS_FOCAL_TVERSKY:
-      return RK_FOCAL_TVERSKY;
-    default:
-      return RK_GENERALIZED_DICE;
-  }
+// loss_out's shape: the input's extents along the kind's output axes (culoss_compute_stats
+// writes statistics only).
+std::vector<int64_t> output_shape(const Call& call) {
+  std::vector<int64_t> shape;
+  if (call.exporting) return shape;
+  const int64_t ndim = static_cast<int64_t>(call.input.shape.size());
+  for (int64_t a : output_axes(call.loss->kind, call.loss->params, ndim, call.class_axis))
+    shape.push_back(call.input.shape[a]);
+  return shape;
 }
 
 class Builder {
@@ -37,122 +33,88 @@ class Builder {
   Builder(const Call& call, Plan& plan) : call_(call), plan_(plan) {}
 
   void add(const culoss_loss_s& d, double weight) {
-    const Params& p = d.params;
-    switch (d.kind) {
-      case CULOSS_SUM:
+    const KindInfo& k = kind_info(d.kind);
+    switch (k.family) {
+      case Family::Sum:
         for (size_t i = 0; i < d.terms.size(); ++i) add(d.terms[i], weight * d.weights[i]);
         return;
-      case CULOSS_COMBO: {  // ce_ratio · L_wce − (1 − ce_ratio) · (1 − Dice loss)
-        TermSpec& ce = push(TK_BCE, d, weight * p.ce_ratio, CULOSS_REDUCTION_MEAN);
-        ce.label_smoothing = 0.0;
-        ce.pos_scale = p.alpha;
-        ce.neg_scale = 1.0 - p.alpha;
-        ce.class_weight_offset = -1;
-        binary_stats(ce);
-        TermSpec& dice = push(TK_REGION, d, weight * (1.0 - p.ce_ratio), CULOSS_REDUCTION_MEAN);
-        region(dice, d, RK_DICE);
-        plan_.prog.constant -= weight * (1.0 - p.ce_ratio);
-        return;
-      }
-      case CULOSS_BCE: {
-        TermSpec& t = push(TK_BCE, d, weight, p.reduction);
-        t.batch_frequency = p.class_balance == CULOSS_BALANCE_BATCH_FREQUENCY;
-        t.pos_weight_offset = weights(p.pos_weight, "CULOSS_PARAM_POS_WEIGHT");
-        binary_stats(t);
-        return;
-      }
-      case CULOSS_FOCAL: {
-        if (p.activation == CULOSS_ACTIVATION_SOFTMAX) {
-          TermSpec& t = push(TK_FOCAL_SOFTMAX, d, weight, p.reduction);
-          class_stats(t);
-        } else {
-          TermSpec& t = push(TK_FOCAL_BINARY, d, weight, p.reduction);
-          binary_stats(t);
-        }
-        return;
-      }
-      case CULOSS_CROSS_ENTROPY: {
-        TermSpec& t = push(TK_CE, d, weight, p.reduction);
-        class_stats(t);
-        return;
-      }
-      case CULOSS_MARGINAL_CE: {
-        TermSpec& t = push(TK_MARGINAL, d, weight, p.reduction);
-        t.class_weight_offset = -1;
-        t.needs_target_stats = true;  // which classes each image's annotation has, and Σ m
-        t.value_offset = t.stat_offset + 2;
-        stats(t, call_.distributed ? 4 : 2);
-        return;
-      }
-      case CULOSS_LOVASZ_HINGE:
-      case CULOSS_LOVASZ_SOFTMAX:  // a sort-based kind: computed on its own, not as a fused term
-        fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM cannot hold ", kind_name(d.kind),
+      case Family::Lovasz:  // a sort-based kind: computed on its own, not as a fused term
+        fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM cannot hold ", k.name,
              " in this version of culoss: compute it in its own call and add the gradients");
-      default: {
-        TermSpec& t = push(TK_REGION, d, weight, p.reduction);
-        region(t, d, region_kind(d.kind));
+      case Family::Composite:
+        combo(d, k, weight);
         return;
-      }
+      case Family::Region:
+      case Family::Elementwise:
+        push(reads_binary_targets(d.kind, d.params) ? k.binary_term : k.term, d, k, weight,
+             d.params.reduction);
+        return;
     }
   }
 
  private:
-  TermSpec& push(int kind, const culoss_loss_s& d, double weight, int64_t reduction) {
+  // COMBO: ce_ratio · L_wce − (1 − ce_ratio) · (1 − Dice loss), L_wce the α-weighted binary
+  // cross-entropy without class weights or smoothing.
+  void combo(const culoss_loss_s& d, const KindInfo& k, double weight) {
+    const Params& p = d.params;
+    push(TK_BCE, d, k, weight * p.ce_ratio, CULOSS_REDUCTION_MEAN, [&](TermSpec& t) {
+      t.label_smoothing = 0.0;
+      t.pos_scale = p.alpha;
+      t.neg_scale = 1.0 - p.alpha;
+      t.class_weight_offset = -1;
+    });
+    push(TK_REGION, d, k, weight * (1.0 - p.ce_ratio), CULOSS_REDUCTION_MEAN);
+    plan_.prog.constant -= weight * (1.0 - p.ce_ratio);
+  }
+
+  // Appends term unit `unit` with the parameters of `d`; `adjust` changes them before the
+  // statistics slots are laid out.
+  template <class Adjust = void (*)(TermSpec&)>
+  TermSpec& push(
+      int unit, const culoss_loss_s& d, const KindInfo& k, double weight, int64_t reduction,
+      Adjust adjust = [](TermSpec&) {}) {
     Program& prog = plan_.prog;
     if (prog.count == kMaxTerms)
       fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM may hold at most ", kMaxTerms,
            " terms (COMBO counts as 2)");
+    const Params& p = d.params;
     TermSpec& t = prog.term[prog.count++];
     t = TermSpec{};
-    t.kind = kind;
-    t.activation = static_cast<int>(d.params.activation);
+    t.kind = unit;
+    t.activation = static_cast<int>(p.activation);
     t.reduction = static_cast<int>(reduction);
     t.weight = weight;
-    t.alpha = d.params.alpha;
-    t.gamma = d.params.gamma;
-    t.label_smoothing = d.params.label_smoothing;
+    t.alpha = p.alpha;
+    t.gamma = p.gamma;
+    t.label_smoothing = p.label_smoothing;
+    t.batch_frequency = p.class_balance == CULOSS_BALANCE_BATCH_FREQUENCY;
     t.pos_scale = 1.0;
     t.neg_scale = 1.0;
-    t.class_weight_offset = weights(d.params.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
-    t.pos_weight_offset = -1;
+    t.class_weight_offset = weights(p.class_weights, "CULOSS_PARAM_CLASS_WEIGHTS");
+    t.pos_weight_offset = weights(p.pos_weight, "CULOSS_PARAM_POS_WEIGHT");
     t.stat_offset = prog.stat_width;
     t.value_offset = -1;
     t.export_offset = -1;
     t.coef_offset = prog.coef_width;
-    t.coef_count = kind == TK_REGION || kind == TK_BCE ? 2 : 1;
-    prog.coef_width += t.coef_count;
     const Layout& L = call_.layout;
     t.static_count = L.N * L.C * L.P;
+    adjust(t);
+    visit_term(unit, [&](auto u) {
+      using Unit = decltype(u);
+      t.coef_count = Unit::kCoefs;
+      // Statistics: the unit's counts when finalize needs them, and distributed its value sums.
+      t.needs_target_stats = Unit::needs_counts(t, call_.distributed, call_.index_target);
+      if (!t.needs_target_stats && !call_.distributed) return;
+      t.value_offset = t.stat_offset + Unit::kCountSlots;
+      t.stat_count = Unit::kCountSlots + (call_.distributed ? Unit::kValueSlots : 0);
+    });
+    prog.coef_width += t.coef_count;
+    prog.stat_width += t.stat_count;
+    if (t.kind == TK_REGION) region(t, p, k.region);
     return t;
   }
 
-  void stats(TermSpec& t, int count) {
-    t.stat_count = count;
-    plan_.prog.stat_width += count;
-  }
-
-  // Binary (per-element) terms need target counts for BATCH_FREQUENCY, and for MEAN when labels
-  // can be ignored; dense targets count every element.
-  // Distributed, they always count, and their value is summed as statistics too (BCE: its ω⁺
-  // and ω⁻ parts apart, since BATCH_FREQUENCY weighs them after the reduction).
-  void binary_stats(TermSpec& t) {
-    t.needs_target_stats =
-        call_.distributed || t.batch_frequency || (t.reduction == RED_MEAN && call_.index_target);
-    if (!t.needs_target_stats) return;
-    t.value_offset = t.stat_offset + 2;
-    stats(t, call_.distributed ? (t.kind == TK_BCE ? 4 : 3) : 2);
-  }
-
-  // Softmax-style terms divide MEAN by Σ m Σ_c ω_c t_c, which needs Σ m t per class.
-  void class_stats(TermSpec& t) {
-    t.needs_target_stats = t.reduction == RED_MEAN;
-    if (!t.needs_target_stats && !call_.distributed) return;
-    t.value_offset = t.stat_offset + 1;
-    stats(t, call_.distributed ? 2 : 1);
-  }
-
-  void region(TermSpec& t, const culoss_loss_s& d, int kind) {
-    const Params& p = d.params;
+  void region(TermSpec& t, const Params& p, int kind) {
     const Layout& L = call_.layout;
     RegionParams& rp = t.region;
     rp.kind = kind;
@@ -172,11 +134,10 @@ class Builder {
     rp.C = L.C;
     rp.class_weights = nullptr;  // bound per call (bind_program)
     rp.class_totals = nullptr;
-    stats(t, kRegionStats);
     rp.stat_stride = 0;  // set once the statistics row width is final
     rp.stat_offset = t.stat_offset;
     plan_.prog.stats_need_prediction = true;
-    plan_.scratch_count = std::max(plan_.scratch_count, rp.image_groups() * L.C);
+    plan_.class_coef_count = std::max(plan_.class_coef_count, rp.image_groups() * L.C);
     plan_.group_count = std::max(plan_.group_count, rp.groups());
   }
 
@@ -202,73 +163,42 @@ Plan make_plan(const Call& call) {
   prog = Program{};
   Builder(call, plan).add(*call.loss, 1.0);
   const Layout& L = call.layout;
-  plan.scratch_count = std::max(plan.scratch_count, L.C);
+  plan.class_coef_count = std::max(plan.class_coef_count, L.C);
+  // Distributed: element-wise values are statistics (they need the prediction), and the
+  // exported vector is C x stat_width class totals, each term's extra slots, then the pixel
+  // count.
+  prog.value_in_stats = call.distributed;
+  prog.export_count = call.distributed ? L.C * prog.stat_width : 0;
   for (int i = 0; i < prog.count; ++i) {
     TermSpec& t = prog.term[i];
-    if (t.kind == TK_REGION) t.region.stat_stride = prog.stat_width;
+    t.region.stat_stride = prog.stat_width;
     if (t.activation == ACT_SOFTMAX) prog.any_softmax = true;
-    if (t.kind == TK_MARGINAL) prog.any_marginal = true;
-    if (t.kind != TK_REGION) prog.any_elementwise = true;
     if (t.stat_count > 0) prog.has_stats = true;
+    visit_term(t.kind, [&](auto unit) {
+      using Unit = decltype(unit);
+      prog.any_marginal |= Unit::kNeedsArgmax;
+      prog.any_elementwise |= Unit::kElementValue;
+      if (!call.distributed) return;
+      prog.stats_need_prediction |= Unit::kElementValue;
+      if (Unit::kExportSlots > 0) t.export_offset = prog.export_count;
+      prog.export_count += Unit::kExportSlots;
+    });
   }
-
-  // Distributed: element-wise values are statistics (they need the prediction), and the
-  // exported vector is C x stat_width class totals, each term's slots, then the pixel count.
-  prog.value_in_stats = call.distributed;
-  if (call.distributed) {
-    prog.export_count = L.C * prog.stat_width;
-    for (int i = 0; i < prog.count; ++i) {
-      TermSpec& t = prog.term[i];
-      if (t.kind == TK_REGION) {
-        t.export_offset = prog.export_count;
-        prog.export_count += 2;  // Σ wgt·ℓ and Σ wgt of the per-image groups
-      } else {
-        prog.stats_need_prediction = true;
-        if (t.kind == TK_MARGINAL) t.export_offset = prog.export_count++;  // background sum
-      }
-    }
-    prog.export_pixels = prog.export_count++;
-  }
+  if (call.distributed) prog.export_pixels = prog.export_count++;
 
   // NONE: a single term (a SUM's terms are MEAN or SUM) writes its own shape.
-  const TermSpec& t0 = prog.term[0];
+  plan.output_shape = output_shape(call);
   prog.none_mode = NONE_OFF;
-  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE) {
-    if (t0.kind == TK_REGION) {
-      const RegionParams& rp = t0.region;
-      prog.none_mode = NONE_GROUPS;
-      if (rp.pooled()) {
-        if (!rp.batch) plan.output_shape = {L.N};
-      } else {
-        plan.output_shape = rp.batch ? std::vector<int64_t>{L.C} : std::vector<int64_t>{L.N, L.C};
-      }
-    } else if (t0.kind == TK_BCE || t0.kind == TK_FOCAL_BINARY) {
-      prog.none_mode = NONE_ELEMENTS;
-      plan.output_shape = call.input.shape;
-    } else {
-      prog.none_mode = NONE_PIXELS;
-      plan.output_shape = call.pixel_shape;
-    }
-  }
-  if (call.exporting) {  // culoss_compute_stats writes statistics only
-    prog.none_mode = NONE_OFF;
-    plan.output_shape.clear();
-  }
-  plan.output_count = 1;
-  for (int64_t d : plan.output_shape) plan.output_count *= d;
+  const TermSpec& t0 = prog.term[0];
+  if (call.loss->kind != CULOSS_SUM && t0.reduction == RED_NONE && !call.exporting)
+    visit_term(t0.kind, [&](auto unit) { prog.none_mode = decltype(unit)::kNone; });
+  plan.output_count = element_count(plan.output_shape);
 
   plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
   plan.group_count = std::max<int64_t>(plan.group_count, 1);
   if (call.backend == Backend::CUDA) {
-    if (L.N > 0) {
-      const int64_t per_image = std::max<int64_t>(1, kCudaTargetBlocks / L.N);
-      const int64_t by_size = (L.P + kCudaPixelsPerBlockMin - 1) / kCudaPixelsPerBlockMin;
-      plan.cuda_blocks_per_image = std::max<int64_t>(1, std::min(per_image, by_size));
-    }
-    const int64_t pixels = L.N * L.P;
-    plan.cuda_element_blocks = std::max<int64_t>(
-        1,
-        std::min(kCudaMaxElementBlocks, (pixels + kCudaElementThreads - 1) / kCudaElementThreads));
+    plan.cuda_blocks_per_image = stats_blocks_per_image(L.N, L.P);
+    plan.cuda_element_blocks = element_blocks(L.N * L.P);
     plan.wide_partials = call.input.dtype == DType::F64;
   }
   return plan;
@@ -282,11 +212,11 @@ Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   b.stats = carver.take<double>(L.N * L.C * prog.stat_width);
   b.coefs = carver.take<double>(L.N * L.C * prog.coef_width);
   b.scale = carver.take<double>(kMaxTerms);
-  b.scratch_a = carver.take<double>(plan.scratch_count);
-  b.scratch_b = carver.take<double>(plan.scratch_count);
-  b.ell = carver.take<double>(plan.group_count);
-  b.wgt = carver.take<double>(plan.group_count);
-  b.region_value = carver.take<double>(1);
+  b.class_coef_a = carver.take<double>(plan.class_coef_count);
+  b.class_coef_b = carver.take<double>(plan.class_coef_count);
+  b.group_loss = carver.take<double>(plan.group_count);
+  b.group_weight = carver.take<double>(plan.group_count);
+  b.value = carver.take<double>(1);
   b.out_values = carver.take<double>(plan.output_count);
   if (call.backend == Backend::CUDA) {
     const int64_t partials = L.N * plan.cuda_blocks_per_image * L.C * prog.stat_width;
@@ -306,9 +236,8 @@ size_t workspace_bytes(const Call& call, const Plan& plan) {
 
 Program bind_program(const Plan& plan, const double* table, const Call& call) {
   Program prog = plan.prog;
-  for (int i = 0; i < prog.count; ++i) {
+  for (int i = 0; i < prog.count; ++i) {  // (read by region terms only)
     TermSpec& t = prog.term[i];
-    if (t.kind != TK_REGION) continue;
     t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
     t.region.class_totals = call.global_stats;
   }
@@ -322,11 +251,11 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
   f.weights = b.weights;
   f.coefs = b.coefs;
   f.scale = b.scale;
-  f.scratch_a = b.scratch_a;
-  f.scratch_b = b.scratch_b;
-  f.ell = b.ell;
-  f.wgt = b.wgt;
-  f.region_value = b.region_value;
+  f.class_coef_a = b.class_coef_a;
+  f.class_coef_b = b.class_coef_b;
+  f.group_loss = b.group_loss;
+  f.group_weight = b.group_weight;
+  f.value = b.value;
   f.none_out = none_out;
   f.none_dtype = none_dtype;
   f.global = call.global_stats;
@@ -339,16 +268,14 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
 
 namespace culoss {
 
-bool is_lovasz_kind(culoss_kind kind) {
-  return kind == CULOSS_LOVASZ_HINGE || kind == CULOSS_LOVASZ_SOFTMAX;
-}
+bool is_lovasz_kind(culoss_kind kind) { return kind_info(kind).family == Family::Lovasz; }
 
 LovaszPlan make_lovasz_plan(const Call& call) {
   const Params& p = call.loss->params;
   const Layout& L = call.layout;
   LovaszPlan lp;
   lp.shape = LovaszShape{L.N, L.C, L.P, p.per_image != 0};
-  lp.hinge = call.loss->kind == CULOSS_LOVASZ_HINGE;
+  lp.hinge = reads_binary_targets(call.loss->kind, p);  // the hinge: one binary problem per channel
   lp.activation = lp.hinge ? ACT_NONE : static_cast<int>(p.activation);
   lp.reduction = static_cast<int>(p.reduction);
   if (call.distributed && !lp.shape.per_image)
@@ -357,16 +284,8 @@ LovaszPlan make_lovasz_plan(const Call& call) {
          "across ranks; set CULOSS_PARAM_PER_IMAGE=1");
   if (call.exporting) lp.reduction = RED_SUM;  // the statistics: [Σ problem losses, problems]
   lp.classes_all = p.classes == CULOSS_CLASSES_ALL;
-  if (lp.reduction == RED_NONE) {  // one value per problem (the hinge: per channel too)
-    if (lp.hinge)
-      lp.output_shape =
-          lp.shape.per_image ? std::vector<int64_t>{L.N, L.C} : std::vector<int64_t>{L.C};
-    else if (lp.shape.per_image)
-      lp.output_shape = {L.N};
-  }
-  if (call.exporting) lp.output_shape.clear();
-  lp.output_count = 1;
-  for (int64_t d : lp.output_shape) lp.output_count *= d;
+  lp.output_shape = output_shape(call);
+  lp.output_count = element_count(lp.output_shape);
   return lp;
 }
 

@@ -46,7 +46,7 @@ struct Plan {
   std::vector<int64_t> output_shape;  // empty: one element
   int64_t output_count = 1;
   std::vector<double> weight_table;   // class and positive weights the terms refer to
-  int64_t scratch_count = 0;          // finalize scratch: max(region groups x C, C)
+  int64_t class_coef_count = 0;       // finalize: max(region groups x C, C)
   int64_t group_count = 0;            // max region groups
   bool element_pass = false;          // step 4 runs (gradient, or an element-wise value)
   int64_t cuda_blocks_per_image = 0;  // statistics partials per image (CUDA)
@@ -55,15 +55,15 @@ struct Plan {
 };
 
 struct Buffers {
-  double* weights;    // weight_table
-  double* stats;      // N x C x stat_width
-  double* coefs;      // N x C x coef_width
-  double* scale;      // kMaxTerms
-  double* scratch_a;  // scratch_count
-  double* scratch_b;
-  double* ell;  // group_count
-  double* wgt;
-  double* region_value;       // 1
+  double* weights;       // weight_table
+  double* stats;         // N x C x stat_width
+  double* coefs;         // N x C x coef_width
+  double* scale;         // kMaxTerms
+  double* class_coef_a;  // class_coef_count: per-class (region: per group) coefficients
+  double* class_coef_b;
+  double* group_loss;  // group_count
+  double* group_weight;
+  double* value;              // 1: what step 3 adds to the loss
   double* out_values;         // output_count (host-bound loss_out on CUDA)
   void* stat_partials;        // CUDA: N x blocks x C x stat_width, float or double
   double* loss_partials;      // CUDA: cuda_element_blocks
@@ -89,7 +89,7 @@ FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_
 
 namespace culoss {
 
-// Lovász kinds replace statistics and finalize with a sort (DESIGN.md §1).
+// Lovász kinds replace statistics and finalize with a sort (docs/reference.md).
 struct LovaszPlan {
   LovaszShape shape{};
   bool hinge = true;

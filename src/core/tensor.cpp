@@ -1,4 +1,4 @@
-// Tensor validation. Every refusal names the tensor and what was expected (DESIGN.md §3, §5).
+// Tensor validation. Every refusal names the tensor and what was expected (docs/reference.md).
 #include "core/tensor.hpp"
 
 #include <cmath>
@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "cuda/backend.hpp"
 
 namespace culoss {
 
@@ -125,7 +124,7 @@ TensorRef parse(const char* name, const DLTensor* t, unsigned allowed, const cha
   if (device_type != kDLCPU && device_type != kDLCUDA)
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name, " is on DLPack device type ", device_type,
          "; expected kDLCPU (1) or kDLCUDA (2)");
-  if (device_type == kDLCUDA && !cuda::available())
+  if (device_type == kDLCUDA && !cuda_backend_built())
     fail(CULOSS_ERROR_UNSUPPORTED_DEVICE, name,
          " is a CUDA tensor but this culoss was built without CUDA");
   r.device = t->device;
@@ -184,9 +183,17 @@ bool overlaps(const TensorRef& a, const TensorRef& b) {
 
 }  // namespace
 
+int64_t resolve_class_axis(int64_t class_axis, int64_t ndim, const std::string& input) {
+  const int64_t axis = class_axis < 0 ? class_axis + ndim : class_axis;
+  if (axis < 1 || axis >= ndim)
+    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", class_axis,
+         " does not name a class axis of ", input, "; expected an axis in [1, ", ndim,
+         ") (axis 0 is the batch)");
+  return axis;
+}
+
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
-                   const DLTensor* pixel_weight, DLTensor* /*loss_out*/, DLTensor* grad_input,
-                   double grad_scale) {
+                   const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale) {
   Call call;
   call.loss = &loss;
   call.input = parse("input", input, kFloats, "float32, float64, float16 or bfloat16");
@@ -198,11 +205,7 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (ndim < 2)
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "input ", shape_string(ishape),
          " needs at least 2 dimensions (N, C, ...)");
-  const int64_t axis = cp.class_axis < 0 ? cp.class_axis + ndim : cp.class_axis;
-  if (axis < 1 || axis >= ndim)
-    fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_CLASS_AXIS ", cp.class_axis,
-         " does not name a class axis of input ", shape_string(ishape),
-         "; expected an axis in [1, ", ndim, ") (axis 0 is the batch)");
+  const int64_t axis = resolve_class_axis(cp.class_axis, ndim, "input " + shape_string(ishape));
   Layout& L = call.layout;
   L.N = ishape[0];
   L.C = ishape[axis];
@@ -333,6 +336,7 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (!std::isfinite(grad_scale))
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "grad_scale must be finite; got ", grad_scale);
   call.grad_scale = grad_scale;
+  call.class_axis = axis;
   call.pixel_shape = pixel_shape;
   return call;
 }

@@ -36,6 +36,7 @@ struct Call {
   bool loss_out_on_host = false;  // CUDA input with a kDLCPU loss_out
   bool in_place = false;          // grad_input is the input's buffer
   double grad_scale = 1.0;
+  int64_t class_axis = 1;            // resolved: in [1, ndim)
   std::vector<int64_t> pixel_shape;  // the input's shape without the class axis
   int64_t ignore_index = -100;       // resolved over the terms of a SUM
   bool check_targets = true;
@@ -56,12 +57,14 @@ struct Call {
   }
 };
 
-// Validates input, target, pixel_weight (nullable), loss_out (nullable: workspace queries) and
-// grad_input (nullable) against the descriptor. `out_shape` is the shape loss_out must have
-// (empty = one element, accepted as ndim 0 or shape [1]).
+// Validates input, target, pixel_weight (nullable) and grad_input (nullable) against the
+// descriptor; loss_out follows with validate_loss_out once its shape is known.
 Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTensor* target,
-                   const DLTensor* pixel_weight, DLTensor* loss_out, DLTensor* grad_input,
-                   double grad_scale);
+                   const DLTensor* pixel_weight, DLTensor* grad_input, double grad_scale);
+
+// Whether this library was built with its CUDA backend (defined there, or by src/cuda/
+// no_cuda.cpp): CUDA tensors are refused without it. A device may still be absent.
+bool cuda_backend_built();
 
 // Validates the statistics vector of a distributed call: float64 [count] on the input's device,
 // overlapping no other tensor of the call. `output` for culoss_compute_stats.
@@ -71,6 +74,10 @@ TensorRef validate_stats(const Call& call, const DLTensor* stats, int64_t count,
 void validate_loss_out(Call& call, const DLTensor* loss_out, const std::vector<int64_t>& shape);
 
 std::string shape_string(const std::vector<int64_t>& shape);
+
+// The class axis in [1, ndim) that CLASS_AXIS names (negative: from the end); SHAPE_MISMATCH
+// naming `input` (e.g. "input (2, 3)") when there is none.
+int64_t resolve_class_axis(int64_t class_axis, int64_t ndim, const std::string& input);
 
 }  // namespace culoss
 

@@ -1,6 +1,6 @@
-// CPU backend: the four steps of DESIGN.md §1 in plain loops, accumulating in double. The element
-// math, the passes and finalize are the shared code of kernels/common, the same the CUDA
-// kernels run.
+// CPU backend: the four steps (docs/reference.md) in plain loops, accumulating in double. The
+// element math, the passes and finalize are the shared code of kernels/common and kernels/terms,
+// the same the CUDA kernels run.
 #include <vector>
 
 #include "core/dispatch.hpp"
@@ -55,10 +55,9 @@ void statistics(const Call& call, const Program& prog, double* stats) {
 
 // Step 4: one pass writing dℓ/dx and the NONE outputs; returns the element-wise loss sum.
 template <class T, class G>
-double element_pass(const Call& call, const Program& prog, const Buffers& b) {
+double element_pass(const Call& call, const Program& prog, const Buffers& b, G* grad) {
   const ElementArgs a = element_args(call);
   const T* x = static_cast<const T*>(call.input.data);
-  G* grad = call.grad.present ? static_cast<G*>(call.grad.data) : nullptr;
   const Layout& L = call.layout;
   double total = 0.0;
   for (int64_t n = 0; n < L.N; ++n)
@@ -93,13 +92,12 @@ void compute(const Call& call, const Plan& plan) {
     if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
     double element_total = 0.0;
     if (plan.element_pass) {
-      if (call.grad.present && call.grad.dtype == DType::F32 && call.input.dtype != DType::F32)
-        element_total = element_pass<T, float>(call, prog, b);
-      else
-        element_total = element_pass<T, T>(call, prog, b);
+      element_total =
+          dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data,
+                           [&](auto* grad) { return element_pass<T>(call, prog, b, grad); });
     }
     if (prog.none_mode == NONE_OFF)
-      store_as(call.loss_out.data, call.loss_out.dtype, 0, b.region_value[0] + element_total);
+      store_as(call.loss_out.data, call.loss_out.dtype, 0, b.value[0] + element_total);
   });
 }
 

@@ -151,10 +151,7 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
           }
         }
     };
-    if (call.grad.dtype == DType::F32)
-      write(static_cast<float*>(call.grad.data));
-    else
-      write(static_cast<T*>(call.grad.data));
+    dispatch_grad<T>(true, call.grad.dtype, call.grad.data, write);
   });
 }
 

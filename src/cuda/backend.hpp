@@ -6,7 +6,6 @@
 
 namespace culoss::cuda {
 
-bool available();  // built with CUDA (a device may still be absent)
 void compute(const Call& call, const Plan& plan);
 void compute_lovasz(const Call& call, const LovaszPlan& plan);
 size_t lovasz_workspace_bytes(const Call& call, const LovaszPlan& plan);  // queries CUB

@@ -12,18 +12,15 @@
 #include "cuda/cuda_util.hpp"
 #include "kernels/fused/fused_kernels.cuh"
 
-namespace culoss::cuda {
+namespace culoss {
+bool cuda_backend_built() { return true; }
+}  // namespace culoss
 
-bool available() { return true; }
+namespace culoss::cuda {
 
 namespace {
 
-constexpr int64_t kMaxGridBlocks = 8192;  // grid-stride loops cover the rest
 constexpr size_t kStatsSharedBytes = 48 * 1024;
-
-int64_t grid_for(int64_t work, int threads) {
-  return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, kMaxGridBlocks));
-}
 
 }  // namespace
 
@@ -131,36 +128,23 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
   // Step 4: the fused element pass
   if (plan.element_pass && pixels > 0) {
     const unsigned blocks = static_cast<unsigned>(plan.cuda_element_blocks);
-    if (call.grad.present && call.grad.dtype == DType::F32 && call.input.dtype != DType::F32) {
-      element_kernel<T, R, float><<<blocks, kElementThreads, 0, stream>>>(
-          prog, a, x, static_cast<float*>(call.grad.data), out, out_dtype, b.coefs, b.scale,
-          call.grad_scale, b.loss_partials);
-    } else {
-      element_kernel<T, R, T><<<blocks, kElementThreads, 0, stream>>>(
-          prog, a, x, call.grad.present ? static_cast<T*>(call.grad.data) : nullptr, out, out_dtype,
-          b.coefs, b.scale, call.grad_scale, b.loss_partials);
-    }
+    dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data, [&](auto* grad) {
+      using G = std::remove_pointer_t<decltype(grad)>;
+      element_kernel<T, R, G><<<blocks, kElementThreads, 0, stream>>>(
+          prog, a, x, grad, out, out_dtype, b.coefs, b.scale, call.grad_scale, b.loss_partials);
+    });
     check(cudaGetLastError(), "element_kernel launch");
   } else {
     check(cudaMemsetAsync(b.loss_partials, 0, plan.cuda_element_blocks * sizeof(double), stream),
           "cudaMemsetAsync");
   }
   if (prog.none_mode == NONE_OFF) {
-    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.region_value, b.loss_partials,
+    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.value, b.loss_partials,
                                                        plan.cuda_element_blocks, out, out_dtype);
     check(cudaGetLastError(), "combine_kernel launch");
   }
 
-  if (call.loss_out_on_host) {
-    const int64_t count = call.loss_out.numel;
-    std::vector<double> values(static_cast<size_t>(count));
-    check(cudaMemcpyAsync(values.data(), b.out_values, count * sizeof(double),
-                          cudaMemcpyDeviceToHost, stream),
-          "cudaMemcpyAsync of the loss");
-    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (host loss_out)");
-    for (int64_t i = 0; i < count; ++i)
-      store_as(call.loss_out.data, call.loss_out.dtype, i, values[i]);
-  }
+  if (call.loss_out_on_host) copy_loss_to_host(call, b.out_values, stream);
 }
 
 }  // namespace
@@ -168,13 +152,9 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
 void compute(const Call& call, const Plan& plan) {
   DeviceScope device(call.device_id);
   cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
-  void* base = call.workspace;
-  std::unique_ptr<StreamBuffer> owned;
-  if (!base) {
-    owned = std::make_unique<StreamBuffer>(workspace_bytes(call, plan), stream);
-    base = owned->get();
-  }
-  Carver carver(base);
+  const Workspace workspace(
+      call, [&] { return workspace_bytes(call, plan); }, stream);
+  Carver carver(workspace.base());
   const Buffers b = carve(carver, call, plan);
   if (call.check_targets) check_targets_on_device(call, b.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);

@@ -19,12 +19,6 @@
 namespace culoss::cuda {
 namespace {
 
-constexpr int64_t kMaxGridBlocks = 8192;
-
-int64_t grid_for(int64_t work, int threads) {
-  return std::max<int64_t>(1, std::min<int64_t>((work + threads - 1) / threads, kMaxGridBlocks));
-}
-
 int significant_bits(int64_t v) {
   int bits = 0;
   while (v > 0) {
@@ -141,25 +135,19 @@ void run(const Call& call, const LovaszPlan& lp, const LovaszBuffers& b, cudaStr
           sh, lp.hinge, x, prob, packed, scan, b.sorted_values, b.seg_gts, b.seg_weight,
           call.grad_scale, item_loss, grad, grad_p);
     };
-    const bool f32_grad = call.grad.present && call.grad.dtype == DType::F32;
-    if (f32_grad)
-      items_kernel(static_cast<float*>(call.grad.data));
-    else
-      items_kernel(call.grad.present ? static_cast<T*>(call.grad.data) : static_cast<T*>(nullptr));
+    dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data, items_kernel);
     check(cudaGetLastError(), "lovasz_items_kernel launch");
     lovasz_chunk_sums_kernel<R>
         <<<static_cast<unsigned>(segments * chunks), kLovaszThreads, 0, stream>>>(
             item_loss, sh.segment_length(), chunks, b.chunk_sums);
     check(cudaGetLastError(), "lovasz_chunk_sums_kernel launch");
     if (!lp.hinge && call.grad.present) {
-      if (f32_grad)
-        lovasz_softmax_grad_kernel<R, float>
-            <<<grid_for(pixels, kLovaszThreads), kLovaszThreads, 0, stream>>>(
-                L, lp.activation, prob, grad_p, static_cast<float*>(call.grad.data));
-      else
-        lovasz_softmax_grad_kernel<R, T>
-            <<<grid_for(pixels, kLovaszThreads), kLovaszThreads, 0, stream>>>(
-                L, lp.activation, prob, grad_p, static_cast<T*>(call.grad.data));
+      dispatch_grad<T>(true, call.grad.dtype, call.grad.data, [&](auto* grad) {
+        using G = std::remove_pointer_t<decltype(grad)>;
+        lovasz_softmax_grad_kernel<R, G>
+            <<<grid_for(pixels, kLovaszThreads), kLovaszThreads, 0, stream>>>(L, lp.activation,
+                                                                              prob, grad_p, grad);
+      });
       check(cudaGetLastError(), "lovasz_softmax_grad_kernel launch");
     }
   } else if (segments * chunks > 0) {
@@ -172,16 +160,7 @@ void run(const Call& call, const LovaszPlan& lp, const LovaszBuffers& b, cudaStr
       call.export_stats, call.global_stats);
   check(cudaGetLastError(), "lovasz_finalize_kernel launch");
 
-  if (call.loss_out_on_host) {
-    const int64_t count = call.loss_out.numel;
-    std::vector<double> values(static_cast<size_t>(count));
-    check(cudaMemcpyAsync(values.data(), b.out_values, count * sizeof(double),
-                          cudaMemcpyDeviceToHost, stream),
-          "cudaMemcpyAsync of the loss");
-    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize (host loss_out)");
-    for (int64_t i = 0; i < count; ++i)
-      store_as(call.loss_out.data, call.loss_out.dtype, i, values[i]);
-  }
+  if (call.loss_out_on_host) copy_loss_to_host(call, b.out_values, stream);
 }
 
 }  // namespace
@@ -209,15 +188,9 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   }
   DeviceScope device(call.device_id);
   cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
-  void* base = call.workspace;
-  std::unique_ptr<StreamBuffer> owned;
-  if (!base) {
-    Carver measure(nullptr);
-    carve_lovasz(measure, call, lp);
-    owned = std::make_unique<StreamBuffer>(measure.required(), stream);
-    base = owned->get();
-  }
-  Carver carver(base);
+  const Workspace workspace(
+      call, [&] { return lovasz_workspace_bytes(call, lp); }, stream);
+  Carver carver(workspace.base());
   const LovaszBuffers b = carve_lovasz(carver, call, lp);
   if (call.check_targets) check_targets_on_device(call, b.check, stream);
   dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, lp, b, stream); });

@@ -3,9 +3,11 @@
 
 #include "core/error.hpp"
 
-namespace culoss::cuda {
+namespace culoss {
+bool cuda_backend_built() { return false; }
+}  // namespace culoss
 
-bool available() { return false; }
+namespace culoss::cuda {
 
 void compute(const Call&, const Plan&) {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,

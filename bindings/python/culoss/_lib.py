@@ -75,19 +75,6 @@ def candidates(package_dir: Optional[str] = None,
     return out
 
 
-# Functions added after 0.1's first release: a library without them still loads, and calling
-# one raises LibraryError.
-_OPTIONAL = ("culoss_stats_size", "culoss_compute_stats", "culoss_compute_from_stats")
-
-
-def _missing(path: str, name: str):
-    def fn(*_args):
-        raise LibraryError("%s does not export %s: this libculoss predates the statistics API "
-                           "(data parallelism); install a newer one" % (path, name))
-    fn.__name__ = name
-    return fn
-
-
 class Library:
     """A loaded libculoss with every function declared (argtypes and restype)."""
 
@@ -129,14 +116,23 @@ class Library:
                                                   POINTER(DLTensor), POINTER(DLTensor),
                                                   POINTER(DLTensor), POINTER(DLTensor), c_double,
                                                   c_void_p, c_size_t, c_void_p]),
+            # the registry of kinds and parameters
+            "culoss_kind_name": (c_char_p, [c_int]),
+            "culoss_param_name": (c_char_p, [c_int]),
+            "culoss_param_value_name": (c_char_p, [c_int, c_int64]),
+            "culoss_param_applies": (c_int, [c_int, c_int]),
+            "culoss_param_get_type": (c_int, [c_int, POINTER(c_int)]),
+            "culoss_param_get_bounds": (c_int, [c_int, c_int, POINTER(c_double),
+                                                POINTER(c_double), POINTER(c_int)]),
+            "culoss_param_get_default": (c_int, [c_int, c_int, POINTER(c_double)]),
+            "culoss_param_accepts": (c_int, [c_int, c_int, c_double]),
+            "culoss_loss_output_axes": (c_int, [loss_p, c_int64, POINTER(c_int64),
+                                                POINTER(c_int64)]),
         }
         for name, (restype, argtypes) in decls.items():
             try:
                 fn = getattr(lib, name)
             except AttributeError as exc:
-                if name in _OPTIONAL:  # an older 0.x library: fail when the function is used
-                    setattr(self, name[len("culoss_"):], _missing(self.path, name))
-                    continue
                 raise LibraryError("%s does not export %s: not a culoss library, or a broken one"
                                    % (self.path, name)) from exc
             fn.restype = restype

@@ -19,81 +19,89 @@ from ._errors import error_for
 from ._frameworks import dlpack_stream_arg, framework_of, refuse_meta
 from ._lib import lib as _get_lib
 
-# culoss_kind
-DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GENERALIZED_DICE = 1, 2, 3, 4, 5
-BCE_KIND, CROSS_ENTROPY, FOCAL, COMBO, MARGINAL_CE = 6, 7, 8, 9, 10
-LOVASZ_HINGE, LOVASZ_SOFTMAX, SUM = 11, 12, 13
+SUM = 13  # culoss_kind of a weighted sum; the other kinds' values are in _DOCS
 
-REGION_KINDS = (DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GENERALIZED_DICE)
-ALL_KINDS = tuple(range(1, 13))
 
-# name: (culoss_param value, type, enum values)
-_ENUMS = {
-    "activation": {"none": 0, "sigmoid": 1, "softmax": 2},
-    "reduction": {"mean": 0, "sum": 1, "none": 2},
-    "weight_type": {"square": 0, "simple": 1, "uniform": 2},
-    "class_balance": {"none": 0, "batch_frequency": 1},
-    "classes": {"all": 0, "present": 1},
-    "average": {"macro": 0, "micro": 1},
-}
-PARAMS: Dict[str, Tuple[int, str]] = {
-    "activation": (1, "enum"),
-    "class_axis": (2, "int"),
-    "reduction": (3, "enum"),
-    "ignore_index": (4, "int"),
-    "smooth_nr": (5, "float"),
-    "smooth_dr": (6, "float"),
-    "squared_denominator": (7, "flag"),
-    "batch": (8, "flag"),
-    "include_background": (9, "flag"),
-    "class_weights": (10, "floats"),
-    "alpha": (11, "float"),
-    "beta": (12, "float"),
-    "gamma": (13, "float"),
-    "weight_type": (14, "enum"),
-    "pos_weight": (15, "floats"),
-    "class_balance": (16, "enum"),
-    "label_smoothing": (17, "float"),
-    "ce_ratio": (18, "float"),
-    "per_image": (19, "flag"),
-    "classes": (20, "enum"),
-    "skip_empty": (21, "flag"),
-    "average": (22, "enum"),
-    "check_targets": (23, "flag"),
-}
 
-_REGION_COMMON = ("activation", "class_axis", "reduction", "ignore_index", "smooth_nr",
-                  "smooth_dr", "batch", "include_background", "class_weights", "skip_empty",
-                  "check_targets")
-# Which parameters each kind takes (the C library's table, docs/reference.md).
-KIND_PARAMS: Dict[int, Tuple[str, ...]] = {
-    DICE: _REGION_COMMON + ("squared_denominator", "average"),
-    JACCARD: _REGION_COMMON + ("squared_denominator", "average"),
-    TVERSKY: _REGION_COMMON + ("alpha", "beta", "average"),
-    FOCAL_TVERSKY: _REGION_COMMON + ("alpha", "beta", "gamma", "average"),
-    GENERALIZED_DICE: _REGION_COMMON + ("weight_type",),
-    BCE_KIND: ("activation", "class_axis", "reduction", "ignore_index", "class_weights",
-               "pos_weight", "class_balance", "label_smoothing", "check_targets"),
-    CROSS_ENTROPY: ("activation", "class_axis", "reduction", "ignore_index", "class_weights",
-                    "label_smoothing", "check_targets"),
-    FOCAL: ("activation", "class_axis", "reduction", "ignore_index", "class_weights", "alpha",
-            "gamma", "check_targets"),
-    COMBO: ("activation", "class_axis", "reduction", "ignore_index", "smooth_nr", "smooth_dr",
-            "squared_denominator", "batch", "include_background", "class_weights", "alpha",
-            "ce_ratio", "skip_empty", "average", "check_targets"),
-    MARGINAL_CE: ("activation", "class_axis", "reduction", "ignore_index", "check_targets"),
-    LOVASZ_HINGE: ("class_axis", "reduction", "ignore_index", "per_image", "check_targets"),
-    LOVASZ_SOFTMAX: ("activation", "class_axis", "reduction", "ignore_index", "per_image",
-                     "classes", "check_targets"),
-}
-# Activations each kind accepts.
-_ACTIVATIONS: Dict[int, Tuple[str, ...]] = {
-    BCE_KIND: ("none", "sigmoid"),
-    COMBO: ("none", "sigmoid"),
-    CROSS_ENTROPY: ("none", "softmax"),
-    MARGINAL_CE: ("none", "softmax"),
-    LOVASZ_SOFTMAX: ("none", "softmax"),
-}
+class _Registry:
+    """culoss's tables of kinds and parameters, read once from the library (culoss_kind_name,
+    culoss_param_get_bounds, ...): which keywords a kind takes, their types, enum values and
+    accepted values. Nothing here is a copy of the C tables."""
+
+    def __init__(self, lib: Any):
+        self._lib = lib
+        self.params: Dict[str, Tuple[int, str]] = {}  # name: (culoss_param, type)
+        self.enums: Dict[str, Dict[str, int]] = {}    # name: {value name: value}
+        self.kind_params: Dict[int, Tuple[str, ...]] = {}
+        names = {}
+        pid = 1
+        while lib.param_name(pid):
+            names[pid] = lib.param_name(pid).decode("ascii")[len("CULOSS_PARAM_"):].lower()
+            pid += 1
+        kind = 1
+        while lib.kind_name(kind):
+            taken = [p for p in names if lib.param_applies(kind, p)]
+            self.kind_params[kind] = tuple(names[p] for p in taken)
+            for p in taken:
+                if names[p] not in self.params:
+                    self.params[names[p]] = (p, self._type_of(kind, p, names[p]))
+            kind += 1
+
+    def _type_of(self, kind: int, pid: int, name: str) -> str:
+        ctype = ctypes.c_int()
+        _check(self._lib.param_get_type(pid, ctypes.byref(ctype)), "culoss_param_get_type")
+        if ctype.value != 0:  # CULOSS_TYPE_FLOAT, CULOSS_TYPE_FLOATS
+            return "float" if ctype.value == 1 else "floats"
+        lower, upper, _ = self.bounds(kind, pid)
+        values = {}
+        for v in range(int(lower), int(upper) + 1) if math.isfinite(lower + upper) else ():
+            vname = self._lib.param_value_name(pid, v)
+            if vname:
+                values[vname.decode("ascii").lower()] = v
+        if values:
+            self.enums[name] = values
+            return "enum"
+        return "flag" if (lower, upper) == (0, 1) else "int"
+
+    def bounds(self, kind: int, pid: int) -> Tuple[float, float, bool]:
+        lower, upper, is_open = c_double(), c_double(), ctypes.c_int()
+        _check(self._lib.param_get_bounds(kind, pid, ctypes.byref(lower), ctypes.byref(upper),
+                                          ctypes.byref(is_open)), "culoss_param_get_bounds")
+        return lower.value, upper.value, bool(is_open.value)
+
+    def accepts(self, kind: int, pid: int, value: float) -> bool:
+        return bool(self._lib.param_accepts(kind, pid, value))
+
+    def expected(self, kind: int, pid: int) -> str:
+        """The accepted values as words: ">= 0", "at most 1", "in [0, 1)"."""
+        lower, upper, is_open = self.bounds(kind, pid)
+        if upper == math.inf:
+            return ">= %g" % lower
+        if lower == -math.inf:
+            return "at most %g" % upper
+        return "in [%g, %g%s" % (lower, upper, ")" if is_open else "]")
+
+
+_registry_cache: List[_Registry] = []
+
+
+def _registry() -> _Registry:
+    if not _registry_cache:
+        _registry_cache.append(_Registry(_get_lib()))
+    return _registry_cache[0]
+
+
+def __getattr__(name: str) -> Any:
+    # The tables as module attributes, read from the library on first use (importing culoss
+    # does not load it).
+    if name == "PARAMS":
+        return _registry().params
+    if name == "KIND_PARAMS":
+        return _registry().kind_params
+    if name == "_ENUMS":
+        return _registry().enums
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 # dtype names -> DLPack (code, bits); booleans are read as uint8 0/1 masks
 _DTYPE_CODES = {"float32": (kDLFloat, 32), "float64": (kDLFloat, 64), "float16": (kDLFloat, 16),
@@ -128,15 +136,11 @@ def _real(name: str, value: Any) -> float:
 
 def _validate(kind: int, name: str, value: Any) -> Any:
     """The value culoss receives for keyword ``name`` (ValueError/TypeError when bad)."""
-    pid, ptype = PARAMS[name]
+    reg = _registry()
+    pid, ptype = reg.params[name]
     if ptype == "enum":
-        choices = _ENUMS[name]
-        if name == "activation":
-            allowed = _ACTIVATIONS.get(kind, ("none", "sigmoid", "softmax"))
-        elif name == "reduction" and kind == COMBO:
-            allowed = ("mean",)
-        else:
-            allowed = tuple(choices)
+        choices = reg.enums[name]
+        allowed = tuple(k for k, v in choices.items() if reg.accepts(kind, pid, v))
         if not isinstance(value, str):
             raise TypeError("%s must be a string, one of %s; got %s"
                             % (name, ", ".join(repr(a) for a in allowed), type(value).__name__))
@@ -153,10 +157,11 @@ def _validate(kind: int, name: str, value: Any) -> Any:
             v = operator.index(value)
         except TypeError:
             raise TypeError("%s must be an int; got %s" % (name, type(value).__name__)) from None
-        if name == "class_axis" and not -64 <= v <= 64:
-            raise ValueError("class_axis must be an axis in [-64, 64]; got %d" % v)
         if not -(1 << 63) <= v < (1 << 63):
             raise ValueError("%s must fit in int64; got %d" % (name, v))
+        if not reg.accepts(kind, pid, float(v)):
+            raise ValueError("%s must be %s for %s; got %d"
+                             % (name, reg.expected(kind, pid), _KIND_NAMES[kind], v))
         return v
     if ptype == "flag":
         if isinstance(value, bool):
@@ -170,17 +175,9 @@ def _validate(kind: int, name: str, value: Any) -> Any:
         return v
     if ptype == "float":
         v = _real(name, value)
-        if name == "alpha" and kind == FOCAL:
-            ok, expected = v <= 1, "at most 1 (< 0 disables it)"
-        elif name in ("alpha", "ce_ratio") and kind == COMBO or name == "ce_ratio":
-            ok, expected = 0 <= v <= 1, "in [0, 1]"
-        elif name == "label_smoothing":
-            ok, expected = 0 <= v < 1, "in [0, 1)"
-        else:
-            ok, expected = v >= 0, ">= 0"
-        if not ok:
+        if not reg.accepts(kind, pid, v):
             raise ValueError("%s must be %s for %s; got %r"
-                             % (name, expected, _KIND_NAMES[kind], v))
+                             % (name, reg.expected(kind, pid), _KIND_NAMES[kind], v))
         return v
     # floats
     if isinstance(value, (str, bytes)) or isinstance(value, numbers.Number):
@@ -196,8 +193,8 @@ def _validate(kind: int, name: str, value: Any) -> Any:
     out = []
     for i, x in enumerate(items):
         v = _real("%s[%d]" % (name, i), x)
-        if v < 0:
-            raise ValueError("%s[%d] must be >= 0; got %r" % (name, i, v))
+        if not reg.accepts(kind, pid, v):
+            raise ValueError("%s[%d] must be %s; got %r" % (name, i, reg.expected(kind, pid), v))
         out.append(v)
     return tuple(out)
 
@@ -253,13 +250,14 @@ class Loss:
     def __init__(self, **params: Any):
         if type(self) is Loss:
             raise TypeError("culoss.Loss is abstract: use Dice, BCE, ... or a Sum")
-        allowed = KIND_PARAMS[self.kind]
+        reg = _registry()
+        allowed = reg.kind_params[self.kind]
         params = {k: v for k, v in params.items() if v is not None}  # None: culoss's default
         values: Dict[str, Any] = {}
         for name, value in params.items():
             if name not in allowed:
                 hint = ""
-                if name in PARAMS:
+                if name in reg.params:
                     hint = " (it does not apply to this kind)"
                 raise TypeError("%s() got an unexpected keyword argument %r%s; it takes %s"
                                 % (type(self).__name__, name, hint, ", ".join(allowed)))
@@ -269,7 +267,7 @@ class Loss:
         h = _Handle(self.kind)
         lib = h._lib
         for name, v in values.items():
-            pid, ptype = PARAMS[name]
+            pid, ptype = reg.params[name]
             if ptype == "floats":
                 arr = (c_double * len(v))(*v)
                 _check(lib.loss_set_floats(h.ptr, pid, arr, len(v)), "culoss_loss_set_floats")
@@ -278,10 +276,10 @@ class Loss:
             else:
                 _check(lib.loss_set_int(h.ptr, pid, v), "culoss_loss_set_int")
         self._handle = h
-        # what the output shape depends on, read back from the descriptor (C defaults included)
+        # what the Sum and separable() look at, read back from the descriptor (C defaults
+        # included)
         self._resolved = {name: self.get(name) for name in
-                          ("activation", "class_axis", "reduction", "batch", "average",
-                           "per_image") if name in allowed}
+                          ("activation", "class_axis", "reduction") if name in allowed}
         self._resolved.setdefault("activation", "none")  # Lovász hinge: logits
 
     # -- parameters
@@ -293,9 +291,10 @@ class Loss:
     def get(self, name: str) -> Any:
         """A parameter's current value read back from the C descriptor (defaults included);
         enums come back as strings, flags as bools. List parameters are not readable."""
-        if name not in PARAMS or name not in KIND_PARAMS.get(self.kind, ()):
+        reg = _registry()
+        if name not in reg.params or name not in reg.kind_params.get(self.kind, ()):
             raise KeyError("%s has no parameter %r" % (type(self).__name__, name))
-        pid, ptype = PARAMS[name]
+        pid, ptype = reg.params[name]
         lib = self._handle._lib
         if ptype == "floats":
             v = self._values.get(name)
@@ -308,7 +307,7 @@ class Loss:
         out64 = c_int64()
         _check(lib.loss_get_int(self._handle.ptr, pid, ctypes.byref(out64)), "culoss_loss_get_int")
         if ptype == "enum":
-            inverse = {v: k for k, v in _ENUMS[name].items()}
+            inverse = {v: k for k, v in reg.enums[name].items()}
             return inverse.get(out64.value, out64.value)
         if ptype == "flag":
             return bool(out64.value)
@@ -323,14 +322,15 @@ class Loss:
     # -- (de)serialisation: used by pickling and by the torch custom op
     def spec(self) -> Dict[str, Any]:
         params = {}
+        types = _registry().params
         for k, v in self._params.items():
-            if PARAMS[k][1] == "floats":
+            if types[k][1] == "floats":
                 v = list(self._values[k])
-            elif PARAMS[k][1] == "flag":
+            elif types[k][1] == "flag":
                 v = bool(self._values[k])
-            elif PARAMS[k][1] == "float":
+            elif types[k][1] == "float":
                 v = float(v)
-            elif PARAMS[k][1] == "int":
+            elif types[k][1] == "int":
                 v = int(v)
             params[k] = v
         return {"kind": type(self).__name__, "params": params}
@@ -381,25 +381,13 @@ class Loss:
     def output_axes(self, ndim: int) -> Optional[Tuple[int, ...]]:
         """The input axes the value's axes stand for (``()`` for MEAN/SUM), or None when the
         class axis is out of range (culoss then refuses the call and says why)."""
-        r = self._resolved
-        if r.get("reduction") != "none":
-            return ()
-        axis = r.get("class_axis", 1)
-        axis = axis + ndim if axis < 0 else axis
-        if ndim < 2 or not 1 <= axis < ndim:
+        axes = (c_int64 * max(ndim, 1))()
+        count = c_int64()
+        status = self._handle._lib.loss_output_axes(self._handle.ptr, ndim, axes,
+                                                    ctypes.byref(count))
+        if status != 0:
             return None
-        kind = self.kind
-        if kind in REGION_KINDS:
-            if kind == GENERALIZED_DICE or r.get("average") == "micro":  # one value per image
-                return () if r.get("batch") else (0,)
-            return (axis,) if r.get("batch") else (0, axis)
-        if kind == BCE_KIND or (kind == FOCAL and r.get("activation") != "softmax"):
-            return tuple(range(ndim))
-        if kind == LOVASZ_HINGE:
-            return (0, axis) if r.get("per_image") else (axis,)
-        if kind == LOVASZ_SOFTMAX:
-            return (0,) if r.get("per_image") else ()
-        return tuple(a for a in range(ndim) if a != axis)  # CE, softmax focal, marginal CE
+        return tuple(axes[i] for i in range(count.value))
 
     def output_shape(self, input_shape: Sequence[int]) -> Tuple[int, ...]:
         """The shape of the value for an input of ``input_shape`` (``()`` for MEAN/SUM)."""
@@ -409,13 +397,16 @@ class Loss:
 
     def separable(self) -> bool:
         """True when each value depends on the input elements of its own axes only, so that
-        the gradient of sum(w * value) is the saved gradient times w broadcast: every kind
-        but the per-class (MACRO) region losses with a softmax over the classes."""
+        the gradient of sum(w * value) is the saved gradient times w broadcast: every loss but
+        those with a softmax over the classes whose values run along the class axis (the
+        per-class, MACRO region losses)."""
         r = self._resolved
-        if r.get("reduction") != "none":
+        if r.get("reduction") != "none" or r.get("activation") != "softmax":
             return True
-        return not (self.kind in REGION_KINDS and self.kind != GENERALIZED_DICE and
-                    r.get("average") != "micro" and r.get("activation") == "softmax")
+        axis = r.get("class_axis", 1)
+        ndim = axis + 1 if axis > 0 else 1 - axis  # the smallest input it names an axis of
+        axes = self.output_axes(max(ndim, 2))
+        return axes is None or (axis if axis > 0 else 1) not in axes
 
     # -- compute
     def check_shapes(self, input_shape: Sequence[int], input_dtype: str,
@@ -704,7 +695,8 @@ class Sum(Loss):
         h = _Handle(SUM)
         for w, leaf in flat:
             _check(h._lib.loss_add_term(h.ptr, leaf._handle.ptr, w), "culoss_loss_add_term")
-        _check(h._lib.loss_set_int(h.ptr, PARAMS["check_targets"][0], int(check_targets)),
+        _check(h._lib.loss_set_int(h.ptr, _registry().params["check_targets"][0],
+                                   int(check_targets)),
                "culoss_loss_set_int")
         self._handle = h
         self._resolved = {"reduction": "mean", "activation": "none"}
@@ -726,58 +718,60 @@ class Sum(Loss):
         return {"kind": "Sum", "check_targets": self._check_targets,
                 "terms": [[w, t.spec()] for w, t in self.terms]}
 
-    def output_axes(self, ndim: int) -> Optional[Tuple[int, ...]]:
-        return ()
-
-    def separable(self) -> bool:
-        return True
-
     def __repr__(self) -> str:
         return " + ".join("%r * %r" % (w, t) for w, t in self.terms)
 
 
 # ----------------------------------------------------------------------------- kinds
 
+class _KindClass(type):
+    """The class of the loss classes: their keywords (signature and docstring) come from the
+    library's registry when first asked for, so that importing culoss does not load it."""
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        return inspect.Signature([inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY,
+                                                    default=None)
+                                  for p in _registry().kind_params[cls.kind]])
+
+    @property
+    def __doc__(cls) -> str:  # type: ignore[override]
+        return (cls._summary + "\n\nKeyword arguments: " +
+                ", ".join(_registry().kind_params[cls.kind]) +
+                " (docs/reference.md; enums as lower-case strings). Unset ones keep culoss's "
+                "defaults.")
+
+
 def _kind_class(name: str, kind: int, doc: str) -> type:
-    def __init__(self, **params: Any) -> None:
-        Loss.__init__(self, **params)
-
-    params = [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY, default=None)
-              for p in KIND_PARAMS[kind]]
     # help() and editors show the keywords; None there means "culoss's default"
-    __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + params)
-    __init__.__qualname__ = name + ".__init__"
-    return type(name, (Loss,), {"kind": kind, "__doc__": doc, "__module__": "culoss",
-                                "__init__": __init__, "__qualname__": name})
+    return _KindClass(name, (Loss,), {"kind": kind, "_summary": doc, "__module__": "culoss",
+                                      "__qualname__": name})
 
 
+# Python class: (culoss_kind value, frozen; summary).
 _DOCS = {
-    "Dice": (DICE, "Soft Dice loss: 1 - (2I + s_nr) / (SP + ST + s_dr) per (image, class)."),
-    "Jaccard": (JACCARD, "Soft Jaccard (IoU) loss: 1 - (I + s_nr) / (SP + ST - I + s_dr)."),
-    "Tversky": (TVERSKY, "Tversky loss: 1 - (I + s_nr) / (I + alpha FP + beta FN + s_dr)."),
-    "FocalTversky": (FOCAL_TVERSKY, "Focal Tversky loss: (1 - Tversky index)^gamma."),
-    "GeneralizedDice": (GENERALIZED_DICE, "Generalized Dice loss (class weights from the "
-                                          "target volumes, weight_type)."),
-    "BCE": (BCE_KIND, "Binary cross-entropy with positive weights, batch-frequency class "
-                      "balancing and label smoothing."),
-    "CrossEntropy": (CROSS_ENTROPY, "Softmax cross-entropy (PyTorch semantics for class "
-                                    "weights and ignore_index)."),
-    "Focal": (FOCAL, "Focal loss: sigmoid (binary, alpha-balanced) or softmax."),
-    "Combo": (COMBO, "Combo loss: ce_ratio * weighted BCE - (1 - ce_ratio) * Dice score."),
-    "MarginalCrossEntropy": (MARGINAL_CE, "Cross-entropy that tolerates classes missing from "
-                                          "an image's annotation (class 0 = background)."),
-    "LovaszHinge": (LOVASZ_HINGE, "Lovasz hinge (binary, on logits), one problem per channel."),
-    "LovaszSoftmax": (LOVASZ_SOFTMAX, "Lovasz-Softmax loss."),
+    "Dice": (1, "Soft Dice loss: 1 - (2I + s_nr) / (SP + ST + s_dr) per (image, class)."),
+    "Jaccard": (2, "Soft Jaccard (IoU) loss: 1 - (I + s_nr) / (SP + ST - I + s_dr)."),
+    "Tversky": (3, "Tversky loss: 1 - (I + s_nr) / (I + alpha FP + beta FN + s_dr)."),
+    "FocalTversky": (4, "Focal Tversky loss: (1 - Tversky index)^gamma."),
+    "GeneralizedDice": (5, "Generalized Dice loss (class weights from the target volumes, "
+                           "weight_type)."),
+    "BCE": (6, "Binary cross-entropy with positive weights, batch-frequency class balancing and "
+               "label smoothing."),
+    "CrossEntropy": (7, "Softmax cross-entropy (PyTorch semantics for class weights and "
+                        "ignore_index)."),
+    "Focal": (8, "Focal loss: sigmoid (binary, alpha-balanced) or softmax."),
+    "Combo": (9, "Combo loss: ce_ratio * weighted BCE - (1 - ce_ratio) * Dice score."),
+    "MarginalCrossEntropy": (10, "Cross-entropy that tolerates classes missing from an image's "
+                                 "annotation (class 0 = background)."),
+    "LovaszHinge": (11, "Lovasz hinge (binary, on logits), one problem per channel."),
+    "LovaszSoftmax": (12, "Lovasz-Softmax loss."),
 }
 _KIND_NAMES = {kind: name for name, (kind, _) in _DOCS.items()}
 _KIND_NAMES[SUM] = "Sum"
 
-KIND_CLASSES: Dict[str, type] = {}
-for _name, (_kind, _doc) in _DOCS.items():
-    KIND_CLASSES[_name] = _kind_class(
-        _name, _kind, _doc + "\n\nKeyword arguments: " + ", ".join(KIND_PARAMS[_kind]) +
-        " (docs/reference.md; enums as lower-case strings). Unset ones keep culoss's defaults.")
+KIND_CLASSES: Dict[str, type] = {name: _kind_class(name, kind, doc)
+                                 for name, (kind, doc) in _DOCS.items()}
 Sum.__module__ = "culoss"
 Loss.__module__ = "culoss"
 

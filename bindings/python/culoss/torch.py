@@ -304,6 +304,23 @@ class LossModule(nn.Module):
         return repr(self.loss) + (", distributed=True" if self._distributed else "")
 
 
+class _ModuleClass(type(LossModule)):  # type: ignore[misc]
+    """The class of the modules: keywords and docstring from their culoss class, read when
+    first asked for (the library's registry is not loaded on import)."""
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        sig = inspect.signature(cls._kind_cls)
+        extra = [inspect.Parameter("process_group", inspect.Parameter.KEYWORD_ONLY, default=None),
+                 inspect.Parameter("distributed", inspect.Parameter.KEYWORD_ONLY, default=False)]
+        return sig.replace(parameters=list(sig.parameters.values()) + extra)
+
+    @property
+    def __doc__(cls) -> str:  # type: ignore[override]
+        return ("``nn.Module`` for :class:`culoss.%s` (same keyword arguments).\n\n%s"
+                % (cls._kind_cls.__name__, cls._kind_cls.__doc__))
+
+
 def _module_class(name: str, kind_name: str) -> type:
     kind_cls = _loss.KIND_CLASSES[kind_name]
 
@@ -312,16 +329,9 @@ def _module_class(name: str, kind_name: str) -> type:
         LossModule.__init__(self, kind_cls(**params), process_group=process_group,
                             distributed=distributed)
 
-    sig = kind_cls.__init__.__signature__  # type: ignore[attr-defined]
-    extra = [inspect.Parameter("process_group", inspect.Parameter.KEYWORD_ONLY, default=None),
-             inspect.Parameter("distributed", inspect.Parameter.KEYWORD_ONLY, default=False)]
-    __init__.__signature__ = sig.replace(  # type: ignore[attr-defined]
-        parameters=list(sig.parameters.values()) + extra)
     __init__.__qualname__ = name + ".__init__"
-    doc = ("``nn.Module`` for :class:`culoss.%s` (same keyword arguments).\n\n%s"
-           % (kind_name, kind_cls.__doc__))
-    return type(name, (LossModule,), {"__init__": __init__, "__doc__": doc,
-                                      "__module__": __name__, "__qualname__": name})
+    return _ModuleClass(name, (LossModule,), {"__init__": __init__, "_kind_cls": kind_cls,
+                                              "__module__": __name__, "__qualname__": name})
 
 
 DiceLoss = _module_class("DiceLoss", "Dice")

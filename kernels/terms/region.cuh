@@ -1,0 +1,88 @@
+// Region terms (Dice, Jaccard, Tversky, focal Tversky, generalized Dice; kernels/common/
+// region_math.cuh has their math): statistics I, SP, ST per (image, class), a finalize that
+// reduces the group losses and turns their derivatives into per-(image, class) coefficients
+// a, b (scaled by grad_scale and the term's weight already), and the element gradient
+// dℓ/dp = v (a t + b dSP/dp). They have no element value: finalize adds theirs.
+#pragma once
+
+#include "kernels/common/region_math.cuh"
+#include "kernels/common/terms.cuh"
+
+namespace culoss {
+
+struct RegionTerm {
+  static constexpr int kCoefs = 2;  // a, b
+  static constexpr bool kScaledCoefs = true;
+  static constexpr bool kElementValue = false;
+  static constexpr int kNone = NONE_GROUPS;  // one value per (image, class) group
+  static constexpr bool kNeedsArgmax = false;
+  static constexpr int kCountSlots = kRegionStats;  // I, SP, ST
+  static constexpr int kValueSlots = 0;
+  static constexpr int kExportSlots = 2;  // Σ weight·ℓ and Σ weight of the per-image groups
+
+  static bool needs_counts(const TermSpec&, bool, bool) { return true; }
+
+  template <class R>
+  CULOSS_HD static void stats(const Program&, const TermSpec& ts, const TermPixel<R>& px,
+                              R* slots) {
+    region_element_stats(activate(ts.activation, px.soft, px.x), px.t, px.v, ts.region.squared,
+                         slots);
+  }
+
+  template <class R>
+  CULOSS_HD static TermOut<R> element(const TermSpec& s, const TermPixel<R>& px, const double* coef,
+                                      const double*) {
+    const R p = activate(s.activation, px.soft, px.x);
+    const R dl_dp = region_dloss_dp(narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]),
+                                    s.region.squared, p, px.t, px.v);
+    R d = dl_dp;
+    if (s.activation == ACT_SOFTMAX) d = p * dl_dp;  // h_c
+    if (s.activation == ACT_SIGMOID) d = dl_dp * p * (R(1) - p);
+    return TermOut<R>{R(0), d};
+  }
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+  template <class Step>
+  CULOSS_HD static void finalize(const TermSpec& ts, int, Step& f) {
+    const FinalizeBuffers& b = f.b;
+    const RegionParams& rp = ts.region;
+    const int64_t groups = rp.groups(), C = f.C, W = f.prog.coef_width;
+    for (int64_t g = f.tid; g < groups; g += f.threads)
+      region_finalize_group(rp, b.stats, g, b.class_coef_a, b.class_coef_b, b.group_loss,
+                            b.group_weight);
+    f.sync();
+    double s = 0.0, w = 0.0;
+    for (int64_t g = f.tid; g < groups; g += f.threads) {
+      s += b.group_weight[g] * b.group_loss[g];
+      w += b.group_weight[g];
+    }
+    double weighted_sum = f.total(s), weight_total = f.total(w);
+    if (!rp.batch) {  // per-image groups: the mean's sums run over every rank's images
+      if (b.export_vec && f.tid == 0) {
+        b.export_vec[ts.export_offset] = weighted_sum;
+        b.export_vec[ts.export_offset + 1] = weight_total;
+      }
+      if (b.global) {
+        weighted_sum = b.global[ts.export_offset];
+        weight_total = b.global[ts.export_offset + 1];
+      }
+    }
+    f.value += ts.weight * region_reduced_loss(rp.reduction, weighted_sum, weight_total);
+    for (int64_t j = f.tid; j < f.N * C; j += f.threads) {
+      const int64_t n = j / C, c = j % C, gn = rp.batch ? 0 : n;
+      const double scale =
+          ts.weight * region_group_scale(rp.reduction, b.group_weight[region_group_of(rp, gn, c)],
+                                         weight_total, f.grad_scale);
+      b.coefs[j * W + ts.coef_offset + 0] = scale * b.class_coef_a[gn * C + c];
+      b.coefs[j * W + ts.coef_offset + 1] = scale * b.class_coef_b[gn * C + c];
+    }
+    if (rp.reduction == RED_NONE && b.none_out)  // culoss_compute_stats writes no outputs
+      for (int64_t g = f.tid; g < groups; g += f.threads)
+        store_as(b.none_out, b.none_dtype, g, b.group_weight[g] * b.group_loss[g]);
+    f.sync();
+  }
+};
+
+}  // namespace culoss
