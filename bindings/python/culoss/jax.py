@@ -68,6 +68,7 @@ import numpy as np
 from . import _dlpack
 from . import _lib
 from ._dlpack import DLTensor, kDLBfloat, kDLCPU, kDLCUDA, kDLFloat, kDLInt, kDLUInt
+from ._errors import CulossError
 from ._loss import BCE_KIND, PARAMS, Loss, Sum, _check
 
 __all__ = ["function", "TARGET", "TARGET_GRAPH", "HAVE_CUDA", "handler_path"]
@@ -131,6 +132,9 @@ _register()
 
 # ----------------------------------------------------------------------------- the descriptor
 
+_SPEC_FORMAT = 1  # src/jax_ffi.cc: kSpecFormat
+
+
 def _encode(loss: Loss) -> Tuple[np.ndarray, np.ndarray]:
     """The ``spec_ints``/``spec_floats`` attributes for ``loss`` (their layout is described at
     the top of src/jax_ffi.cc): the very setter calls that built ``loss``'s own descriptor."""
@@ -138,7 +142,7 @@ def _encode(loss: Loss) -> Tuple[np.ndarray, np.ndarray]:
         terms, sum_check = loss.terms, int(bool(loss.get("check_targets")))
     else:
         terms, sum_check = ((1.0, loss),), -1
-    ints = [len(terms), sum_check]
+    ints = [_SPEC_FORMAT, len(terms), sum_check]
     floats = []
     for weight, term in terms:
         int_params, float_params, values = [], [], []
@@ -201,6 +205,14 @@ def _workspace_bytes(loss: Loss, x: Any, t: Any, device_type: int) -> int:
     return int(out.value)
 
 
+@functools.lru_cache(maxsize=None)
+def _jax_sees_cuda() -> bool:
+    try:
+        return bool(jax.devices("cuda"))
+    except RuntimeError:  # no CUDA backend in this jaxlib, or no device
+        return False
+
+
 # ----------------------------------------------------------------------------- the call
 
 def _grad_dtype(dtype: Any) -> Any:
@@ -237,9 +249,8 @@ class _Plan:
         # BCE's batch-frequency balancing weighs every image by the whole batch's labels
         return not (loss.kind == BCE_KIND and loss.get("class_balance") == "batch_frequency")
 
-    def _ffi(self, device_type: int, with_grad: bool, x: Any, t: Any, w: Any):
-        """One ffi_call for one platform: (value, grad or None)."""
-        ws = _workspace_bytes(self.loss, x, t, device_type)
+    def _ffi(self, ws: int, with_grad: bool, x: Any, t: Any, w: Any):
+        """One ffi_call with a workspace of ``ws`` bytes: (value, grad or None)."""
         results = [jax.ShapeDtypeStruct(self.loss.output_shape(x.shape), _value_dtype(x.dtype)),
                    jax.ShapeDtypeStruct((max(ws, 1),), jnp.uint8)]
         if with_grad:
@@ -251,9 +262,17 @@ class _Plan:
 
     def call(self, with_grad: bool, x: Any, t: Any, w: Any):
         """(value, grad or None), with a workspace sized for the platform it is lowered for."""
-        branches = {"cpu": functools.partial(self._ffi, kDLCPU, with_grad)}
+        sizes = {"cpu": _workspace_bytes(self.loss, x, t, kDLCPU)}  # raises on a bad call
         if HAVE_CUDA:
-            branches["cuda"] = functools.partial(self._ffi, kDLCUDA, with_grad)
+            try:
+                sizes["cuda"] = _workspace_bytes(self.loss, x, t, kDLCUDA)
+            except CulossError:
+                # some plans size their CUDA buffers with the device's help: without a GPU
+                # the call cannot run there anyway, and lowering for CUDA says so
+                if _jax_sees_cuda():
+                    raise
+        branches = {platform: functools.partial(self._ffi, ws, with_grad)
+                    for platform, ws in sizes.items()}
         return lax.platform_dependent(x, t, w, **branches)
 
     def _batched(self, with_grad: bool) -> Callable:

@@ -14,7 +14,7 @@
 // The loss descriptor travels in two attributes, `spec_ints` (int64) and `spec_floats` (float64),
 // written by culoss/jax.py (_encode):
 //
-//   spec_ints   = [n_terms, sum_check_targets,                      (-1: a single loss)
+//   spec_ints   = [kSpecFormat, n_terms, sum_check_targets,         (-1: a single loss)
 //                  per term: kind, n_int, n_float,
 //                            n_int x (param, value), n_float x (param, count)]
 //   spec_floats = per term: weight, then the values of its float parameters in order
@@ -23,20 +23,25 @@
 //
 // The handler builds a culoss_loss from them the first time it sees a spec and keeps it for the
 // life of the process (one per distinct loss; a descriptor may be shared by concurrent calls).
+// kSpecFormat changes whenever this layout does, so that a module lowered (or exported) by
+// another version of culoss.jax is refused with a message rather than misread.
 #include <culoss/culoss.h>
 #include <dlpack/dlpack.h>
 
 #include <cstdint>
-#include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace {
+
+constexpr int64_t kSpecFormat = 1;  // culoss/jax.py: _SPEC_FORMAT
 
 ffi::ErrorCode error_code(culoss_status status) {
   switch (status) {
@@ -134,7 +139,12 @@ ffi::Error build_term(SpecReader& r, Owned* term, double* weight) {
 ffi::Error build_descriptor(ffi::Span<const int64_t> ints, ffi::Span<const double> floats,
                             Owned* out) {
   SpecReader r(ints, floats);
-  int64_t n_terms = 0, sum_check = 0;
+  int64_t format = 0, n_terms = 0, sum_check = 0;
+  if (!r.next_int(&format) || format != kSpecFormat)
+    return ffi::Error::InvalidArgument(
+        "culoss: this custom call was made by another version of culoss.jax (loss spec format " +
+        std::to_string(format) + "; this handler reads " + std::to_string(kSpecFormat) +
+        "); lower it again with the installed culoss");
   if (!r.next_int(&n_terms) || !r.next_int(&sum_check) || n_terms < 1 ||
       (sum_check < 0 && n_terms != 1))
     return spec_error("header");
@@ -263,44 +273,40 @@ ffi::Error compute_cuda(void* stream, int32_t device_ordinal, ffi::AnyBuffer inp
 }
 #endif
 
+// Every target: its context, then input, target[, pixel_weight] -> value, workspace[, grad],
+// and the spec attributes.
+template <typename Binding>
+auto bind_operands(Binding binding) {
+  return std::move(binding)
+      .template Arg<ffi::AnyBuffer>()          // input
+      .template Arg<ffi::AnyBuffer>()          // target
+      .template OptionalArg<ffi::AnyBuffer>()  // pixel_weight
+      .template Ret<ffi::AnyBuffer>()          // value
+      .template Ret<ffi::AnyBuffer>()          // workspace
+      .template OptionalRet<ffi::AnyBuffer>()  // grad
+      .template Attr<ffi::Span<const int64_t>>("spec_ints")
+      .template Attr<ffi::Span<const double>>("spec_floats");
+}
+
 }  // namespace
 
 #define CULOSS_JAX_EXPORT extern "C" __attribute__((visibility("default")))
 
 CULOSS_JAX_EXPORT XLA_FFI_Error* culoss_jax_compute_cpu(XLA_FFI_CallFrame* call_frame);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(culoss_jax_compute_cpu, compute_cpu,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()          // input
-                                  .Arg<ffi::AnyBuffer>()          // target
-                                  .OptionalArg<ffi::AnyBuffer>()  // pixel_weight
-                                  .Ret<ffi::AnyBuffer>()          // value
-                                  .Ret<ffi::AnyBuffer>()          // workspace
-                                  .OptionalRet<ffi::AnyBuffer>()  // grad
-                                  .Attr<ffi::Span<const int64_t>>("spec_ints")
-                                  .Attr<ffi::Span<const double>>("spec_floats"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(culoss_jax_compute_cpu, compute_cpu, bind_operands(ffi::Ffi::Bind()));
 
 #ifdef CULOSS_JAX_CUDA
-// The same binding on XLA's CUDA stream. Two symbols: the second carries the command-buffer
-// (CUDA graph) trait and is the target of losses with CHECK_TARGETS=0, whose call neither
-// allocates nor synchronises; with CHECK_TARGETS=1 culoss waits for the target check, which a
-// graph cannot hold.
-#define CULOSS_JAX_CUDA_BINDING                  \
-  ffi::Ffi::Bind()                               \
-      .Ctx<ffi::PlatformStream<void*>>()         \
-      .Ctx<ffi::DeviceOrdinal>()                 \
-      .Arg<ffi::AnyBuffer>()                     \
-      .Arg<ffi::AnyBuffer>()                     \
-      .OptionalArg<ffi::AnyBuffer>()             \
-      .Ret<ffi::AnyBuffer>()                     \
-      .Ret<ffi::AnyBuffer>()                     \
-      .OptionalRet<ffi::AnyBuffer>()             \
-      .Attr<ffi::Span<const int64_t>>("spec_ints") \
-      .Attr<ffi::Span<const double>>("spec_floats")
-
+// On XLA's CUDA stream. Two symbols: the second carries the command-buffer (CUDA graph) trait and
+// is the target of losses with CHECK_TARGETS=0, whose call neither allocates nor synchronises;
+// with CHECK_TARGETS=1 culoss waits for the target check, which a graph cannot hold.
 CULOSS_JAX_EXPORT XLA_FFI_Error* culoss_jax_compute_cuda(XLA_FFI_CallFrame* call_frame);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(culoss_jax_compute_cuda, compute_cuda, CULOSS_JAX_CUDA_BINDING);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    culoss_jax_compute_cuda, compute_cuda,
+    bind_operands(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<void*>>().Ctx<ffi::DeviceOrdinal>()));
 
 CULOSS_JAX_EXPORT XLA_FFI_Error* culoss_jax_compute_cuda_graph(XLA_FFI_CallFrame* call_frame);
-XLA_FFI_DEFINE_HANDLER_SYMBOL(culoss_jax_compute_cuda_graph, compute_cuda, CULOSS_JAX_CUDA_BINDING,
-                              {ffi::Traits::kCmdBufferCompatible});
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    culoss_jax_compute_cuda_graph, compute_cuda,
+    bind_operands(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<void*>>().Ctx<ffi::DeviceOrdinal>()),
+    {ffi::Traits::kCmdBufferCompatible});
 #endif
