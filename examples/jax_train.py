@@ -20,35 +20,40 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 try:
     import jax
     import jax.numpy as jnp
-    import numpy as np
-except ImportError:  # pragma: no cover - depends on the machine
-    sys.exit("jax_train.py needs JAX (pip install jax)")
 
-try:
     import culoss
     import culoss.jax
 except ImportError as e:  # pragma: no cover - depends on the machine
-    sys.exit("jax_train.py needs culoss with its JAX handler (pip install ./bindings/python "
-             "with jax installed): %s" % e)
+    sys.exit("jax_train.py needs JAX (pip install jax) and culoss installed after it, so that "
+             "its XLA FFI handler is built (pip install ./bindings/python): %s" % e)
 
 CLASSES = ("background", "square", "disk")
 BRIGHTNESS = np.array([0.0, 1.0, -1.0], dtype=np.float32)
 
 
+# --name: (type, default, help)
+OPTIONS = {
+    "steps": (int, 300, "SGD steps"),
+    "batch": (int, 8, "images per step"),
+    "size": (int, 32, "image side in pixels"),
+    "width": (int, 8, "channels of the hidden layer"),
+    "lr": (float, 0.2, "learning rate"),
+    "momentum": (float, 0.9, "SGD momentum"),
+    "noise": (float, 0.6, "standard deviation of the pixel noise"),
+    "log": (int, 20, "print the loss every LOG steps"),
+    "seed": (int, 0, "seed of the data and the initial weights"),
+}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train a two-layer CNN in JAX with a culoss loss.")
-    p.add_argument("--steps", type=int, default=300, help="SGD steps [300]")
-    p.add_argument("--batch", type=int, default=8, help="images per step [8]")
-    p.add_argument("--size", type=int, default=32, help="image side in pixels [32]")
-    p.add_argument("--width", type=int, default=8, help="channels of the hidden layer [8]")
-    p.add_argument("--lr", type=float, default=0.2, help="learning rate [0.2]")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum [0.9]")
-    p.add_argument("--noise", type=float, default=0.6, help="pixel noise (std) [0.6]")
-    p.add_argument("--log", type=int, default=20, help="print the loss every LOG steps [20]")
-    p.add_argument("--seed", type=int, default=0, help="seed [0]")
+    for name, (kind, default, text) in OPTIONS.items():
+        p.add_argument("--" + name, type=kind, default=default, help="%s [%s]" % (text, default))
     a = p.parse_args(argv)
     for name in ("steps", "batch", "width", "log"):
         if getattr(a, name) < 1:

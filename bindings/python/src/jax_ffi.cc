@@ -187,36 +187,24 @@ ffi::Error descriptor_for(ffi::Span<const int64_t> ints, ffi::Span<const double>
   return ffi::Error::Success();
 }
 
+// The XLA element types culoss reads. A boolean mask is one byte of 0/1: culoss reads it as
+// uint8. Any other type becomes an opaque one, which culoss refuses with a message naming the
+// tensor (culoss/jax.py has refused it already when the call was traced).
+struct DTypePair {
+  ffi::DataType xla;
+  DLDataType dl;
+};
+constexpr DTypePair kDTypes[] = {
+    {ffi::DataType::F32, {kDLFloat, 32, 1}}, {ffi::DataType::F64, {kDLFloat, 64, 1}},
+    {ffi::DataType::F16, {kDLFloat, 16, 1}}, {ffi::DataType::BF16, {kDLBfloat, 16, 1}},
+    {ffi::DataType::S32, {kDLInt, 32, 1}},   {ffi::DataType::S64, {kDLInt, 64, 1}},
+    {ffi::DataType::U8, {kDLUInt, 8, 1}},    {ffi::DataType::PRED, {kDLUInt, 8, 1}},
+};
+
 DLDataType dl_dtype(ffi::DataType t) {
-  switch (t) {
-    case ffi::DataType::F16:
-      return {kDLFloat, 16, 1};
-    case ffi::DataType::F32:
-      return {kDLFloat, 32, 1};
-    case ffi::DataType::F64:
-      return {kDLFloat, 64, 1};
-    case ffi::DataType::BF16:
-      return {kDLBfloat, 16, 1};
-    case ffi::DataType::S8:
-      return {kDLInt, 8, 1};
-    case ffi::DataType::S16:
-      return {kDLInt, 16, 1};
-    case ffi::DataType::S32:
-      return {kDLInt, 32, 1};
-    case ffi::DataType::S64:
-      return {kDLInt, 64, 1};
-    case ffi::DataType::PRED:  // a boolean mask is one byte of 0/1: culoss reads it as uint8
-    case ffi::DataType::U8:
-      return {kDLUInt, 8, 1};
-    case ffi::DataType::U16:
-      return {kDLUInt, 16, 1};
-    case ffi::DataType::U32:
-      return {kDLUInt, 32, 1};
-    case ffi::DataType::U64:
-      return {kDLUInt, 64, 1};
-    default:  // culoss refuses it and names the tensor
-      return {kDLOpaqueHandle, 0, 1};
-  }
+  for (const DTypePair& p : kDTypes)
+    if (p.xla == t) return p.dl;
+  return {kDLOpaqueHandle, 0, 1};
 }
 
 // A DLTensor over an XLA buffer: dense, row-major (the layout ffi_call asks for).
