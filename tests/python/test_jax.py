@@ -21,7 +21,7 @@ from jax.test_util import check_grads  # noqa: E402
 
 import culoss  # noqa: E402
 import culoss.jax as cj  # noqa: E402  (ImportError here: the handler was not built)
-from cases import CASES, case_id, is_binary, make_inputs  # noqa: E402
+from cases import CASES, case_id, make_inputs  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 CASE_IDS = [case_id(c) for c in CASES]

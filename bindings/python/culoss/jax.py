@@ -52,7 +52,7 @@ import ctypes
 import functools
 import os
 from ctypes import c_int64, c_size_t, c_void_p
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 try:
     import jax
@@ -282,14 +282,15 @@ class _Plan:
         def compute(x, t, w):
             return call(x, t, w)
 
+        out_batched = (True, True if with_grad else None)  # (value, grad or None)
+
         @compute.def_vmap
         def rule(axis_size, in_batched, x, t, w):
             args = (x, t, w)
             if not self.foldable(x.ndim - in_batched[0]):
                 # a loop of calls: exact for every loss (ffi_call's "sequential" method)
                 in_axes = tuple(0 if b else None for b in in_batched)
-                out = jax.vmap(call, in_axes=in_axes, axis_size=axis_size)(*args)
-                return out, (True, with_grad if with_grad else None)
+                return jax.vmap(call, in_axes=in_axes, axis_size=axis_size)(*args), out_batched
             # every argument gets the batch axis, then (B, N, ...) -> (B*N, ...)
             full = [a if (a is None or b) else jnp.broadcast_to(a, (axis_size,) + a.shape)
                     for a, b in zip(args, in_batched)]
@@ -298,7 +299,7 @@ class _Plan:
             value = value.reshape((axis_size, -1) + value.shape[1:])
             if grad is not None:
                 grad = grad.reshape((axis_size, -1) + grad.shape[1:])
-            return (value, grad), (True, True if with_grad else None)
+            return (value, grad), out_batched
 
         return compute
 
