@@ -5,7 +5,8 @@
     value, grad = loss(logits, labels)                 # NumPy, PyTorch, CuPy, JAX arrays
     both = culoss.Dice() + 0.5 * culoss.BCE()          # one fused call for both
 
-``culoss.torch`` has an ``nn.Module`` per kind with autograd (imported on first use).
+``culoss.torch`` has an ``nn.Module`` per kind with autograd, ``culoss.jax`` a function per loss
+for ``jax.jit``/``jax.grad`` (an XLA FFI custom call); both are imported on first use.
 """
 
 from __future__ import annotations
@@ -53,10 +54,10 @@ def last_error() -> str:
 
 
 def __getattr__(name: str):
-    # `culoss.torch` without importing torch at `import culoss`
-    if name == "torch":
+    # `culoss.torch` / `culoss.jax` without importing torch or jax at `import culoss`
+    if name in ("torch", "jax"):
         import importlib
-        return importlib.import_module(".torch", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError("module 'culoss' has no attribute %r" % name)
 
 
