@@ -258,9 +258,9 @@ OUTSIDE_NAMES = (".." + "/shared", "DESIGN" + ".md")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
-def prose(text: str) -> str:
-    """The page without fenced blocks and inline code."""
-    out, fence = [], None
+def outside_fences(text: str):
+    """The lines of a page that are not inside fenced blocks."""
+    fence = None
     for line in text.split("\n"):
         m = FENCE.match(line)
         if fence is None and m:
@@ -270,8 +270,12 @@ def prose(text: str) -> str:
             if closes(line, fence):
                 fence = None
             continue
-        out.append(re.sub(r"`[^`]*`", "", line))
-    return "\n".join(out)
+        yield line
+
+
+def prose(text: str) -> str:
+    """The page without fenced blocks and inline code."""
+    return "\n".join(re.sub(r"`[^`]*`", "", line) for line in outside_fences(text))
 
 
 def slug(heading: str) -> str:
@@ -283,16 +287,7 @@ def slug(heading: str) -> str:
 def anchors(page: str) -> set:
     """The anchors of a page's headings, as GitHub makes them (inline code text included)."""
     seen, out = {}, set()
-    fence = None
-    for line in read(page).split("\n"):
-        m = FENCE.match(line)
-        if fence is None and m:
-            fence = m.group(1)
-            continue
-        if fence is not None:
-            if closes(line, fence):
-                fence = None
-            continue
+    for line in outside_fences(read(page)):
         h = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if h:
             base = slug(h.group(1))
