@@ -75,16 +75,23 @@ def candidates(package_dir: Optional[str] = None,
     return out
 
 
-# Functions added after 0.1's first release: a library without them still loads, and calling
-# one raises LibraryError.
-_OPTIONAL = ("culoss_stats_size", "culoss_compute_stats", "culoss_compute_from_stats")
+# Functions added after 0.1's first release, and what they belong to: a library without them
+# still loads, and calling one raises LibraryError.
+_OPTIONAL = {
+    "culoss_stats_size": "the statistics API (data parallelism)",
+    "culoss_compute_stats": "the statistics API (data parallelism)",
+    "culoss_compute_from_stats": "the statistics API (data parallelism)",
+    "culoss_set_num_threads": "the CPU thread setting",
+    "culoss_get_num_threads": "the CPU thread setting",
+}
 
 
 def _missing(path: str, name: str):
     def fn(*_args):
-        raise LibraryError("%s does not export %s: this libculoss predates the statistics API "
-                           "(data parallelism); install a newer one" % (path, name))
+        raise LibraryError("%s does not export %s: this libculoss predates %s; install a newer "
+                           "one" % (path, name, _OPTIONAL[name]))
     fn.__name__ = name
+    fn.missing = True
     return fn
 
 
@@ -129,6 +136,9 @@ class Library:
                                                   POINTER(DLTensor), POINTER(DLTensor),
                                                   POINTER(DLTensor), POINTER(DLTensor), c_double,
                                                   c_void_p, c_size_t, c_void_p]),
+            # CPU threads
+            "culoss_set_num_threads": (c_int, [c_int]),
+            "culoss_get_num_threads": (c_int, []),
         }
         for name, (restype, argtypes) in decls.items():
             try:
