@@ -66,6 +66,49 @@ Partials carve_partials(Carver& carver, const Call& call, const Plan& plan) {
   return p;
 }
 
+// The work of one chunk, as functions of their own into which the element math is inlined
+// whole (flatten): the compiler's inlining budget would otherwise stop inside it.
+#if defined(__GNUC__)
+#define CULOSS_CPU_FLATTEN __attribute__((flatten))
+#else
+#define CULOSS_CPU_FLATTEN
+#endif
+
+// Statistics of pixels [q0, q1) of image n into the row `out` (C x S). A short row is summed in
+// a buffer of the task's own, then stored: rows of neighbouring tasks may share a cache line,
+// which the additions would otherwise bounce between cores.
+template <class T>
+CULOSS_CPU_FLATTEN void stats_chunk(const Program& prog, const ElementArgs& a, const T* x,
+                                    int64_t n, int64_t q0, int64_t q1, double* out) {
+  constexpr int64_t kLocalRow = 64;
+  const int64_t S = prog.stat_width, row = a.L.C * S;
+  double local[kLocalRow];
+  double* r = row <= kLocalRow ? local : out;
+  std::fill(r, r + row, 0.0);
+  for (int64_t q = q0; q < q1; ++q)
+    pixel_stats<double>(prog, a, x, n, q, true,
+                        [&](int64_t c, int k, double value) { r[c * S + k] += value; });
+  if (r != out) std::copy(r, r + row, out);
+}
+
+// Step 4 for pixels [begin, end) of the batch (n * P + q); returns their loss sum.
+template <class T, class G>
+CULOSS_CPU_FLATTEN double element_chunk(const Program& prog, const ElementArgs& a, const T* x,
+                                        G* grad, const Call& call, const Buffers& b, int64_t begin,
+                                        int64_t end) {
+  const int64_t P = a.L.P;
+  double sum = 0.0;
+  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end; ++pix) {
+    sum += pixel_element<double>(prog, a, x, grad, call.loss_out.data, call.loss_out.dtype, b.coefs,
+                                 b.scale, call.grad_scale, n, q);
+    if (++q == P) {
+      q = 0;
+      ++n;
+    }
+  }
+  return sum;
+}
+
 // Step 2: per-(image, class) sums. An image of one chunk is summed pixel by pixel straight into
 // its row; larger images into one partial row per (image, chunk), which are then added in chunk
 // order. Either way the order of the additions depends on the shape alone.
@@ -74,25 +117,20 @@ void statistics(const Call& call, const Program& prog, double* stats, double* pa
   const ElementArgs a = element_args(call);
   const T* x = static_cast<const T*>(call.input.data);
   const Layout& L = call.layout;
-  const int64_t S = prog.stat_width, row = L.C * S;
-  const auto accumulate = [&](int64_t n, int64_t q0, int64_t q1, double* r) {
-    std::fill(r, r + row, 0.0);
-    for (int64_t q = q0; q < q1; ++q)
-      pixel_stats<double>(prog, a, x, n, q, true,
-                          [&](int64_t c, int k, double value) { r[c * S + k] += value; });
-  };
+  const int64_t row = L.C * prog.stat_width;
   const Partition pixels = image_chunks(L);
   const int64_t K = pixels.count();
   if (K <= 1) {  // whole images, several to a task when they are small
     for_each_chunk(Partition(L.N, chunk_pixels(L.C) / std::max<int64_t>(L.P, 1)),
                    [&](int64_t, int64_t n0, int64_t n1) {
-                     for (int64_t n = n0; n < n1; ++n) accumulate(n, 0, L.P, stats + n * row);
+                     for (int64_t n = n0; n < n1; ++n)
+                       stats_chunk(prog, a, x, n, 0, L.P, stats + n * row);
                    });
     return;
   }
   for_each_chunk(Partition(L.N * K, 1), [&](int64_t u, int64_t, int64_t) {
     const int64_t k = u % K;
-    accumulate(u / K, pixels.begin(k), pixels.end(k), partial + u * row);
+    stats_chunk(prog, a, x, u / K, pixels.begin(k), pixels.end(k), partial + u * row);
   });
   for (int64_t n = 0; n < L.N; ++n)
     for (int64_t j = 0; j < row; ++j) {
@@ -109,19 +147,9 @@ double element_pass(const Call& call, const Program& prog, const Buffers& b, dou
   const ElementArgs a = element_args(call);
   const T* x = static_cast<const T*>(call.input.data);
   G* grad = call.grad.present ? static_cast<G*>(call.grad.data) : nullptr;
-  const Layout& L = call.layout;
-  const Partition pixels = pixel_chunks(L);
+  const Partition pixels = pixel_chunks(call.layout);
   for_each_chunk(pixels, [&](int64_t i, int64_t begin, int64_t end) {
-    double sum = 0.0;
-    for (int64_t pix = begin, n = begin / L.P, q = begin % L.P; pix < end; ++pix) {
-      sum += pixel_element<double>(prog, a, x, grad, call.loss_out.data, call.loss_out.dtype,
-                                   b.coefs, b.scale, call.grad_scale, n, q);
-      if (++q == L.P) {
-        q = 0;
-        ++n;
-      }
-    }
-    partial[i] = sum;
+    partial[i] = element_chunk(prog, a, x, grad, call, b, begin, end);
   });
   double total = 0.0;
   for (int64_t i = 0; i < pixels.count(); ++i) total += partial[i];

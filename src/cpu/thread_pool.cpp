@@ -94,13 +94,14 @@ class Pool {
     Job job;
     job.task = &task;
     job.count = count;
-    job.open_slots = static_cast<int>(std::min<int64_t>(threads, count)) - 1;
+    const int helpers = static_cast<int>(std::min<int64_t>(threads, count)) - 1;
+    job.open_slots = helpers;
     {
       std::lock_guard<std::mutex> lock(m_);
-      grow(job.open_slots);
+      grow(helpers);
       enqueue(&job);
     }
-    work_cv_.notify_all();
+    for (int i = 0; i < helpers; ++i) work_cv_.notify_one();  // idle workers, one per slot
     job.work();
     {
       std::unique_lock<std::mutex> lock(m_);
