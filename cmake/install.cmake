@@ -64,12 +64,12 @@ set(CULOSS_PC_CFLAGS_EXTRA "")
 if(DLPACK_INCLUDE_DIR AND NOT DLPACK_INCLUDE_DIR IN_LIST CMAKE_C_IMPLICIT_INCLUDE_DIRECTORIES)
   set(CULOSS_PC_CFLAGS_EXTRA " -I${DLPACK_INCLUDE_DIR}")
 endif()
-# Libs.private is what libculoss.a users need (pkg-config --static): the C++ runtime and, for a
-# CUDA build, the static CUDA runtime (libculoss.so carries it inside).
-set(CULOSS_PC_LIBS_PRIVATE "-lstdc++ -lm")
+# Libs.private is what libculoss.a users need (pkg-config --static): the C++ runtime, the threads
+# library and, for a CUDA build, the static CUDA runtime (libculoss.so carries it inside).
+set(CULOSS_PC_LIBS_PRIVATE "-lstdc++ -lm -lpthread")
 if(CULOSS_HAVE_CUDA)
   string(PREPEND CULOSS_PC_LIBS_PRIVATE
-         "-L${CUDAToolkit_LIBRARY_DIR} -lcudart_static -ldl -lrt -lpthread ")
+         "-L${CUDAToolkit_LIBRARY_DIR} -lcudart_static -ldl -lrt ")
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/culoss.pc.in ${PROJECT_BINARY_DIR}/culoss.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/culoss.pc

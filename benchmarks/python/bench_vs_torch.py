@@ -12,6 +12,8 @@ reference. Competitors run in PyTorch eager and under ``torch.compile``:
 - an nnU-Net-style memory-efficient soft Dice, written here from its documented formula
   (softmax, one-hot target built without gradient, background dropped, per-image statistics,
   ``-(2I + s) / max(P + T + s, 1e-8)`` averaged);
+- Dice + cross-entropy (``dice_ce``, culoss's fused ``Dice() + CrossEntropy()``): MONAI's
+  ``DiceCELoss`` and that nnU-Net-style Dice plus ``F.cross_entropy``;
 - the reference Lovász algorithm (Berman, Rannen Triki & Blaschko, CVPR 2018: sort the errors,
   dot them with the gradient of the Lovász extension of the Jaccard loss), written here in
   PyTorch, next to smp's ``LovaszLoss``.
@@ -55,9 +57,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
-ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "bce", "focal", "lovasz_softmax",
+ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
               "lovasz_hinge"]
-SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "lovasz_softmax"}
+SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax"}
 
 
 # ------------------------------------------------------------------------------ imports
@@ -228,6 +230,16 @@ def peers_for(loss, shape):
         add(None, lambda m: [Peer(
             "F.cross_entropy", "torch", "CrossEntropy", {},
             lambda x, t: F.cross_entropy(x, t["labels"]))])
+    elif loss == "dice_ce":
+        add("monai.losses", lambda m: [Peer(
+            "MONAI DiceCELoss", "monai", "Dice+CrossEntropy", {},
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.DiceCELoss(softmax=True, to_onehot_y=True)))])
+        add(None, lambda m: [Peer(
+            "nnU-Net-style soft Dice + F.cross_entropy", "own", "Dice+CrossEntropy",
+            {"include_background": False},
+            lambda x, t: nnunet_style_soft_dice(x, t["labels_n1"]) + F.cross_entropy(
+                x, t["labels"]), offset=-1.0, note="returns -dice + ce (culoss: 1 - dice + ce)")])
     elif loss == "bce":
         add(None, lambda m: [Peer(
             "F.binary_cross_entropy_with_logits", "torch", "BCE", {},
@@ -435,16 +447,25 @@ class Bench:
             _f(r.get("peak_mib"), "%.1f"), _f(r.get("value_err"), "%.1e"),
             _f(r.get("grad_err"), "%.1e"), r.get("note", "")), flush=True)
 
+    def make_loss(self, kind, kw):
+        """The culoss loss of a config: a kind, or "A+B" (a culoss.Sum of weight 1 each, the
+        keywords going to A; check_targets to every term)."""
+        names = kind.split("+")
+        first = getattr(self.culoss, names[0])(**kw)
+        if len(names) == 1:
+            return first
+        extra = {"check_targets": kw["check_targets"]} if "check_targets" in kw else {}
+        return sum([getattr(self.culoss, n)(**extra) for n in names[1:]], first)
+
     def culoss_fn(self, kind, kw, target_key):
         """culoss's PyTorch module (one fused call: value and gradient), no target check."""
-        cls = getattr(self.culoss, kind)
-        mod = self.culoss.torch.LossModule(cls(check_targets=False, **kw))
+        mod = self.culoss.torch.LossModule(self.make_loss(kind, dict(kw, check_targets=False)))
         return lambda x, t: mod(x, t[target_key])
 
     def reference(self, kind, kw, x64, t):
         """culoss float64 (value, grad) on the CPU, or on the device for big problems."""
         torch = self.torch
-        loss = getattr(self.culoss, kind)(**kw)
+        loss = self.make_loss(kind, kw)
         on_cpu = x64.numel() <= self.args.ref_cpu_max or not self.args.device.startswith("cuda")
         dev = "cpu" if on_cpu else self.args.device
         xin = x64 if on_cpu else x64.to(dev)
@@ -480,7 +501,8 @@ class Bench:
             configs.setdefault(p.config(), (p.kind, p.kw))
         if not configs:  # no competitor installed: still time culoss's default
             kind = {"dice": "Dice", "tversky": "Tversky", "gdice": "GeneralizedDice",
-                    "ce": "CrossEntropy", "bce": "BCE", "focal": "Focal",
+                    "ce": "CrossEntropy", "dice_ce": "Dice+CrossEntropy", "bce": "BCE",
+                    "focal": "Focal",
                     "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge"}[loss]
             configs[config_key(kind, {})] = (kind, {})
         culoss_ms = self.culoss_ms.setdefault((loss, shape), {})

@@ -285,6 +285,27 @@ CULOSS_API int culoss_param_accepts(culoss_kind kind, culoss_param param, double
 CULOSS_API culoss_status culoss_loss_output_axes(culoss_loss loss, int64_t ndim, int64_t* axes,
                                                  int64_t* count);
 
+/*
+ * Threads of the CPU backend (appended in 0.2). CPU calls split their work into chunks and run them on a pool of
+ * threads shared by the whole process (the calling thread is one of them). The chunks depend on
+ * the tensors' shapes only, and partial sums are added in a fixed order, so the loss, the
+ * gradient and the statistics are bitwise the same for every thread count. CUDA calls do not
+ * use these threads.
+ *
+ * culoss_set_num_threads: the number of threads CPU calls use, n >= 1, or 0 for the default:
+ * the environment variable CULOSS_NUM_THREADS (read once, at the first call that needs it; a
+ * whole number from 1 to 1024, anything else is ignored) when set, else the number of CPUs this
+ * process may run on (its affinity mask). n < 0 or n > 1024 is refused with
+ * CULOSS_ERROR_INVALID_ARGUMENT and the setting is left as it was. The setting is process-wide;
+ * it may be changed from any thread at any time, and calls already running finish with either
+ * count. Threads are started when first needed and kept, idle, for later calls; a child made by
+ * fork() starts its own.
+ *
+ * culoss_get_num_threads: the number of threads CPU calls use now (>= 1).
+ */
+CULOSS_API culoss_status culoss_set_num_threads(int n);
+CULOSS_API int culoss_get_num_threads(void);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

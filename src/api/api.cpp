@@ -12,6 +12,7 @@
 #include "core/plan.hpp"
 #include "core/tensor.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/thread_pool.hpp"
 #include "cuda/backend.hpp"
 
 using namespace culoss;
@@ -36,7 +37,9 @@ struct Prepared {
     return lovasz ? lplan.output_shape : plan.output_shape;
   }
   size_t workspace_bytes() const {
-    if (!lovasz) return culoss::workspace_bytes(call, plan);
+    if (!lovasz)
+      return call.backend == Backend::CUDA ? culoss::workspace_bytes(call, plan)
+                                           : cpu::compute_workspace_bytes(call, plan);
     return call.backend == Backend::CUDA ? cuda::lovasz_workspace_bytes(call, lplan)
                                          : kWorkspaceAlign;  // the CPU sorts in host vectors
   }
@@ -315,5 +318,10 @@ culoss_status culoss_loss_output_axes(culoss_loss loss, int64_t ndim, int64_t* a
     *count = static_cast<int64_t>(out.size());
   });
 }
+culoss_status culoss_set_num_threads(int n) {
+  return guard([&] { cpu::set_num_threads(n); });
+}
+
+int culoss_get_num_threads(void) { return cpu::num_threads(); }
 
 }  // extern "C"

@@ -1,12 +1,16 @@
 // CPU backend: the reference implementation (double accumulation), and a real backend.
 #pragma once
 
+#include <cstddef>
+
 #include "core/plan.hpp"
 #include "core/tensor.hpp"
 
 namespace culoss::cpu {
 
 void compute(const Call& call, const Plan& plan);
+// Workspace of compute: the plan's buffers and the per-chunk partial sums of the passes.
+size_t compute_workspace_bytes(const Call& call, const Plan& plan);
 void compute_lovasz(const Call& call, const LovaszPlan& plan);
 
 // CHECK_TARGETS=1: refuses the call before anything is written.

@@ -1,34 +1,41 @@
-// CPU backend: the four steps (docs/reference.md) in plain loops, accumulating in double. The
-// element math, the passes and finalize are the shared code of kernels/common and kernels/terms,
-// the same the CUDA kernels run.
+// CPU backend: the four steps (docs/reference.md), accumulating in double. The element math, the
+// passes and finalize are the shared code of kernels/common and kernels/terms, the same the CUDA
+// kernels run; the passes run in chunks on the thread pool (thread_pool.hpp), bitwise the same
+// for any number of threads.
+#include <algorithm>
 #include <vector>
 
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/thread_pool.hpp"
 #include "kernels/common/finalize.cuh"
 #include "kernels/common/passes.cuh"
 
 namespace culoss::cpu {
 
 void check_targets(const Call& call) {
+  // In chunks, in parallel: the lowest failing chunk's error, the first bad element, is the one
+  // reported, and every target is checked before any pixel weight.
   const TargetView tv = call.target_view();
   const Layout& L = call.layout;
-  if (call.index_target) {
-    for (int64_t i = 0; i < call.target.numel; ++i) {
-      const int64_t label = load_label(tv.data, tv.dtype, i);
-      if (!label_is_valid(label, L.C, tv.binary_mask, tv.ignore_index))
-        fail_invalid_target(call, i, static_cast<const char*>(tv.data) + i * dtype_bytes(tv.dtype));
+  const auto raw = [&](int64_t i) {
+    return static_cast<const char*>(tv.data) + i * dtype_bytes(tv.dtype);
+  };
+  for_each_chunk(Partition(call.target.numel, kChunkElements), [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const bool valid = call.index_target
+                             ? label_is_valid(load_label(tv.data, tv.dtype, i), L.C, tv.binary_mask,
+                                              tv.ignore_index)
+                             : dense_target_is_valid(load_as<double>(tv.data, tv.dtype, i));
+      if (!valid) fail_invalid_target(call, i, raw(i));
     }
-  } else {
-    for (int64_t i = 0; i < call.target.numel; ++i) {
-      const double t = load_as<double>(tv.data, tv.dtype, i);
-      if (!dense_target_is_valid(t))
-        fail_invalid_target(call, i, static_cast<const char*>(tv.data) + i * dtype_bytes(tv.dtype));
-    }
-  }
+  });
   if (const float* w = call.pixel_weight_data())
-    for (int64_t i = 0; i < call.pixel_weight.numel; ++i)
-      if (!pixel_weight_is_valid(w[i])) fail_invalid_pixel_weight(i, w[i]);
+    for_each_chunk(Partition(call.pixel_weight.numel, kChunkElements),
+                   [&](int64_t, int64_t b, int64_t e) {
+                     for (int64_t i = b; i < e; ++i)
+                       if (!pixel_weight_is_valid(w[i])) fail_invalid_pixel_weight(i, w[i]);
+                   });
 }
 
 namespace {
@@ -37,64 +44,154 @@ ElementArgs element_args(const Call& call) {
   return ElementArgs{call.layout, call.target_view(), call.pixel_weight_data()};
 }
 
-// Step 2: per-(image, class) sums, image by image, pixel by pixel, in a fixed order.
-template <class T>
-void statistics(const Call& call, const Program& prog, double* stats) {
-  const ElementArgs a = element_args(call);
-  const T* x = static_cast<const T*>(call.input.data);
+// The chunks of the passes: of one image's pixels (statistics), of all pixels (element pass).
+Partition image_chunks(const Layout& L) { return Partition(L.P, chunk_pixels(L.C)); }
+Partition pixel_chunks(const Layout& L) { return Partition(L.N * L.P, chunk_pixels(L.C)); }
+
+// Per-chunk partial sums, carved from the workspace after the plan's buffers: statistics rows
+// per (image, chunk) when an image has several chunks, and the element pass's loss per chunk.
+// Their size depends on the shapes and the descriptor only (culoss_workspace_size).
+struct Partials {
+  double* stats;
+  double* loss;
+};
+
+Partials carve_partials(Carver& carver, const Call& call, const Plan& plan) {
   const Layout& L = call.layout;
-  const int64_t S = prog.stat_width;
-  for (int64_t i = 0; i < L.N * L.C * S; ++i) stats[i] = 0.0;
-  for (int64_t n = 0; n < L.N; ++n) {
-    double* row = stats + n * L.C * S;
-    for (int64_t q = 0; q < L.P; ++q)
-      pixel_stats<double>(prog, a, x, n, q, true,
-                          [&](int64_t c, int k, double value) { row[c * S + k] += value; });
-  }
+  const int64_t K = image_chunks(L).count();
+  const bool stat_partials = plan.prog.has_stats && K > 1;
+  Partials p;
+  p.stats = carver.take<double>(stat_partials ? L.N * K * L.C * plan.prog.stat_width : 0);
+  p.loss = carver.take<double>(pixel_chunks(L).count());  // with or without a gradient
+  return p;
 }
 
-// Step 4: one pass writing dℓ/dx and the NONE outputs; returns the element-wise loss sum.
+// The work of one chunk, as functions of their own into which the element math is inlined
+// whole (flatten): the compiler's inlining budget would otherwise stop inside it.
+#if defined(__GNUC__)
+#define CULOSS_CPU_FLATTEN __attribute__((flatten))
+#else
+#define CULOSS_CPU_FLATTEN
+#endif
+
+// Statistics of pixels [q0, q1) of image n into the row `out` (C x S). A short row is summed in
+// a buffer of the task's own, then stored: rows of neighbouring tasks may share a cache line,
+// which the additions would otherwise bounce between cores.
+template <class T>
+CULOSS_CPU_FLATTEN void stats_chunk(const Program& prog, const ElementArgs& a, const T* x,
+                                    int64_t n, int64_t q0, int64_t q1, double* out) {
+  constexpr int64_t kLocalRow = 64;
+  const int64_t S = prog.stat_width, row = a.L.C * S;
+  double local[kLocalRow];
+  double* r = row <= kLocalRow ? local : out;
+  std::fill(r, r + row, 0.0);
+  for (int64_t q = q0; q < q1; ++q)
+    pixel_stats<double>(prog, a, x, n, q, true,
+                        [&](int64_t c, int k, double value) { r[c * S + k] += value; });
+  if (r != out) std::copy(r, r + row, out);
+}
+
+// Step 4 for pixels [begin, end) of the batch (n * P + q); returns their loss sum.
 template <class T, class G>
-double element_pass(const Call& call, const Program& prog, const Buffers& b, G* grad) {
+CULOSS_CPU_FLATTEN double element_chunk(const Program& prog, const ElementArgs& a, const T* x,
+                                        G* grad, const Call& call, const Buffers& b, int64_t begin,
+                                        int64_t end) {
+  const int64_t P = a.L.P;
+  double sum = 0.0;
+  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end; ++pix) {
+    sum += pixel_element<double>(prog, a, x, grad, call.loss_out.data, call.loss_out.dtype, b.coefs,
+                                 b.scale, call.grad_scale, n, q);
+    if (++q == P) {
+      q = 0;
+      ++n;
+    }
+  }
+  return sum;
+}
+
+// Step 2: per-(image, class) sums. An image of one chunk is summed pixel by pixel straight into
+// its row; larger images into one partial row per (image, chunk), which are then added in chunk
+// order. Either way the order of the additions depends on the shape alone.
+template <class T>
+void statistics(const Call& call, const Program& prog, double* stats, double* partial) {
   const ElementArgs a = element_args(call);
   const T* x = static_cast<const T*>(call.input.data);
   const Layout& L = call.layout;
-  double total = 0.0;
+  const int64_t row = L.C * prog.stat_width;
+  const Partition pixels = image_chunks(L);
+  const int64_t K = pixels.count();
+  if (K <= 1) {  // whole images, several to a task when they are small
+    for_each_chunk(Partition(L.N, chunk_pixels(L.C) / std::max<int64_t>(L.P, 1)),
+                   [&](int64_t, int64_t n0, int64_t n1) {
+                     for (int64_t n = n0; n < n1; ++n)
+                       stats_chunk(prog, a, x, n, 0, L.P, stats + n * row);
+                   });
+    return;
+  }
+  for_each_chunk(Partition(L.N * K, 1), [&](int64_t u, int64_t, int64_t) {
+    const int64_t k = u % K;
+    stats_chunk(prog, a, x, u / K, pixels.begin(k), pixels.end(k), partial + u * row);
+  });
   for (int64_t n = 0; n < L.N; ++n)
-    for (int64_t q = 0; q < L.P; ++q)
-      total += pixel_element<double>(prog, a, x, grad, call.loss_out.data, call.loss_out.dtype,
-                                     b.coefs, b.scale, call.grad_scale, n, q);
+    for (int64_t j = 0; j < row; ++j) {
+      double sum = 0.0;
+      for (int64_t k = 0; k < K; ++k) sum += partial[(n * K + k) * row + j];
+      stats[n * row + j] = sum;
+    }
+}
+
+// Step 4: one pass writing dℓ/dx and the NONE outputs; returns the element-wise loss sum, added
+// per chunk of pixels and then over the chunks in order.
+template <class T, class G>
+double element_pass(const Call& call, const Program& prog, const Buffers& b, G* grad,
+                    double* partial) {
+  const ElementArgs a = element_args(call);
+  const T* x = static_cast<const T*>(call.input.data);
+  const Partition pixels = pixel_chunks(call.layout);
+  for_each_chunk(pixels, [&](int64_t i, int64_t begin, int64_t end) {
+    partial[i] = element_chunk(prog, a, x, grad, call, b, begin, end);
+  });
+  double total = 0.0;
+  for (int64_t i = 0; i < pixels.count(); ++i) total += partial[i];
   return total;
 }
 
 }  // namespace
+
+size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
+  Carver measure(nullptr);
+  carve(measure, call, plan);
+  carve_partials(measure, call, plan);
+  return measure.required();
+}
 
 void compute(const Call& call, const Plan& plan) {
   if (call.check_targets) check_targets(call);  // before anything is written
   std::vector<unsigned char> owned;
   void* base = call.workspace;
   if (!base) {
-    owned.resize(workspace_bytes(call, plan));
+    owned.resize(compute_workspace_bytes(call, plan));
     base = owned.data();
   }
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
+  const Partials partials = carve_partials(carver, call, plan);
   for (size_t i = 0; i < plan.weight_table.size(); ++i) b.weights[i] = plan.weight_table[i];
   const Program prog = bind_program(plan, b.weights, call);
   const Layout& L = call.layout;
 
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
-    if (prog.has_stats) statistics<T>(call, prog, b.stats);
+    if (prog.has_stats) statistics<T>(call, prog, b.stats, partials.stats);
     finalize_program(
         prog, finalize_buffers(b, call, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
         call.grad_scale, 0, 1, [] {}, [](double v) { return v; });
     if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
     double element_total = 0.0;
     if (plan.element_pass) {
-      element_total =
-          dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data,
-                           [&](auto* grad) { return element_pass<T>(call, prog, b, grad); });
+      element_total = dispatch_grad<T>(
+          call.grad.present, call.grad.dtype, call.grad.data,
+          [&](auto* grad) { return element_pass<T>(call, prog, b, grad, partials.loss); });
     }
     if (prog.none_mode == NONE_OFF)
       store_as(call.loss_out.data, call.loss_out.dtype, 0, b.value[0] + element_total);

@@ -1,23 +1,17 @@
 // CPU backend of the Lovász losses: per segment, the counted items sorted by error (descending,
-// ties by element index), then the Jaccard gradient along the order. Double precision; the sort
-// buffers are host vectors.
+// ties by element index; a NaN error first), then the Jaccard gradient along the order. Double
+// precision; the sort buffers are host vectors. Items and the gradient are computed in chunks of
+// pixels, the segments one task each (or a few small ones), on the thread pool: every result is
+// written by one task, so any number of threads gives the same bits.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/radix_sort.hpp"
+#include "cpu/thread_pool.hpp"
 
 namespace culoss::cpu {
-namespace {
-
-struct SortItem {
-  double e;
-  int64_t element;
-  bool fg;
-};
-
-}  // namespace
 
 void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   if (call.check_targets) check_targets(call);
@@ -43,48 +37,48 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
 
   // Every element's item (its segment is implied by its image and class).
   std::vector<LovaszItem<double>> items(static_cast<size_t>(numel));
+  const Partition pixels(L.N * L.P, chunk_pixels(L.C));
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     const T* x = static_cast<const T*>(call.input.data);
-    for (int64_t n = 0; n < L.N; ++n)
-      for (int64_t q = 0; q < L.P; ++q)
+    for_each_chunk(pixels, [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t pix = begin; pix < end; ++pix)
         lovasz_pixel<double>(
-            lp.hinge, lp.activation, L, tv, call.pixel_weight_data(), x, n, q,
+            lp.hinge, lp.activation, L, tv, call.pixel_weight_data(), x, pix / L.P, pix % L.P,
             [&](int64_t, int64_t e, const LovaszItem<double>& it) { items[e] = it; });
+    });
   });
 
   // Per segment: sort, Jaccard gradient g of every item, the segment's loss.
   std::vector<double> seg_loss(static_cast<size_t>(segments), 0.0), seg_gts(seg_loss);
   std::vector<double> slope_g(static_cast<size_t>(numel), 0.0);  // g · d(error)/d(p or x)
-  std::vector<SortItem> order;
-  for (int64_t seg = 0; seg < segments; ++seg) {
-    const int64_t problem = seg / L.C, c = seg % L.C;
-    order.clear();
-    for (int64_t n = sh.per_image ? problem : 0; n < (sh.per_image ? problem + 1 : L.N); ++n)
-      for (int64_t q = 0; q < L.P; ++q) {
-        const int64_t e = L.base(n, q) + c * L.class_stride();
-        if (items[e].counted) order.push_back(SortItem{items[e].e, e, items[e].fg});
+  const int64_t length = sh.segment_length();
+  const Partition segment_tasks(segments, kChunkElements / std::max<int64_t>(length, 1));
+  for_each_chunk(segment_tasks, [&](int64_t, int64_t seg_begin, int64_t seg_end) {
+    std::vector<KeyedElement> order, scratch;
+    for (int64_t seg = seg_begin; seg < seg_end; ++seg) {
+      const int64_t problem = seg / L.C, c = seg % L.C;
+      order.clear();
+      for (int64_t n = sh.per_image ? problem : 0; n < (sh.per_image ? problem + 1 : L.N); ++n)
+        for (int64_t q = 0; q < L.P; ++q) {  // ascending elements: ties keep this order
+          const int64_t e = L.base(n, q) + c * L.class_stride();
+          if (items[e].counted) order.push_back(KeyedElement{descending_key(items[e].e), e});
+        }
+      radix_sort(order, scratch);
+      double gts = 0.0;
+      for (const KeyedElement& k : order) gts += items[k.element].fg ? 1.0 : 0.0;
+      double cum_t = 0.0, cum_f = 0.0, loss = 0.0;
+      for (const KeyedElement& k : order) {
+        const LovaszItem<double>& it = items[k.element];
+        (it.fg ? cum_t : cum_f) += 1.0;
+        const double g = lovasz_grad(gts, cum_t, cum_f, it.fg);
+        loss += (lp.hinge ? max_r(it.e, 0.0) : it.e) * g;
+        slope_g[k.element] = g * lovasz_error_slope(lp.hinge, it);
       }
-    // Descending errors, ties by element. A NaN error (NaN input) sorts first: std::sort needs
-    // a strict weak order, which `>` alone is not once a NaN is present.
-    std::sort(order.begin(), order.end(), [](const SortItem& a, const SortItem& b) {
-      const bool a_nan = std::isnan(a.e), b_nan = std::isnan(b.e);
-      if (a_nan != b_nan) return a_nan;
-      if (!a_nan && a.e != b.e) return a.e > b.e;
-      return a.element < b.element;
-    });
-    double gts = 0.0;
-    for (const SortItem& it : order) gts += it.fg ? 1.0 : 0.0;
-    double cum_t = 0.0, cum_f = 0.0, loss = 0.0;
-    for (const SortItem& it : order) {
-      (it.fg ? cum_t : cum_f) += 1.0;
-      const double g = lovasz_grad(gts, cum_t, cum_f, it.fg);
-      loss += (lp.hinge ? max_r(it.e, 0.0) : it.e) * g;
-      slope_g[it.element] = g * lovasz_error_slope(lp.hinge, items[it.element]);
+      seg_loss[seg] = loss;
+      seg_gts[seg] = gts;
     }
-    seg_loss[seg] = loss;
-    seg_gts[seg] = gts;
-  }
+  });
 
   // Segment weights and the loss. Distributed: the statistics are [Σ of the problems' losses,
   // number of problems]; finishing from summed statistics divides by every rank's problems.
@@ -134,9 +128,10 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
     using T = decltype(t);
     auto write = [&](auto* grad) {
       using G = std::remove_pointer_t<decltype(grad)>;
-      std::vector<double> G_c(static_cast<size_t>(L.C));
-      for (int64_t n = 0; n < L.N; ++n)
-        for (int64_t q = 0; q < L.P; ++q) {
+      for_each_chunk(pixels, [&](int64_t, int64_t begin, int64_t end) {
+        std::vector<double> G_c(static_cast<size_t>(L.C));
+        for (int64_t pix = begin; pix < end; ++pix) {
+          const int64_t n = pix / L.P, q = pix % L.P;
           const int64_t base = L.base(n, q), stride = L.class_stride();
           double dot = 0.0;
           for (int64_t c = 0; c < L.C; ++c) {
@@ -150,6 +145,7 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
             grad[e] = StoreAs<G>::from(softmax ? items[e].p * (G_c[c] - dot) : G_c[c]);
           }
         }
+      });
     };
     dispatch_grad<T>(true, call.grad.dtype, call.grad.data, write);
   });

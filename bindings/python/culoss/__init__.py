@@ -11,6 +11,7 @@ for ``jax.jit``/``jax.grad`` (an XLA FFI custom call); both are imported on firs
 
 from __future__ import annotations
 
+from ._errors import error_for as _error_for
 from ._errors import (CudaError, CulossError, InsufficientWorkspaceError, InternalError,
                       InvalidArgumentError, InvalidTargetError, NotSupportedError,
                       OutOfMemoryError, ShapeMismatchError, UnsupportedDeviceError,
@@ -53,6 +54,27 @@ def last_error() -> str:
     return _get_lib().error_text()
 
 
+def set_num_threads(n: int) -> None:
+    """Threads of the CPU backend, process-wide (``culoss_set_num_threads``): ``n >= 1``, or 0
+    for the default (``CULOSS_NUM_THREADS``, else one per CPU the process may use). Every count
+    gives bitwise the same results. The ``culoss.torch`` modules set it to
+    ``torch.get_num_threads()`` before each CPU call."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError("n must be an int; got %s" % type(n).__name__)
+    if not -2**31 <= n < 2**31:
+        n = -1 if n < 0 else 2**31 - 1  # refused by the library with its message
+    lib = _get_lib()
+    status = lib.set_num_threads(n)
+    if status != 0:
+        raise _error_for(status, lib.status_name(status), lib.error_text(),
+                         "culoss_set_num_threads")
+
+
+def get_num_threads() -> int:
+    """The number of threads CPU calls use now (``culoss_get_num_threads``)."""
+    return int(_get_lib().get_num_threads())
+
+
 def __getattr__(name: str):
     # `culoss.torch` / `culoss.jax` without importing torch or jax at `import culoss`
     if name in ("torch", "jax"):
@@ -65,6 +87,7 @@ __all__ = [
     "Loss", "Sum", "Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE",
     "CrossEntropy", "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax",
     "from_spec", "library_path", "library_version", "last_error", "load_library",
+    "set_num_threads", "get_num_threads",
     "CulossError", "InvalidArgumentError", "ShapeMismatchError", "UnsupportedDtypeError",
     "UnsupportedDeviceError", "InvalidTargetError", "OutOfMemoryError",
     "InsufficientWorkspaceError", "CudaError", "NotSupportedError", "InternalError",

@@ -128,6 +128,9 @@ class Library:
             "culoss_param_accepts": (c_int, [c_int, c_int, c_double]),
             "culoss_loss_output_axes": (c_int, [loss_p, c_int64, POINTER(c_int64),
                                                 POINTER(c_int64)]),
+            # CPU threads
+            "culoss_set_num_threads": (c_int, [c_int]),
+            "culoss_get_num_threads": (c_int, []),
         }
         for name, (restype, argtypes) in decls.items():
             try:

@@ -15,6 +15,11 @@ Mixed precision: float16/bfloat16 inputs are read as they are (value in float32)
 gradient is kept in float32 so that small gradients do not underflow before the loss scale of
 a ``GradScaler`` reaches them, and it is cast to the input's dtype in the backward.
 
+Threads: a CPU call runs on ``torch.get_num_threads()`` threads (the forward sets
+:func:`culoss.set_num_threads` to it), so culoss and PyTorch share one setting and never
+oversubscribe the cores; change it with ``torch.set_num_threads``. Every count gives bitwise the
+same result.
+
 No gradient flows to ``target`` or ``pixel_weight``. Non-contiguous inputs are made
 contiguous (a copy) here, unlike the core ``culoss`` API, which refuses them.
 
@@ -35,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _loss
+from ._lib import lib as _get_lib
 from ._loss import Loss
 
 __all__ = [
@@ -67,9 +73,16 @@ def _value_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _match_torch_threads(input: Tensor) -> None:
+    """CPU calls use PyTorch's intra-op thread count (one setting, no oversubscription)."""
+    if input.device.type == "cpu":
+        _get_lib().set_num_threads(torch.get_num_threads())
+
+
 def _forward_impl(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor], spec: str,
                   need_grad: bool, stats: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     loss = _loss_for(spec)
+    _match_torch_threads(input)
     gd = "float32" if _grad_dtype(input.dtype) != input.dtype else None
     if stats is None:
         value, grad = loss(input, target, pixel_weight, grad=need_grad, grad_dtype=gd)
