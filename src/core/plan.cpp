@@ -289,4 +289,9 @@ LovaszPlan make_lovasz_plan(const Call& call) {
   return lp;
 }
 
+CallPlan make_call_plan(const Call& call) {
+  if (is_lovasz_kind(call.loss->kind)) return make_lovasz_plan(call);
+  return make_plan(call);
+}
+
 }  // namespace culoss

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <variant>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -102,5 +103,18 @@ struct LovaszPlan {
 
 bool is_lovasz_kind(culoss_kind kind);
 LovaszPlan make_lovasz_plan(const Call& call);
+
+// What a call runs: a program of terms, or a sort. The api and the backends overload on the
+// alternative, so only make_call_plan asks which family a kind is.
+using CallPlan = std::variant<Plan, LovaszPlan>;
+CallPlan make_call_plan(const Call& call);
+
+// Length of the statistics vector a distributed call exports.
+inline int64_t stats_count(const Plan& plan) { return plan.prog.export_count; }
+inline int64_t stats_count(const LovaszPlan&) { return 2; }  // [Σ problem losses, problems]
+
+// Whether the statistics API calls accept this plan's loss (a batch-wide sort has none to sum).
+inline bool has_stats(const Plan&) { return true; }
+inline bool has_stats(const LovaszPlan& plan) { return plan.shape.per_image; }
 
 }  // namespace culoss

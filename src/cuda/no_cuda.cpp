@@ -14,12 +14,12 @@ void compute(const Call&, const Plan&) {
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }
 
-void compute_lovasz(const Call&, const LovaszPlan&) {
+void compute(const Call&, const LovaszPlan&) {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }
 
-size_t lovasz_workspace_bytes(const Call&, const LovaszPlan&) {
+size_t compute_workspace_bytes(const Call&, const LovaszPlan&) {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }
