@@ -8,9 +8,8 @@ namespace culoss::cuda {
 
 void compute(const Call& call, const Plan& plan);
 void compute(const Call& call, const LovaszPlan& plan);
-inline size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
-  return workspace_bytes(call, plan);
-}
+// Workspace of compute: the plan's buffers and the partials of the launches.
+size_t compute_workspace_bytes(const Call& call, const Plan& plan);
 size_t compute_workspace_bytes(const Call& call, const LovaszPlan& plan);  // queries CUB
 
 // CHECK_TARGETS on the device (synchronizes); `slots` are 2 words of workspace.

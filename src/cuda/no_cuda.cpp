@@ -19,6 +19,11 @@ void compute(const Call&, const LovaszPlan&) {
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }
 
+size_t compute_workspace_bytes(const Call&, const Plan&) {
+  throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
+              "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
+}
+
 size_t compute_workspace_bytes(const Call&, const LovaszPlan&) {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
