@@ -117,4 +117,13 @@ CULOSS_HD double lovasz_segment_weight(bool hinge, int reduction, bool classes_a
   return d > 0.0 ? w / d : 0.0;
 }
 
+// The reduced loss from statistics summed over the ranks: `global` = [Σ problem losses (SUM
+// weights), problems]. One place for every backend and the empty input, so they cannot disagree.
+CULOSS_HD double lovasz_loss_from_stats(bool hinge, int reduction, const double* global,
+                                        int64_t C) {
+  if (reduction != RED_MEAN) return global[0];
+  const double d = lovasz_mean_denominator(hinge, global[1], C);
+  return d > 0.0 ? global[0] / d : 0.0;
+}
+
 }  // namespace culoss

@@ -179,9 +179,7 @@ __global__ void lovasz_finalize_kernel(LovaszShape shape, bool hinge, int reduct
     export_vec[0] = total;
     export_vec[1] = static_cast<double>(shape.problems());
   } else if (global) {  // the summed statistics' loss: MEAN over every rank's problems
-    const double d = lovasz_mean_denominator(hinge, global[1], shape.C);
-    store_as(out, out_dtype, 0,
-             reduction == RED_MEAN ? (d > 0.0 ? global[0] / d : 0.0) : global[0]);
+    store_as(out, out_dtype, 0, lovasz_loss_from_stats(hinge, reduction, global, shape.C));
   } else {
     store_as(out, out_dtype, 0, total);
   }

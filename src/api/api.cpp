@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <new>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "core/descriptor.hpp"
@@ -27,34 +28,36 @@ culoss_loss_s& deref(culoss_loss loss) {
 // Validation and planning shared by culoss_workspace_size and culoss_compute.
 struct Prepared {
   Call call;
-  bool lovasz = false;
-  Plan plan;         // every kind but Lovász: a program of terms
-  LovaszPlan lplan;  // Lovász: a sort
+  CallPlan plan;
 
-  // Length of the statistics vector: Lovász sums [problem losses, problems].
-  int64_t stats_count() const { return lovasz ? 2 : plan.prog.export_count; }
-  const std::vector<int64_t>& output_shape() const {
-    return lovasz ? lplan.output_shape : plan.output_shape;
+  int64_t stats_count() const {
+    return std::visit([](const auto& pl) { return culoss::stats_count(pl); }, plan);
   }
+  bool has_stats() const {
+    return std::visit([](const auto& pl) { return culoss::has_stats(pl); }, plan);
+  }
+  const std::vector<int64_t>& output_shape() const {
+    return std::visit([](const auto& pl) -> const std::vector<int64_t>& { return pl.output_shape; },
+                      plan);
+  }
+  // The workspace is the backend's to carve: it adds its own slices (partials, sort buffers).
   size_t workspace_bytes() const {
-    if (!lovasz)
-      return call.backend == Backend::CUDA ? culoss::workspace_bytes(call, plan)
-                                           : cpu::compute_workspace_bytes(call, plan);
-    return call.backend == Backend::CUDA ? cuda::lovasz_workspace_bytes(call, lplan)
-                                         : kWorkspaceAlign;  // the CPU sorts in host vectors
+    return std::visit(
+        [&](const auto& pl) {
+          return call.backend == Backend::CUDA ? cuda::compute_workspace_bytes(call, pl)
+                                               : cpu::compute_workspace_bytes(call, pl);
+        },
+        plan);
   }
   void run() const {
-    if (call.backend == Backend::CUDA) {
-      if (lovasz)
-        cuda::compute_lovasz(call, lplan);
-      else
-        cuda::compute(call, plan);
-    } else {
-      if (lovasz)
-        cpu::compute_lovasz(call, lplan);
-      else
-        cpu::compute(call, plan);
-    }
+    std::visit(
+        [&](const auto& pl) {
+          if (call.backend == Backend::CUDA)
+            cuda::compute(call, pl);
+          else
+            cpu::compute(call, pl);
+        },
+        plan);
   }
 };
 
@@ -67,15 +70,11 @@ Prepared prepare(const culoss_loss_s& loss, const DLTensor* input, const DLTenso
                  Mode mode = Mode::Compute) {
   Prepared p;
   p.call = validate_call(loss, input, target, pixel_weight, grad_input, grad_scale);
-  p.lovasz = is_lovasz_kind(loss.kind);
   if (mode != Mode::Compute) {
     p.call.distributed = true;
     p.call.exporting = mode == Mode::ExportStats;
   }
-  if (p.lovasz)
-    p.lplan = make_lovasz_plan(p.call);
-  else
-    p.plan = make_plan(p.call);
+  p.plan = make_call_plan(p.call);
   return p;
 }
 
@@ -182,7 +181,7 @@ culoss_status culoss_workspace_size(culoss_loss loss, const DLTensor* input, con
     const culoss_loss_s& d = deref(loss);
     const Prepared p = prepare(d, input, target, nullptr, nullptr, 1.0);
     size_t need = p.workspace_bytes();
-    if (!p.lovasz || d.params.per_image)  // large enough for both statistics API calls too
+    if (p.has_stats())  // large enough for both statistics API calls too
       for (Mode mode : {Mode::ExportStats, Mode::FromStats})
         need = std::max(need,
                         prepare(d, input, target, nullptr, nullptr, 1.0, mode).workspace_bytes());

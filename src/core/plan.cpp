@@ -1,12 +1,11 @@
 // Builds the Program of a call: one term per kind (COMBO expanded into a BCE-like term, a Dice
-// term and a constant; a SUM flattened), statistics and coefficient slots, output shape, and the
-// CUDA launch geometry the workspace depends on.
+// term and a constant; a SUM flattened), statistics and coefficient slots and the output shape.
+// Launch geometry is the backend's: it carves its partials after the plan's buffers.
 #include "core/plan.hpp"
 
 #include <algorithm>
 
 #include "core/error.hpp"
-#include "kernels/fused/launch.cuh"
 
 namespace culoss {
 
@@ -196,11 +195,6 @@ Plan make_plan(const Call& call) {
 
   plan.element_pass = !call.exporting && (call.grad.present || prog.any_elementwise);
   plan.group_count = std::max<int64_t>(plan.group_count, 1);
-  if (call.backend == Backend::CUDA) {
-    plan.cuda_blocks_per_image = stats_blocks_per_image(L.N, L.P);
-    plan.cuda_element_blocks = element_blocks(L.N * L.P);
-    plan.wide_partials = call.input.dtype == DType::F64;
-  }
   return plan;
 }
 
@@ -218,20 +212,7 @@ Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   b.group_weight = carver.take<double>(plan.group_count);
   b.value = carver.take<double>(1);
   b.out_values = carver.take<double>(plan.output_count);
-  if (call.backend == Backend::CUDA) {
-    const int64_t partials = L.N * plan.cuda_blocks_per_image * L.C * prog.stat_width;
-    b.stat_partials = plan.wide_partials ? static_cast<void*>(carver.take<double>(partials))
-                                         : static_cast<void*>(carver.take<float>(partials));
-    b.loss_partials = carver.take<double>(plan.cuda_element_blocks);
-    b.check = carver.take<unsigned long long>(2);
-  }
   return b;
-}
-
-size_t workspace_bytes(const Call& call, const Plan& plan) {
-  Carver measure(nullptr);
-  carve(measure, call, plan);
-  return measure.required();
 }
 
 Program bind_program(const Plan& plan, const double* table, const Call& call) {
@@ -287,6 +268,11 @@ LovaszPlan make_lovasz_plan(const Call& call) {
   lp.output_shape = output_shape(call);
   lp.output_count = element_count(lp.output_shape);
   return lp;
+}
+
+CallPlan make_call_plan(const Call& call) {
+  if (is_lovasz_kind(call.loss->kind)) return make_lovasz_plan(call);
+  return make_plan(call);
 }
 
 }  // namespace culoss

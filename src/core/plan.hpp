@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <variant>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -45,13 +46,10 @@ struct Plan {
   Program prog{};
   std::vector<int64_t> output_shape;  // empty: one element
   int64_t output_count = 1;
-  std::vector<double> weight_table;   // class and positive weights the terms refer to
-  int64_t class_coef_count = 0;       // finalize: max(region groups x C, C)
-  int64_t group_count = 0;            // max region groups
-  bool element_pass = false;          // step 4 runs (gradient, or an element-wise value)
-  int64_t cuda_blocks_per_image = 0;  // statistics partials per image (CUDA)
-  int64_t cuda_element_blocks = 0;    // element-pass blocks, one loss partial each (CUDA)
-  bool wide_partials = false;         // double statistics partials (float64 input on CUDA)
+  std::vector<double> weight_table;  // class and positive weights the terms refer to
+  int64_t class_coef_count = 0;      // finalize: max(region groups x C, C)
+  int64_t group_count = 0;           // max region groups
+  bool element_pass = false;         // step 4 runs (gradient, or an element-wise value)
 };
 
 struct Buffers {
@@ -63,16 +61,13 @@ struct Buffers {
   double* class_coef_b;
   double* group_loss;  // group_count
   double* group_weight;
-  double* value;              // 1: what step 3 adds to the loss
-  double* out_values;         // output_count (host-bound loss_out on CUDA)
-  void* stat_partials;        // CUDA: N x blocks x C x stat_width, float or double
-  double* loss_partials;      // CUDA: cuda_element_blocks
-  unsigned long long* check;  // CUDA: first bad target element, first bad weight
+  double* value;       // 1: what step 3 adds to the loss
+  double* out_values;  // output_count (host-bound loss_out on CUDA)
 };
 
 Plan make_plan(const Call& call);
+// The plan's buffers; each backend carves its own slices (partials of its passes) after them.
 Buffers carve(Carver& carver, const Call& call, const Plan& plan);
-size_t workspace_bytes(const Call& call, const Plan& plan);
 
 // The program with its pointers bound for this call: region terms read their class weights
 // from the weight table at `table` (on the backend's device) and, distributed, their batch
@@ -102,5 +97,18 @@ struct LovaszPlan {
 
 bool is_lovasz_kind(culoss_kind kind);
 LovaszPlan make_lovasz_plan(const Call& call);
+
+// What a call runs: a program of terms, or a sort. The api and the backends overload on the
+// alternative, so only make_call_plan asks which family a kind is.
+using CallPlan = std::variant<Plan, LovaszPlan>;
+CallPlan make_call_plan(const Call& call);
+
+// Length of the statistics vector a distributed call exports.
+inline int64_t stats_count(const Plan& plan) { return plan.prog.export_count; }
+inline int64_t stats_count(const LovaszPlan&) { return 2; }  // [Σ problem losses, problems]
+
+// Whether the statistics API calls accept this plan's loss (a batch-wide sort has none to sum).
+inline bool has_stats(const Plan&) { return true; }
+inline bool has_stats(const LovaszPlan& plan) { return plan.shape.per_image; }
 
 }  // namespace culoss

@@ -13,17 +13,15 @@
 
 namespace culoss::cpu {
 
-void compute_lovasz(const Call& call, const LovaszPlan& lp) {
+void compute(const Call& call, const LovaszPlan& lp) {
   if (call.check_targets) check_targets(call);
   if (call.input.numel == 0) {  // nothing to sort: every problem's loss is 0 (and C may be huge)
     if (call.export_stats) {
       call.export_stats[0] = 0.0;
       call.export_stats[1] = static_cast<double>(lp.shape.problems());
     } else if (call.global_stats && lp.reduction != RED_NONE) {
-      const double d = lovasz_mean_denominator(lp.hinge, call.global_stats[1], lp.shape.C);
       store_as(call.loss_out.data, call.loss_out.dtype, 0,
-               lp.reduction == RED_MEAN ? (d > 0.0 ? call.global_stats[0] / d : 0.0)
-                                        : call.global_stats[0]);
+               lovasz_loss_from_stats(lp.hinge, lp.reduction, call.global_stats, lp.shape.C));
     } else {
       for (int64_t i = 0; i < call.loss_out.numel; ++i)
         store_as(call.loss_out.data, call.loss_out.dtype, i, 0.0);
@@ -115,9 +113,7 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
       return;
     }
     if (call.global_stats) {
-      const double d = lovasz_mean_denominator(lp.hinge, all_problems, L.C);
-      total = lp.reduction == RED_MEAN ? (d > 0.0 ? call.global_stats[0] / d : 0.0)
-                                       : call.global_stats[0];
+      total = lovasz_loss_from_stats(lp.hinge, lp.reduction, call.global_stats, L.C);
     }
     store_as(out, call.loss_out.dtype, 0, total);
   }

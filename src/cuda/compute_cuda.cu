@@ -22,6 +22,30 @@ namespace {
 
 constexpr size_t kStatsSharedBytes = 48 * 1024;
 
+// The launch geometry and the slices it sizes, carved after the plan's buffers: statistics
+// partials per (image, block), one loss partial per element-pass block, the target-check slots.
+// Their size depends on the shapes and the descriptor only (culoss_workspace_size).
+struct Partials {
+  int64_t blocks_per_image;
+  int64_t element_blocks;
+  void* stats;                // N x blocks_per_image x C x stat_width, of the compute type
+  double* loss;               // element_blocks
+  unsigned long long* check;  // first bad target element, first bad weight
+};
+
+Partials carve_partials(Carver& carver, const Call& call, const Plan& plan) {
+  const Layout& L = call.layout;
+  Partials p;
+  p.blocks_per_image = stats_blocks_per_image(L.N, L.P);
+  p.element_blocks = element_blocks(L.N * L.P);
+  const int64_t stats = L.N * p.blocks_per_image * L.C * plan.prog.stat_width;
+  p.stats = call.input.dtype == DType::F64 ? static_cast<void*>(carver.take<double>(stats))
+                                           : static_cast<void*>(carver.take<float>(stats));
+  p.loss = carver.take<double>(p.element_blocks);
+  p.check = carver.take<unsigned long long>(2);
+  return p;
+}
+
 }  // namespace
 
 void check_targets_on_device(const Call& call, unsigned long long* slots, void* stream_ptr) {
@@ -85,7 +109,7 @@ void upload_weights(const Plan& plan, double* dst, cudaStream_t stream) {
 
 template <class T>
 void run(const Call& call, const Plan& plan, const Program& prog, const Buffers& b,
-         cudaStream_t stream) {
+         const Partials& part, cudaStream_t stream) {
   using R = typename ComputeType<T>::type;
   const Layout& L = call.layout;
   const ElementArgs a{L, call.target_view(), call.pixel_weight_data()};
@@ -94,7 +118,7 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
 
   // Step 2: statistics
   if (prog.has_stats && pixels > 0) {
-    const int64_t bpi = plan.cuda_blocks_per_image;
+    const int64_t bpi = part.blocks_per_image;
     const int64_t per_block = (L.P + bpi - 1) / bpi;
     const int warps = static_cast<int>(std::min<int64_t>(
         kStatsMaxWarps, static_cast<int64_t>(kStatsSharedBytes / (row * sizeof(R)))));
@@ -103,7 +127,7 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
            kStatsSharedBytes / sizeof(R), " for this dtype; this call has C = ", L.C, " and ", S,
            " slots");
     if (L.N * bpi > INT_MAX) fail(CULOSS_ERROR_NOT_SUPPORTED, "batch too large for one launch");
-    R* partials = static_cast<R*>(b.stat_partials);
+    R* partials = static_cast<R*>(part.stats);
     stats_kernel<T, R>
         <<<static_cast<unsigned>(L.N * bpi), warps * 32, warps * row * sizeof(R), stream>>>(
             prog, a, x, partials, bpi, per_block);
@@ -127,20 +151,20 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
 
   // Step 4: the fused element pass
   if (plan.element_pass && pixels > 0) {
-    const unsigned blocks = static_cast<unsigned>(plan.cuda_element_blocks);
+    const unsigned blocks = static_cast<unsigned>(part.element_blocks);
     dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data, [&](auto* grad) {
       using G = std::remove_pointer_t<decltype(grad)>;
       element_kernel<T, R, G><<<blocks, kElementThreads, 0, stream>>>(
-          prog, a, x, grad, out, out_dtype, b.coefs, b.scale, call.grad_scale, b.loss_partials);
+          prog, a, x, grad, out, out_dtype, b.coefs, b.scale, call.grad_scale, part.loss);
     });
     check(cudaGetLastError(), "element_kernel launch");
   } else {
-    check(cudaMemsetAsync(b.loss_partials, 0, plan.cuda_element_blocks * sizeof(double), stream),
+    check(cudaMemsetAsync(part.loss, 0, part.element_blocks * sizeof(double), stream),
           "cudaMemsetAsync");
   }
   if (prog.none_mode == NONE_OFF) {
-    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.value, b.loss_partials,
-                                                       plan.cuda_element_blocks, out, out_dtype);
+    combine_kernel<<<1, kFinalizeThreads, 0, stream>>>(b.value, part.loss, part.element_blocks, out,
+                                                       out_dtype);
     check(cudaGetLastError(), "combine_kernel launch");
   }
 
@@ -149,17 +173,26 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
 
 }  // namespace
 
+size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
+  Carver measure(nullptr);
+  carve(measure, call, plan);
+  carve_partials(measure, call, plan);
+  return measure.required();
+}
+
 void compute(const Call& call, const Plan& plan) {
   DeviceScope device(call.device_id);
   cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
   const Workspace workspace(
-      call, [&] { return workspace_bytes(call, plan); }, stream);
+      call, [&] { return compute_workspace_bytes(call, plan); }, stream);
   Carver carver(workspace.base());
   const Buffers b = carve(carver, call, plan);
-  if (call.check_targets) check_targets_on_device(call, b.check, stream);  // before any write
+  const Partials part = carve_partials(carver, call, plan);
+  if (call.check_targets) check_targets_on_device(call, part.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);
   const Program prog = bind_program(plan, b.weights, call);
-  dispatch_float(call.input.dtype, [&](auto t) { run<decltype(t)>(call, plan, prog, b, stream); });
+  dispatch_float(call.input.dtype,
+                 [&](auto t) { run<decltype(t)>(call, plan, prog, b, part, stream); });
 }
 
 }  // namespace culoss::cuda

@@ -165,7 +165,7 @@ void run(const Call& call, const LovaszPlan& lp, const LovaszBuffers& b, cudaStr
 
 }  // namespace
 
-size_t lovasz_workspace_bytes(const Call& call, const LovaszPlan& lp) {
+size_t compute_workspace_bytes(const Call& call, const LovaszPlan& lp) {
   require_supported(call);
   DeviceScope device(call.device_id);  // CUB sizes its storage for the device
   Carver measure(nullptr);
@@ -173,7 +173,7 @@ size_t lovasz_workspace_bytes(const Call& call, const LovaszPlan& lp) {
   return measure.required();
 }
 
-void compute_lovasz(const Call& call, const LovaszPlan& lp) {
+void compute(const Call& call, const LovaszPlan& lp) {
   require_supported(call);
   if (call.input.numel == 0 && !call.distributed) {  // nothing to sort: every loss is 0
     const size_t bytes = static_cast<size_t>(call.loss_out.bytes());
@@ -189,7 +189,7 @@ void compute_lovasz(const Call& call, const LovaszPlan& lp) {
   DeviceScope device(call.device_id);
   cudaStream_t stream = static_cast<cudaStream_t>(call.stream);
   const Workspace workspace(
-      call, [&] { return lovasz_workspace_bytes(call, lp); }, stream);
+      call, [&] { return compute_workspace_bytes(call, lp); }, stream);
   Carver carver(workspace.base());
   const LovaszBuffers b = carve_lovasz(carver, call, lp);
   if (call.check_targets) check_targets_on_device(call, b.check, stream);

@@ -9,19 +9,20 @@ bool cuda_backend_built() { return false; }
 
 namespace culoss::cuda {
 
-void compute(const Call&, const Plan&) {
+namespace {
+// Unreachable through the API (CUDA tensors are refused when they are validated): a guard.
+[[noreturn]] void refuse() {
   throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
               "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
 }
+}  // namespace
 
-void compute_lovasz(const Call&, const LovaszPlan&) {
-  throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
-              "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
-}
+void compute(const Call&, const Plan&) { refuse(); }
 
-size_t lovasz_workspace_bytes(const Call&, const LovaszPlan&) {
-  throw Error(CULOSS_ERROR_UNSUPPORTED_DEVICE,
-              "this culoss was built without CUDA; pass kDLCPU tensors or rebuild with nvcc");
-}
+void compute(const Call&, const LovaszPlan&) { refuse(); }
+
+size_t compute_workspace_bytes(const Call&, const Plan&) { refuse(); }
+
+size_t compute_workspace_bytes(const Call&, const LovaszPlan&) { refuse(); }
 
 }  // namespace culoss::cuda
