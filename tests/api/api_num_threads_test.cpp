@@ -13,6 +13,8 @@
 
 #if defined(__linux__)
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #endif
 
 namespace {
@@ -293,6 +295,54 @@ TEST(NumThreads, EveryCountGivesTheSameBits) {
                                       << kThreadCounts[k] << " threads differ from 1";
     }
 }
+
+#if defined(__linux__)
+TEST(NumThreads, AForkedChildComputesWithItsOwnThreads) {
+  // The parent's pool has workers (and may be busy in another thread at fork time); the child
+  // has none of them and must still compute, in parallel, the same bits.
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer does not support threads started after a multi-threaded fork";
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "ThreadSanitizer does not support threads started after a multi-threaded fork";
+#endif
+#endif
+  DefaultThreadsAfter restore;
+  // Plain C API calls only (no gtest macros, whose locks another thread may hold at fork time).
+  const Case c{"dice", CULOSS_DICE, {}, {2, 4, 100, 100}};
+  Tensors in(c);
+  const auto value_and_grad = [&] {
+    culoss_loss h = nullptr;
+    TestTensor out({}, f64()), grad(c.shape, f32());
+    std::vector<uint8_t> bytes;
+    if (culoss_loss_create(&h, CULOSS_DICE) == CULOSS_SUCCESS &&
+        culoss_compute(h, in.input.dl(), in.target.dl(), nullptr, out.dl(), grad.dl(), 1.0, nullptr,
+                       0, nullptr) == CULOSS_SUCCESS) {
+      bytes = out.bytes;
+      bytes.insert(bytes.end(), grad.bytes.begin(), grad.bytes.end());
+    }
+    culoss_loss_destroy(h);
+    return bytes;
+  };
+  ASSERT_OK(culoss_set_num_threads(4));
+  const std::vector<uint8_t> parent = value_and_grad();
+  ASSERT_FALSE(parent.empty());
+  std::thread busy([&] {  // calls in flight in another thread while forking
+    for (int i = 0; i < 3; ++i) value_and_grad();
+  });
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alarm(60);  // a deadlock fails the test instead of hanging it
+    _exit(value_and_grad() == parent && culoss_get_num_threads() == 4 ? 0 : 1);
+  }
+  busy.join();
+  ASSERT_GT(pid, 0) << "fork failed";
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  EXPECT_TRUE(WIFEXITED(status)) << "the child did not exit (signal " << WTERMSIG(status) << ")";
+  EXPECT_EQ(0, WEXITSTATUS(status)) << "the child's result differs";
+}
+#endif
 
 // ---- errors raised in workers reach the caller -------------------------------------------
 
