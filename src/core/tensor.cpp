@@ -250,23 +250,23 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
   if (!target) fail(CULOSS_ERROR_INVALID_ARGUMENT, "target is NULL");
   std::vector<int64_t> singleton_axis = ishape;  // labels that kept a class axis of extent 1
   singleton_axis[axis] = 1;
-  const std::string forms = "; a dense target has the input's shape " + shape_string(ishape) +
-                            ", class indices the input's shape without the class axis " +
-                            shape_string(pixel_shape);
   call.target = parse("target", target, kFloats | kIndex,
                       "float32, float64, float16, bfloat16 or uint8 (dense) or uint8, int32 or "
                       "int64 (class indices)");
   const std::vector<int64_t>& tshape = call.target.shape;
   const bool squeezable = tshape == singleton_axis;
-  const std::string squeeze_hint =
-      squeezable ? " (squeeze its axis " + std::to_string(axis) + " of extent 1)" : "";
+  // Message parts, built only on the way to a refusal.
+  const auto squeeze_hint = [&] {
+    return squeezable ? " (squeeze its axis " + std::to_string(axis) + " of extent 1)"
+                      : std::string();
+  };
   if (target->ndim == ndim && tshape == ishape) {
     if (!dtype_in(call.target.dtype, kFloats | kU8))
       fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "target ", shape_string(tshape),
            " has the input's shape, so it is a dense target, which needs dtype float32, float64, "
            "float16, bfloat16 or uint8 (values in [0, 1]); got ",
            dtype_string(target->dtype), ". Class indices have the input's shape without the class ",
-           "axis, ", shape_string(pixel_shape), squeeze_hint);
+           "axis, ", shape_string(pixel_shape), squeeze_hint());
   } else if (target->ndim == ndim - 1 && tshape == pixel_shape) {
     if (!dtype_in(call.target.dtype, kIndex))
       fail(CULOSS_ERROR_UNSUPPORTED_DTYPE, "target ", shape_string(tshape),
@@ -279,11 +279,12 @@ Call validate_call(const culoss_loss_s& loss, const DLTensor* input, const DLTen
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(tshape), " does not match input ",
          shape_string(ishape), ": it has a class axis of extent 1 where the input has ", L.C,
          " classes. Class indices have the input's shape without the class axis, ",
-         shape_string(pixel_shape), squeeze_hint, "; a dense target has the input's shape ",
+         shape_string(pixel_shape), squeeze_hint(), "; a dense target has the input's shape ",
          shape_string(ishape));
   } else {
     fail(CULOSS_ERROR_SHAPE_MISMATCH, "target ", shape_string(tshape), " does not match input ",
-         shape_string(ishape), forms);
+         shape_string(ishape), "; a dense target has the input's shape ", shape_string(ishape),
+         ", class indices the input's shape without the class axis ", shape_string(pixel_shape));
   }
   require_same_device("target", call.target, call.input);
   if (call.index_target && L.C == 1) {
