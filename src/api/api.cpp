@@ -128,8 +128,8 @@ culoss_status culoss_loss_create(culoss_loss* out, culoss_kind kind) {
     const int k = raw_enum(kind);
     if (!find_kind(k))
       fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", k, "; expected 1 (",
-           kind_name(CULOSS_DICE), ") to ", kind_count(), " (",
-           kind_name(static_cast<culoss_kind>(kind_count())), ")");
+           kind_name(CULOSS_DICE), ") to ", last_kind(), " (",
+           kind_name(static_cast<culoss_kind>(last_kind())), ")");
     const culoss_kind valid = static_cast<culoss_kind>(k);
     *out = new culoss_loss_s{valid, default_params(valid), {}, {}};
   });

@@ -1,6 +1,7 @@
 // The rows of the registry (docs/reference.md lists the same kinds and parameters for users).
 #include "core/registry.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -53,7 +54,7 @@ struct ParamRow {
   , nullptr, nullptr, &Params::field
 
 using T = ParamType;
-// Indexed by culoss_param - 1.
+// In value order (found by value: find_param).
 const ParamRow kParams[] = {
     {{CULOSS_PARAM_ACTIVATION, "CULOSS_PARAM_ACTIVATION", T::Int,
       choice(3, CULOSS_ACTIVATION_SOFTMAX), kActivations, CULOSS_INT(activation)},
@@ -132,7 +133,7 @@ constexpr KindInfo::Override real(culoss_param id, double lo, double hi, double 
 
 using F = Family;
 using TF = TargetForm;
-// Indexed by culoss_kind - 1.
+// In value order (found by value: find_kind).
 const KindInfo kKinds[] = {
     {CULOSS_DICE,
      "CULOSS_DICE",
@@ -335,27 +336,46 @@ bool ParamRule::accepts(ParamType type, double v) const {
 
 int kind_count() { return kKindCount; }
 int param_count() { return kParamCount; }
+int last_kind() {
+  int last = 0;
+  for (const KindInfo& k : kKinds) last = std::max(last, static_cast<int>(k.id));
+  return last;
+}
+int last_param() {
+  int last = 0;
+  for (const ParamRow& row : kParams) last = std::max(last, static_cast<int>(row.info.id));
+  return last;
+}
 
+// Rows are found by their value, not their position: a table stays valid whatever order its
+// rows are appended in (the tables are short; these run once per setter or call).
 const KindInfo* find_kind(int kind) {
-  return kind >= 1 && kind <= kKindCount ? &kKinds[kind - 1] : nullptr;
+  for (const KindInfo& k : kKinds)
+    if (k.id == kind) return &k;
+  return nullptr;
+}
+
+const ParamRow* find_param_row(int param) {
+  for (const ParamRow& row : kParams)
+    if (row.info.id == param) return &row;
+  return nullptr;
 }
 
 const ParamInfo* find_param(int param) {
-  return param >= 1 && param <= kParamCount ? &kParams[param - 1].info : nullptr;
+  const ParamRow* row = find_param_row(param);
+  return row ? &row->info : nullptr;
 }
 
-int64_t& int_value(Params& p, const ParamInfo& info) { return p.*kParams[info.id - 1].int_field; }
-int64_t int_value(const Params& p, const ParamInfo& info) {
-  return p.*kParams[info.id - 1].int_field;
-}
-double& float_value(Params& p, const ParamInfo& info) {
-  return p.*kParams[info.id - 1].float_field;
-}
+const ParamRow& param_row(const ParamInfo& info) { return *find_param_row(info.id); }
+
+int64_t& int_value(Params& p, const ParamInfo& info) { return p.*param_row(info).int_field; }
+int64_t int_value(const Params& p, const ParamInfo& info) { return p.*param_row(info).int_field; }
+double& float_value(Params& p, const ParamInfo& info) { return p.*param_row(info).float_field; }
 double float_value(const Params& p, const ParamInfo& info) {
-  return p.*kParams[info.id - 1].float_field;
+  return p.*param_row(info).float_field;
 }
 std::vector<double>& list_value(Params& p, const ParamInfo& info) {
-  return p.*kParams[info.id - 1].list_field;
+  return p.*param_row(info).list_field;
 }
 
 const KindInfo& kind_info(culoss_kind kind) {
@@ -387,11 +407,12 @@ const ParamRule& param_rule(int kind_raw, int param_raw) {
   const KindInfo* kind = find_kind(kind_raw);
   if (!kind)
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown culoss_kind ", kind_raw, "; expected 1 (",
-         kKinds[0].name, ") to ", kKindCount, " (", kKinds[kKindCount - 1].name, ")");
+         kind_name(CULOSS_DICE), ") to ", last_kind(), " (",
+         kind_name(static_cast<culoss_kind>(last_kind())), ")");
   const ParamInfo* info = find_param(param_raw);
   if (!info)
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "unknown parameter ", param_raw,
-         "; expected a culoss_param from 1 to ", kParamCount);
+         "; expected a culoss_param from 1 to ", last_param());
   const ParamRule* rule = find_rule(kind_raw, param_raw);
   if (!rule) fail(CULOSS_ERROR_INVALID_ARGUMENT, info->name, " does not apply to ", kind->name);
   return *rule;

@@ -83,6 +83,8 @@ const char* kind_name(culoss_kind kind);  // "unknown kind" for an unknown value
 const char* param_name(culoss_param param);
 const KindInfo& kind_info(culoss_kind kind);  // a descriptor's kind: known by construction
 int kind_count();
+int last_kind();   // the highest culoss_kind value with a row
+int last_param();  // the highest culoss_param value with a row
 int param_count();
 
 // The rule of `param` for `kind`; NULL unless both exist and it applies.

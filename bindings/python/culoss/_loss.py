@@ -20,6 +20,7 @@ from ._frameworks import dlpack_stream_arg, framework_of, refuse_meta
 from ._lib import lib as _get_lib
 
 SUM = 13  # culoss_kind of a weighted sum; the other kinds' values are in _DOCS
+_MAX_ENUM_VALUE = 255  # the kinds and parameters are looked up among 1..255
 
 
 
@@ -33,19 +34,19 @@ class _Registry:
         self.params: Dict[str, Tuple[int, str]] = {}  # name: (culoss_param, type)
         self.enums: Dict[str, Dict[str, int]] = {}    # name: {value name: value}
         self.kind_params: Dict[int, Tuple[str, ...]] = {}
+        # Every value the C enums could hold (an int); the library names the ones it has.
         names = {}
-        pid = 1
-        while lib.param_name(pid):
-            names[pid] = lib.param_name(pid).decode("ascii")[len("CULOSS_PARAM_"):].lower()
-            pid += 1
-        kind = 1
-        while lib.kind_name(kind):
+        for pid in range(1, _MAX_ENUM_VALUE + 1):
+            if lib.param_name(pid):
+                names[pid] = lib.param_name(pid).decode("ascii")[len("CULOSS_PARAM_"):].lower()
+        for kind in range(1, _MAX_ENUM_VALUE + 1):
+            if not lib.kind_name(kind):
+                continue
             taken = [p for p in names if lib.param_applies(kind, p)]
             self.kind_params[kind] = tuple(names[p] for p in taken)
             for p in taken:
                 if names[p] not in self.params:
                     self.params[names[p]] = (p, self._type_of(kind, p, names[p]))
-            kind += 1
 
     def _type_of(self, kind: int, pid: int, name: str) -> str:
         ctype = ctypes.c_int()
