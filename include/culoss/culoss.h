@@ -78,7 +78,8 @@ typedef enum {
   CULOSS_MARGINAL_CE = 10,
   CULOSS_LOVASZ_HINGE = 11,
   CULOSS_LOVASZ_SOFTMAX = 12,
-  CULOSS_SUM = 13
+  CULOSS_SUM = 13,
+  CULOSS_MCC = 14 /* Matthews correlation coefficient loss (a region loss) */
 } culoss_kind;
 
 /* Parameters of a loss descriptor. Values are frozen. The default of each is
@@ -108,7 +109,9 @@ typedef enum {
   CULOSS_PARAM_CLASSES = 20,            /* int, culoss_classes [PRESENT] */
   CULOSS_PARAM_SKIP_EMPTY = 21,         /* int 0/1, empty-target pairs leave the mean [0] */
   CULOSS_PARAM_AVERAGE = 22,            /* int, culoss_average [MACRO] */
-  CULOSS_PARAM_CHECK_TARGETS = 23       /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_CHECK_TARGETS = 23,      /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_SOFT_LABEL = 24          /* int 0/1, soft-label statistics (DICE, JACCARD, TVERSKY,
+                                           FOCAL_TVERSKY, MCC); not with SQUARED_DENOMINATOR [0] */
 } culoss_param;
 
 typedef enum {

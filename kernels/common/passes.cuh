@@ -82,7 +82,7 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       if (ts.stat_count == 0) continue;
-      R slots[4] = {R(0), R(0), R(0), R(0)};
+      R slots[kMaxStatSlots] = {};
       if (valid)
         visit_term(ts.kind, [&](auto unit) { decltype(unit)::stats(prog, ts, tp, slots); });
       for (int k = 0; k < ts.stat_count; ++k) sink(c, ts.stat_offset + k, slots[k]);

@@ -1,11 +1,16 @@
-// Region losses (Dice, Jaccard, Tversky, focal Tversky, generalized Dice): the element terms of
-// the statistics, the finalize step from statistics to loss values and gradient coefficients,
-// and the element gradient. Shared verbatim by the CPU backend and the CUDA kernels.
+// Region losses (Dice, Jaccard, Tversky, focal Tversky, generalized Dice, MCC): the element
+// terms of the statistics, the finalize step from statistics to loss values and gradient
+// coefficients, and the element gradient. Shared verbatim by the CPU backend and the CUDA kernels.
 //
 // Statistics per (image n, class c), K = 3 of them: I = Σ v p t, SP = Σ v p (or Σ v p²),
-// ST = Σ v t (or Σ v t²). Every region loss is a function of these sums, so its derivative with
-// respect to one probability is v * (a * t + b * dSP/dp) with per-(n, c) coefficients a, b that
-// the finalize step computes: the gradient pass needs nothing else.
+// ST = Σ v t (or Σ v t²); MCC adds a fourth, SV = Σ v, for its true negatives. Every region loss
+// is a function of these sums, so its derivative with respect to one probability is
+// v * (a * dI/dp + b * dSP/dp) with per-(n, c) coefficients a, b that the finalize step computes
+// (ST and SV do not depend on the prediction): the gradient pass needs nothing else.
+//
+// Soft labels (SOFT_LABEL=1, MONAI's soft_label): I = (SP + ST − Σ v |p − t|) / 2. Per element
+// that is v min(p, t), which is what is summed: exact, and bitwise v p t for 0/1 targets. Its
+// derivative is v (1 − sign(p − t)) / 2: 1 below the target, 0 above, 1/2 at p = t.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +20,18 @@
 
 namespace culoss {
 
-enum RegionKind : int { RK_DICE, RK_JACCARD, RK_TVERSKY, RK_FOCAL_TVERSKY, RK_GENERALIZED_DICE };
+enum RegionKind : int {
+  RK_DICE,
+  RK_JACCARD,
+  RK_TVERSKY,
+  RK_FOCAL_TVERSKY,
+  RK_GENERALIZED_DICE,
+  RK_MCC,
+};
 
 constexpr int kRegionStats = 3;  // I, SP, ST
 constexpr int kStatI = 0, kStatSP = 1, kStatST = 2;
+constexpr int kStatSV = 3;  // MCC only: Σ v
 
 // Everything finalize needs; plain data so it can be passed to a kernel by value.
 struct RegionParams {
@@ -26,6 +39,7 @@ struct RegionParams {
   int reduction;
   int weight_type;
   bool squared, batch, micro, include_background, skip_empty;
+  bool soft_label;  // I = Σ v min(p, t)
   double smooth_nr, smooth_dr, alpha, beta, gamma;
   int64_t N, C;
   int stat_stride, stat_offset;  // this term's slots in the statistics rows
@@ -40,18 +54,22 @@ struct RegionParams {
   CULOSS_HD int64_t image_groups() const { return batch ? 1 : N; }
   CULOSS_HD int64_t groups() const { return pooled() ? image_groups() : image_groups() * C; }
   CULOSS_HD bool class_included(int64_t c) const { return include_background || c > 0; }
+  // Statistics slots per (image, class).
+  CULOSS_HD int stat_slots() const { return kind == RK_MCC ? kRegionStats + 1 : kRegionStats; }
 };
 
+// The statistics of one element into out[0, rp.stat_slots()).
 template <class R>
-CULOSS_HD void region_element_stats(R p, R t, R v, bool squared, R out[kRegionStats]) {
-  out[kStatI] = v * p * t;
-  out[kStatSP] = squared ? v * p * p : v * p;
-  out[kStatST] = squared ? v * t * t : v * t;
+CULOSS_HD void region_element_stats(const RegionParams& rp, R p, R t, R v, R* out) {
+  out[kStatI] = rp.soft_label ? v * (p < t ? p : t) : v * p * t;
+  out[kStatSP] = rp.squared ? v * p * p : v * p;
+  out[kStatST] = rp.squared ? v * t * t : v * t;
+  if (rp.kind == RK_MCC) out[kStatSV] = v;
 }
 
-// Loss and derivatives of one ratio-type loss with respect to the pooled I and SP (ST does not
-// depend on the prediction). A zero denominator (only with SMOOTH_DR = 0 and nothing counted)
-// gives loss 0 and no gradient.
+// Loss and derivatives of one ratio-type loss with respect to the pooled I and SP (ST and SV do
+// not depend on the prediction). A zero denominator (only with SMOOTH_DR = 0 and nothing
+// counted) gives loss 0 and no gradient.
 // A denominator this small is only possible with SMOOTH_DR = 0 and (almost) nothing counted: it
 // counts as 0, since its square would underflow and the gradient would not be finite.
 constexpr double kMinDenominator = 1e-30;
@@ -60,7 +78,8 @@ struct RatioLoss {
   double loss, d_i, d_sp;
 };
 
-CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double SP, double ST) {
+CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double SP, double ST,
+                                      double SV) {
   RatioLoss r{0.0, 0.0, 0.0};
   const double snr = rp.smooth_nr, sdr = rp.smooth_dr;
   switch (rp.kind) {
@@ -104,6 +123,28 @@ CULOSS_HD RatioLoss region_ratio_loss(const RegionParams& rp, double I, double S
       r.d_sp = dl_dti * dti_dsp;
       return r;
     }
+    case RK_MCC: {
+      // With ε = SMOOTH_DR added to each count, TP = I + ε, FP = SP − I + ε, FN = ST − I + ε,
+      // TN = SV − SP − ST + I + ε, and MCC = (TP TN − FP FN) / √((TP+FP)(TP+FN)(TN+FP)(TN+FN)).
+      // Expanded, the four factors depend on SP, ST and SV only, and the numerator is linear in
+      // I; written so, nothing cancels between large sums (TN + FP = SV − ST exactly, 0 when the
+      // class fills the image).
+      const double e2 = 2.0 * sdr;
+      const double a = SP + e2, b = ST + e2, c = SV - ST + e2, d = SV - SP + e2;
+      // A factor this small only happens with ε = 0 (a class absent from both, or filling the
+      // whole image): the coefficient is undefined there, and counts as loss 0, no gradient.
+      if (!(a > kMinDenominator && b > kMinDenominator && c > kMinDenominator &&
+            d > kMinDenominator))
+        return r;
+      const double root = sqrt(a * b) * sqrt(c * d);  // in two halves: no overflow of the product
+      const double num = I * SV - SP * ST + sdr * (SV + 4.0 * I - 2.0 * SP - 2.0 * ST);
+      const double mcc = num / root;
+      r.loss = 1.0 - mcc;
+      // ∂MCC/∂x = (∂num/∂x) / root − MCC/2 · ∂ln(a b c d)/∂x; only a and d depend on SP.
+      r.d_i = -(SV + 4.0 * sdr) / root;
+      r.d_sp = (ST + e2) / root + 0.5 * mcc * (1.0 / a - 1.0 / d);
+      return r;
+    }
   }
   return r;
 }
@@ -137,8 +178,9 @@ CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats
     const double I = group_stat(rp, stats, gn, c, kStatI);
     const double SP = group_stat(rp, stats, gn, c, kStatSP);
     const double ST = group_stat(rp, stats, gn, c, kStatST);
+    const double SV = rp.kind == RK_MCC ? group_stat(rp, stats, gn, c, kStatSV) : 0.0;
     const bool included = rp.class_included(c) && (!rp.skip_empty || ST > 0.0);
-    const RatioLoss r = region_ratio_loss(rp, I, SP, ST);
+    const RatioLoss r = region_ratio_loss(rp, I, SP, ST, SV);
     ell[g] = included ? r.loss : 0.0;
     wgt[g] = included ? rp.class_weight(c) : 0.0;
     coef_a[g] = included ? r.d_i : 0.0;
@@ -147,7 +189,7 @@ CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats
   }
   const int64_t gn = g;
   bool any_class = false;
-  double I = 0.0, SP = 0.0, ST = 0.0, weighted_st = 0.0;
+  double I = 0.0, SP = 0.0, ST = 0.0, SV = 0.0, weighted_st = 0.0;
   if (rp.kind == RK_GENERALIZED_DICE) {
     // w_c = base(ST_c) * ω_c; a class with no target mass takes the largest finite base.
     double max_base = 0.0;
@@ -181,11 +223,12 @@ CULOSS_HD void region_finalize_group(const RegionParams& rp, const double* stats
       I += wc * group_stat(rp, stats, gn, c, kStatI);
       SP += wc * group_stat(rp, stats, gn, c, kStatSP);
       ST += wc * group_stat(rp, stats, gn, c, kStatST);
+      if (rp.kind == RK_MCC) SV += wc * group_stat(rp, stats, gn, c, kStatSV);
     }
     weighted_st = ST;
   }
   const bool included = any_class && (!rp.skip_empty || weighted_st > 0.0);
-  const RatioLoss r = region_ratio_loss(rp, I, SP, ST);
+  const RatioLoss r = region_ratio_loss(rp, I, SP, ST, SV);
   ell[g] = included ? r.loss : 0.0;
   wgt[g] = included ? 1.0 : 0.0;
   for (int64_t c = 0; c < C; ++c) {  // per class: the pooled derivative times that class's weight
@@ -213,10 +256,11 @@ CULOSS_HD int64_t region_group_of(const RegionParams& rp, int64_t gn, int64_t c)
   return rp.pooled() ? gn : gn * rp.C + c;
 }
 
-// dℓ/dp of one element from the scaled coefficients.
+// dℓ/dp of one element from the scaled coefficients: v (a dI/dp + b dSP/dp).
 template <class R>
-CULOSS_HD R region_dloss_dp(R a, R b, bool squared, R p, R t, R v) {
-  return v * (a * t + b * (squared ? R(2) * p : R(1)));
+CULOSS_HD R region_dloss_dp(const RegionParams& rp, R a, R b, R p, R t, R v) {
+  const R di_dp = rp.soft_label ? (p < t ? R(1) : p > t ? R(0) : R(0.5)) : t;
+  return v * (a * di_dp + b * (rp.squared ? R(2) * p : R(1)));
 }
 
 }  // namespace culoss

@@ -23,6 +23,7 @@
 namespace culoss {
 
 constexpr int kMaxTerms = 8;
+constexpr int kMaxStatSlots = 4;  // statistics slots of one term (region MCC: I, SP, ST, SV)
 
 // Term kinds inside a program (COMBO and SUM never appear: they are expanded).
 enum TermKind : int {

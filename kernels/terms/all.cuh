@@ -6,8 +6,9 @@
 //   kNone                  what REDUCTION_NONE writes (NoneMode)
 //   kNeedsArgmax           the element pass finds each pixel's argmax class for it
 //   kCountSlots, kValueSlots, kExportSlots, needs_counts(t, distributed, index_target)
-//                          statistics slots per (image, class): counts (or sums), and when
-//                          distributed the value's sums and the exported extra slots
+//                          statistics slots per (image, class): counts (or sums; kCountSlots is
+//                          the most, count_slots(t) a planned term's own), and when distributed
+//                          the value's sums and the exported extra slots
 //   stats(prog, ts, px, slots)          statistics of class c at a counted pixel
 //   finalize(ts, i, step)               step 3: statistics → value, coefficients, scale
 //   element(ts, px, coef, argmax_coef)  step 4: loss and derivative at class c

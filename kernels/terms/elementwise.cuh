@@ -25,6 +25,8 @@ struct ElementwiseTerm {
   static bool needs_counts(const TermSpec& t, bool distributed, bool index_target) {
     return distributed || t.batch_frequency || (t.reduction == RED_MEAN && index_target);
   }
+  // Count slots of a planned term (the region terms' depend on their ratio).
+  static int count_slots(const TermSpec&) { return Term::kCountSlots; }
 
   // Counts of class c at a counted pixel.
   template <class R>

@@ -1,8 +1,8 @@
-// Region terms (Dice, Jaccard, Tversky, focal Tversky, generalized Dice; kernels/common/
-// region_math.cuh has their math): statistics I, SP, ST per (image, class), a finalize that
-// reduces the group losses and turns their derivatives into per-(image, class) coefficients
-// a, b (scaled by grad_scale and the term's weight already), and the element gradient
-// dℓ/dp = v (a t + b dSP/dp). They have no element value: finalize adds theirs.
+// Region terms (Dice, Jaccard, Tversky, focal Tversky, generalized Dice, MCC; kernels/common/
+// region_math.cuh has their math): statistics I, SP, ST (and SV for MCC) per (image, class), a
+// finalize that reduces the group losses and turns their derivatives into per-(image, class)
+// coefficients a, b (scaled by grad_scale and the term's weight already), and the element
+// gradient dℓ/dp = v (a dI/dp + b dSP/dp). They have no element value: finalize adds theirs.
 #pragma once
 
 #include "kernels/common/region_math.cuh"
@@ -16,25 +16,26 @@ struct RegionTerm {
   static constexpr bool kElementValue = false;
   static constexpr int kNone = NONE_GROUPS;  // one value per (image, class) group
   static constexpr bool kNeedsArgmax = false;
-  static constexpr int kCountSlots = kRegionStats;  // I, SP, ST
+  static constexpr int kCountSlots = kRegionStats + 1;  // the most: I, SP, ST, and SV for MCC
   static constexpr int kValueSlots = 0;
   static constexpr int kExportSlots = 2;  // Σ weight·ℓ and Σ weight of the per-image groups
 
   static bool needs_counts(const TermSpec&, bool, bool) { return true; }
+  static int count_slots(const TermSpec& t) { return t.region.stat_slots(); }
+  static_assert(kCountSlots <= kMaxStatSlots, "the statistics pass has room for kMaxStatSlots");
 
   template <class R>
   CULOSS_HD static void stats(const Program&, const TermSpec& ts, const TermPixel<R>& px,
                               R* slots) {
-    region_element_stats(activate(ts.activation, px.soft, px.x), px.t, px.v, ts.region.squared,
-                         slots);
+    region_element_stats(ts.region, activate(ts.activation, px.soft, px.x), px.t, px.v, slots);
   }
 
   template <class R>
   CULOSS_HD static TermOut<R> element(const TermSpec& s, const TermPixel<R>& px, const double* coef,
                                       const double*) {
     const R p = activate(s.activation, px.soft, px.x);
-    const R dl_dp = region_dloss_dp(narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]),
-                                    s.region.squared, p, px.t, px.v);
+    const R dl_dp =
+        region_dloss_dp(s.region, narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]), p, px.t, px.v);
     R d = dl_dp;
     if (s.activation == ACT_SOFTMAX) d = p * dl_dp;  // h_c
     if (s.activation == ACT_SIGMOID) d = dl_dp * p * (R(1) - p);

@@ -15,6 +15,11 @@ void set_int(culoss_loss_s& loss, int param, int64_t v) {
   // An int64 beyond 2^53 is not exact as a double: only unbounded parameters take such values.
   if (!(rule.lower == -HUGE_VAL && rule.upper == HUGE_VAL))
     check_value(info, rule, loss.kind, static_cast<double>(v));
+  // Combinations are checked here, before anything is written: a descriptor never holds one
+  // that a call would have to refuse.
+  Params next = loss.params;
+  int_value(next, info) = v;
+  check_combination(loss.kind, next);
   int_value(loss.params, info) = v;
 }
 

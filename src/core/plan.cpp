@@ -98,18 +98,18 @@ class Builder {
     const Layout& L = call_.layout;
     t.static_count = L.N * L.C * L.P;
     adjust(t);
+    if (t.kind == TK_REGION) region(t, p, k.region);
     visit_term(unit, [&](auto u) {
       using Unit = decltype(u);
       t.coef_count = Unit::kCoefs;
       // Statistics: the unit's counts when finalize needs them, and distributed its value sums.
       t.needs_target_stats = Unit::needs_counts(t, call_.distributed, call_.index_target);
       if (!t.needs_target_stats && !call_.distributed) return;
-      t.value_offset = t.stat_offset + Unit::kCountSlots;
-      t.stat_count = Unit::kCountSlots + (call_.distributed ? Unit::kValueSlots : 0);
+      t.value_offset = t.stat_offset + Unit::count_slots(t);
+      t.stat_count = Unit::count_slots(t) + (call_.distributed ? Unit::kValueSlots : 0);
     });
     prog.coef_width += t.coef_count;
     prog.stat_width += t.stat_count;
-    if (t.kind == TK_REGION) region(t, p, k.region);
     return t;
   }
 
@@ -124,6 +124,7 @@ class Builder {
     rp.micro = p.average == CULOSS_AVERAGE_MICRO;
     rp.include_background = p.include_background != 0;
     rp.skip_empty = p.skip_empty != 0;
+    rp.soft_label = p.soft_label != 0;
     rp.smooth_nr = p.smooth_nr;
     rp.smooth_dr = p.smooth_dr;
     rp.alpha = p.alpha;

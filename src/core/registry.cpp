@@ -99,10 +99,12 @@ const ParamRow kParams[] = {
                           nullptr, CULOSS_INT(skip_empty)},
                          {{CULOSS_PARAM_AVERAGE, "CULOSS_PARAM_AVERAGE", T::Int,
                            choice(2, CULOSS_AVERAGE_MACRO), kAverages, CULOSS_INT(average)},
-                          {
-                              {CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int,
-                               flag(1), nullptr, CULOSS_INT(check_targets)},
-                          };
+                          {{CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int,
+                            flag(1), nullptr, CULOSS_INT(check_targets)},
+                           {
+                               {CULOSS_PARAM_SOFT_LABEL, "CULOSS_PARAM_SOFT_LABEL", T::Int, flag(0),
+                                nullptr, CULOSS_INT(soft_label)},
+                           };
 
 #undef CULOSS_INT
 #undef CULOSS_FLOAT
@@ -119,6 +121,7 @@ constexpr uint32_t kRegionOptions =
     pbit(CULOSS_PARAM_SKIP_EMPTY);
 constexpr uint32_t kRegion = kCommon | kRegionOptions;
 constexpr uint32_t kTversky = pbit(CULOSS_PARAM_ALPHA) | pbit(CULOSS_PARAM_BETA);
+constexpr uint32_t kSoftLabel = pbit(CULOSS_PARAM_SOFT_LABEL);
 
 // Activation rules: the binary kinds take a sigmoid, the class-exclusive ones a softmax; both
 // also take probabilities (NONE).
@@ -143,7 +146,7 @@ const KindInfo kKinds[] = {
      TK_REGION,
      RK_DICE,
      false,
-     kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE),
+     kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
     {CULOSS_JACCARD,
@@ -154,7 +157,7 @@ const KindInfo kKinds[] = {
      TK_REGION,
      RK_JACCARD,
      false,
-     kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE),
+     kRegion | pbit(CULOSS_PARAM_SQUARED_DENOMINATOR) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
     {CULOSS_TVERSKY,
@@ -165,7 +168,7 @@ const KindInfo kKinds[] = {
      TK_REGION,
      RK_TVERSKY,
      false,
-     kRegion | kTversky | pbit(CULOSS_PARAM_AVERAGE),
+     kRegion | kTversky | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
     {CULOSS_FOCAL_TVERSKY,
@@ -176,7 +179,7 @@ const KindInfo kKinds[] = {
      TK_REGION,
      RK_FOCAL_TVERSKY,
      false,
-     kRegion | kTversky | pbit(CULOSS_PARAM_GAMMA) | pbit(CULOSS_PARAM_AVERAGE),
+     kRegion | kTversky | pbit(CULOSS_PARAM_GAMMA) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {real(CULOSS_PARAM_ALPHA, 0, kInf, 0.3), real(CULOSS_PARAM_BETA, 0, kInf, 0.7),
       real(CULOSS_PARAM_GAMMA, 0, kInf, 0.75)},
      3},
@@ -283,6 +286,18 @@ const KindInfo kKinds[] = {
      -1,
      false,
      pbit(CULOSS_PARAM_CHECK_TARGETS),
+     {},
+     0},
+    {CULOSS_MCC,
+     "CULOSS_MCC",
+     F::Region,
+     TF::BinaryIfSigmoid,
+     TK_REGION,
+     TK_REGION,
+     RK_MCC,
+     false,
+     // SMOOTH_DR is its ε, added to each of TP, TN, FP, FN; it has no numerator smoothing.
+     (kRegion & ~pbit(CULOSS_PARAM_SMOOTH_NR)) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
 };
@@ -444,6 +459,30 @@ Params default_params(culoss_kind kind) {
     if (row.float_field) p.*row.float_field = def;
   }
   return p;  // lists stay empty: every element has its default
+}
+
+namespace {
+// Int parameters that exclude each other (both non-zero), and why.
+struct Conflict {
+  culoss_param a, b;
+  const char* why;
+};
+const Conflict kConflicts[] = {
+    {CULOSS_PARAM_SOFT_LABEL, CULOSS_PARAM_SQUARED_DENOMINATOR,
+     "the soft-label statistics are sums of p, t and |p - t|, not of squares"},
+};
+}  // namespace
+
+void check_combination(culoss_kind kind, const Params& p) {
+  for (const Conflict& c : kConflicts) {
+    const ParamInfo& a = *find_param(c.a);
+    const ParamInfo& b = *find_param(c.b);
+    if (find_rule(kind, c.a) && find_rule(kind, c.b) && int_value(p, a) != 0 &&
+        int_value(p, b) != 0)
+      fail(CULOSS_ERROR_INVALID_ARGUMENT, a.name, "=", int_value(p, a), " cannot be combined with ",
+           b.name, "=", int_value(p, b), " for ", kind_name(kind), " (", c.why,
+           "); set one of them to 0 first");
+  }
 }
 
 bool reads_binary_targets(culoss_kind kind, const Params& p) {

@@ -102,6 +102,9 @@ void check_value(const ParamInfo& info, const ParamRule& rule, culoss_kind kind,
 // A descriptor's parameters with every default of `kind`.
 Params default_params(culoss_kind kind);
 
+// Throws INVALID_ARGUMENT naming both parameters when `p` sets two that exclude each other.
+void check_combination(culoss_kind kind, const Params& p);
+
 // Whether a term of this kind, with these parameters, reads targets as binary labels.
 bool reads_binary_targets(culoss_kind kind, const Params& p);
 

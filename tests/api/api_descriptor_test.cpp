@@ -21,7 +21,7 @@ const culoss_kind kAllKinds[] = {
     CULOSS_DICE,         CULOSS_JACCARD,       CULOSS_TVERSKY,        CULOSS_FOCAL_TVERSKY,
     CULOSS_GENERALIZED_DICE, CULOSS_BCE,       CULOSS_CROSS_ENTROPY,  CULOSS_FOCAL,
     CULOSS_COMBO,        CULOSS_MARGINAL_CE,   CULOSS_LOVASZ_HINGE,   CULOSS_LOVASZ_SOFTMAX,
-    CULOSS_SUM};
+    CULOSS_SUM,          CULOSS_MCC};
 
 const char* kind_name(culoss_kind k) {
   switch (k) {
@@ -38,6 +38,7 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_LOVASZ_HINGE: return "CULOSS_LOVASZ_HINGE";
     case CULOSS_LOVASZ_SOFTMAX: return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM: return "CULOSS_SUM";
+    case CULOSS_MCC: return "CULOSS_MCC";
   }
   return "?";
 }
@@ -67,6 +68,7 @@ const char* param_name(culoss_param p) {
     case CULOSS_PARAM_SKIP_EMPTY: return "CULOSS_PARAM_SKIP_EMPTY";
     case CULOSS_PARAM_AVERAGE: return "CULOSS_PARAM_AVERAGE";
     case CULOSS_PARAM_CHECK_TARGETS: return "CULOSS_PARAM_CHECK_TARGETS";
+    case CULOSS_PARAM_SOFT_LABEL: return "CULOSS_PARAM_SOFT_LABEL";
   }
   return "?";
 }
@@ -87,7 +89,7 @@ TEST(ApiDescriptor, CreateEveryKind) {
 }
 
 TEST(ApiDescriptor, CreateRefusesUnknownKinds) {
-  for (int k : {0, 14, -1, 1000}) {
+  for (int k : {0, 99, -1, 1000}) {
     culoss_loss h = nullptr;
     EXPECT_REFUSED(culoss_loss_create(&h, static_cast<culoss_kind>(k)),
                    CULOSS_ERROR_INVALID_ARGUMENT, "culoss_kind", std::to_string(k).c_str());
@@ -117,7 +119,8 @@ struct Default {
 std::vector<Default> expected_defaults(culoss_kind k) {
   std::vector<Default> d;
   const bool region = k == CULOSS_DICE || k == CULOSS_JACCARD || k == CULOSS_TVERSKY ||
-                      k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE;
+                      k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE ||
+                      k == CULOSS_MCC;
   if (k != CULOSS_SUM) {
     d.push_back({CULOSS_PARAM_CLASS_AXIS, Type::Int, 1});
     d.push_back({CULOSS_PARAM_REDUCTION, Type::Int, CULOSS_REDUCTION_MEAN});
@@ -131,16 +134,18 @@ std::vector<Default> expected_defaults(culoss_kind k) {
   }
   d.push_back({CULOSS_PARAM_CHECK_TARGETS, Type::Int, 1});
   if (region || k == CULOSS_COMBO) {
-    d.push_back({CULOSS_PARAM_SMOOTH_NR, Type::Float, 1e-5});
-    d.push_back({CULOSS_PARAM_SMOOTH_DR, Type::Float, 1e-5});
+    if (k != CULOSS_MCC) d.push_back({CULOSS_PARAM_SMOOTH_NR, Type::Float, 1e-5});
+    d.push_back({CULOSS_PARAM_SMOOTH_DR, Type::Float, 1e-5});  // MCC's ε
     d.push_back({CULOSS_PARAM_BATCH, Type::Int, 0});
     d.push_back({CULOSS_PARAM_INCLUDE_BACKGROUND, Type::Int, 1});
     d.push_back({CULOSS_PARAM_SKIP_EMPTY, Type::Int, 0});
   }
   if (k == CULOSS_DICE || k == CULOSS_JACCARD)
     d.push_back({CULOSS_PARAM_SQUARED_DENOMINATOR, Type::Int, 0});
-  if (region && k != CULOSS_GENERALIZED_DICE)
+  if (region && k != CULOSS_GENERALIZED_DICE) {
     d.push_back({CULOSS_PARAM_AVERAGE, Type::Int, CULOSS_AVERAGE_MACRO});
+    d.push_back({CULOSS_PARAM_SOFT_LABEL, Type::Int, 0});
+  }
   switch (k) {
     case CULOSS_TVERSKY:
       d.push_back({CULOSS_PARAM_ALPHA, Type::Float, 0.5});
@@ -277,6 +282,12 @@ const NotApplicable kNotApplicable[] = {
     {CULOSS_SUM, CULOSS_PARAM_REDUCTION, Type::Int},
     {CULOSS_SUM, CULOSS_PARAM_CLASS_AXIS, Type::Int},
     {CULOSS_SUM, CULOSS_PARAM_CLASS_WEIGHTS, Type::Floats},
+    {CULOSS_MCC, CULOSS_PARAM_SMOOTH_NR, Type::Float},
+    {CULOSS_MCC, CULOSS_PARAM_SQUARED_DENOMINATOR, Type::Int},
+    {CULOSS_MCC, CULOSS_PARAM_ALPHA, Type::Float},
+    {CULOSS_GENERALIZED_DICE, CULOSS_PARAM_SOFT_LABEL, Type::Int},
+    {CULOSS_COMBO, CULOSS_PARAM_SOFT_LABEL, Type::Int},
+    {CULOSS_BCE, CULOSS_PARAM_SOFT_LABEL, Type::Int},
 };
 
 TEST(ApiDescriptor, ParameterThatDoesNotApplyIsRefused) {

@@ -19,18 +19,18 @@ TEST(ApiRegistry, NamesOfKindsAndParameters) {
   EXPECT_STREQ("CULOSS_MARGINAL_CE", culoss_kind_name(CULOSS_MARGINAL_CE));
   EXPECT_STREQ("CULOSS_SUM", culoss_kind_name(CULOSS_SUM));
   EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(0)));
-  EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(14)));
+  EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(15)));
   EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(-3)));
   EXPECT_STREQ("CULOSS_PARAM_ACTIVATION", culoss_param_name(CULOSS_PARAM_ACTIVATION));
   EXPECT_STREQ("CULOSS_PARAM_CHECK_TARGETS", culoss_param_name(CULOSS_PARAM_CHECK_TARGETS));
   EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(0)));
-  EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(24)));
+  EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(25)));
   // numbered without gaps, every name well formed
   int kinds = 0, params = 0;
   while (culoss_kind_name(static_cast<culoss_kind>(kinds + 1))) ++kinds;
   while (culoss_param_name(static_cast<culoss_param>(params + 1))) ++params;
-  EXPECT_EQ(13, kinds);
-  EXPECT_EQ(23, params);
+  EXPECT_EQ(14, kinds);
+  EXPECT_EQ(24, params);
 }
 
 TEST(ApiRegistry, EnumValueNames) {
@@ -85,7 +85,11 @@ TEST(ApiRegistry, AppliesMatchesTheSetters) {
     }
   }
   EXPECT_EQ(0, culoss_param_applies(static_cast<culoss_kind>(0), CULOSS_PARAM_ACTIVATION));
-  EXPECT_EQ(0, culoss_param_applies(CULOSS_DICE, static_cast<culoss_param>(24)));
+  EXPECT_EQ(0, culoss_param_applies(CULOSS_DICE, static_cast<culoss_param>(99)));
+  EXPECT_EQ(1, culoss_param_applies(CULOSS_DICE, CULOSS_PARAM_SOFT_LABEL));
+  EXPECT_EQ(0, culoss_param_applies(CULOSS_GENERALIZED_DICE, CULOSS_PARAM_SOFT_LABEL));
+  EXPECT_EQ(1, culoss_param_applies(CULOSS_MCC, CULOSS_PARAM_SOFT_LABEL));
+  EXPECT_EQ(0, culoss_param_applies(CULOSS_MCC, CULOSS_PARAM_SMOOTH_NR));
   EXPECT_EQ(1, culoss_param_applies(CULOSS_SUM, CULOSS_PARAM_CHECK_TARGETS));
   EXPECT_EQ(0, culoss_param_applies(CULOSS_LOVASZ_HINGE, CULOSS_PARAM_ACTIVATION));
 }

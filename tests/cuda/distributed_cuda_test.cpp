@@ -306,6 +306,24 @@ std::vector<DCase> cases_for(DLDataType dt, uint32_t seed) {
     add_region("tversky_micro_sigmoid", rc);
   }
   {
+    region_test::RegionConstraints k;
+    k.kind = CULOSS_MCC;
+    k.N = 5;
+    k.C = 3;
+    k.layout = region_test::kLayoutNCHW;
+    k.target = region_test::kDenseF32;
+    k.activation = CULOSS_ACTIVATION_SOFTMAX;
+    k.pixel_weight = 1;
+    k.soft_label = 1;
+    k.max_dim = 9;
+    RegionCase rc = region_test::random_region_case(rng, k);
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    add_region("mcc_soft_dense_pw", rc);
+    rc.opt.batch = true;
+    rc.opt.reduction = CULOSS_REDUCTION_NONE;
+    add_region("mcc_soft_batch_none", rc);
+  }
+  {
     region_test::ElemConstraints k;
     k.kind = CULOSS_CROSS_ENTROPY;
     k.N = 5;

@@ -92,6 +92,7 @@ struct Case {
   bool pixel_weight = false;
   bool class_weights = false;
   int include_bg = 1, batch = 0, average = CULOSS_AVERAGE_MACRO, squared = 0, skip_empty = 0;
+  int soft_label = 0;  // DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, MCC
   int reduction = CULOSS_REDUCTION_MEAN;
   int weight_type = -1;  // generalized Dice; -1 leaves the default
   double alpha = NAN, beta = NAN, gamma = NAN, smooth_nr = NAN, smooth_dr = NAN;  // NAN: default
@@ -112,6 +113,7 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_TVERSKY: return "TVERSKY";
     case CULOSS_FOCAL_TVERSKY: return "FOCALTV";
     case CULOSS_GENERALIZED_DICE: return "GDICE";
+    case CULOSS_MCC: return "MCC";
     default: return "KIND";
   }
 }
@@ -156,7 +158,8 @@ std::string describe(const Case& c) {
      << " target=" << tgt_name(c.tgt) << " ignore_frac=" << c.ignore_frac
      << " pw=" << c.pixel_weight << " cw=" << c.class_weights << " include_bg=" << c.include_bg
      << " batch=" << c.batch << " micro=" << c.average << " squared=" << c.squared
-     << " skip_empty=" << c.skip_empty << " reduction=" << red_name(c.reduction)
+     << " skip_empty=" << c.skip_empty << " soft_label=" << c.soft_label
+     << " reduction=" << red_name(c.reduction)
      << " weight_type=" << c.weight_type << " alpha=" << c.alpha << " beta=" << c.beta
      << " gamma=" << c.gamma << " s_nr=" << c.smooth_nr << " s_dr=" << c.smooth_dr
      << " ignore_index=" << (c.ignore_index == kDefaultIgnore ? std::string("default") : std::to_string(c.ignore_index))
@@ -177,6 +180,9 @@ Case finish(Case c, const std::string& tag) {
   if (c.activation == CULOSS_ACTIVATION_SOFTMAX && C == 1) c.activation = CULOSS_ACTIVATION_SIGMOID;
   if (c.activation == CULOSS_ACTIVATION_SIGMOID && is_index(c.tgt) && C != 1) c.tgt = Tgt::DenseF32;
   if (c.kind != CULOSS_DICE && c.kind != CULOSS_JACCARD) c.squared = 0;
+  if (c.kind == CULOSS_GENERALIZED_DICE) c.soft_label = 0;
+  if (c.soft_label) c.squared = 0;  // refused together
+  if (c.kind == CULOSS_MCC) c.smooth_nr = NAN;  // MCC has no numerator smoothing
   if (c.kind == CULOSS_GENERALIZED_DICE) c.average = CULOSS_AVERAGE_MACRO;
   if (c.kind != CULOSS_GENERALIZED_DICE) c.weight_type = -1;
   if (c.kind != CULOSS_TVERSKY && c.kind != CULOSS_FOCAL_TVERSKY) c.alpha = c.beta = NAN;
@@ -377,6 +383,7 @@ bool configure(culoss_loss h, const Problem& p) {
   if (p.set_ignore) seti(CULOSS_PARAM_IGNORE_INDEX, p.ignore_value);
   if (c.kind == CULOSS_DICE || c.kind == CULOSS_JACCARD) seti(CULOSS_PARAM_SQUARED_DENOMINATOR, c.squared);
   if (c.kind != CULOSS_GENERALIZED_DICE) seti(CULOSS_PARAM_AVERAGE, c.average);
+  if (c.soft_label) seti(CULOSS_PARAM_SOFT_LABEL, 1);
   if (c.kind == CULOSS_GENERALIZED_DICE && c.weight_type >= 0) seti(CULOSS_PARAM_WEIGHT_TYPE, c.weight_type);
   setf(CULOSS_PARAM_ALPHA, c.alpha);
   setf(CULOSS_PARAM_BETA, c.beta);
@@ -661,6 +668,57 @@ std::vector<Case> random_sweep() {
   return out;
 }
 
+// MCC (every dtype, layout, option) and soft labels (DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, MCC).
+std::vector<Case> mcc_soft_sweep() {
+  std::vector<Case> out;
+  std::mt19937_64 rng(20261214);
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
+  auto coin = [&](double p) { return U(rng) < p; };
+  const DLDataType dts[] = {f32(), f64(), f16(), bf16()};
+  const culoss_kind soft_kinds[] = {CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY,
+                                    CULOSS_FOCAL_TVERSKY, CULOSS_MCC};
+  for (int r = 0; r < 60; ++r) {
+    Case c;
+    c.seed = 14000 + r;
+    c.kind = r % 2 ? CULOSS_MCC : soft_kinds[pick(5)];
+    c.soft_label = r % 2 ? (coin(0.5) ? 1 : 0) : 1;
+    c.in = dts[r % 4];
+    c.grad_f32 = coin(0.5);
+    c.activation = pick(3);
+    const int64_t N = 1 + pick(3);
+    const int64_t C = coin(0.15) ? 1 : 2 + pick(5);
+    if (C == 1 && c.activation == CULOSS_ACTIVATION_SOFTMAX) c.activation = CULOSS_ACTIVATION_SIGMOID;
+    auto d = [&] { return static_cast<int64_t>(1 + pick(40)); };
+    switch (r % 4) {
+      case 0: c.shape = {N, C, d(), d()}; break;
+      case 1: c.shape = {N, d(), d(), C}; c.class_axis = -1; break;
+      case 2: c.shape = {N * (1 + pick(200)), C}; break;
+      default: c.shape = {N, C, 1 + pick(8), 1 + pick(8), 1 + pick(8)}; break;
+    }
+    c.tgt = static_cast<Tgt>(pick(6));
+    c.ignore_frac = coin(0.3) ? 0.0 : coin(0.05) ? 1.0 : 0.25 * U(rng);
+    c.pixel_weight = coin(0.4);
+    c.class_weights = coin(0.3);
+    c.include_bg = coin(0.3) ? 0 : 1;
+    c.batch = coin(0.4) ? 1 : 0;
+    c.average = coin(0.3) ? CULOSS_AVERAGE_MICRO : CULOSS_AVERAGE_MACRO;
+    c.skip_empty = coin(0.3) ? 1 : 0;
+    c.absent_everywhere = coin(0.2);
+    c.empty_class = coin(0.8);
+    c.reduction = pick(3);
+    c.alpha = U(rng);
+    c.beta = U(rng);
+    c.gamma = coin(0.5) ? 0.75 : 0.5 + 2.0 * U(rng);
+    if (coin(0.2)) c.smooth_nr = c.smooth_dr = coin(0.5) ? 0.0 : 1.0;
+    c.grad_scale = coin(0.7) ? 1.0 : -0.5;
+    c.loss_dtype = coin(0.5) ? f32() : f64();
+    c.host_loss_out = coin(0.3);
+    out.push_back(finish(c, "M" + std::to_string(r)));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The CUDA backend against the CPU backend
 // ---------------------------------------------------------------------------------------------
@@ -704,6 +762,8 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, RegionCudaVsCpu, ::testing::ValuesIn(dtype_swee
 INSTANTIATE_TEST_SUITE_P(Options, RegionCudaVsCpu, ::testing::ValuesIn(option_sweep()), case_name);
 INSTANTIATE_TEST_SUITE_P(Shapes, RegionCudaVsCpu, ::testing::ValuesIn(shape_sweep()), case_name);
 INSTANTIATE_TEST_SUITE_P(Random, RegionCudaVsCpu, ::testing::ValuesIn(random_sweep()), case_name);
+INSTANTIATE_TEST_SUITE_P(MccSoftLabel, RegionCudaVsCpu, ::testing::ValuesIn(mcc_soft_sweep()),
+                         case_name);
 
 // ---------------------------------------------------------------------------------------------
 // Call plumbing: loss_out location, workspace, streams, in-place, determinism, offsets

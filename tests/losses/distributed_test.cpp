@@ -473,6 +473,39 @@ TEST(Distributed, SumComboAndJaccard) {
   }
 }
 
+// MCC (a fourth statistic, Σ v) and soft labels: every option, and inside a SUM.
+TEST(Distributed, MccAndSoftLabelRandom) {
+  std::mt19937 rng(7950);
+  const culoss_kind kinds[] = {CULOSS_MCC, CULOSS_DICE, CULOSS_JACCARD, CULOSS_TVERSKY,
+                               CULOSS_FOCAL_TVERSKY};
+  for (int it = 0; it < 200; ++it) {
+    region_test::RegionConstraints k;
+    k.kind = it % 2 ? CULOSS_MCC : kinds[(it / 2) % 5];
+    k.soft_label = it % 3 == 0 ? 0 : 1;
+    k.N = uni(rng, 1, 5);
+    k.batch = it % 4 < 2 ? 1 : 0;
+    if (it % 10 == 9) k.max_dim = 24;
+    const RegionCase rc = region_test::random_region_case(rng, k);
+    ASSERT_TRUE(region_case_ok(rc, rng)) << "iteration " << it;
+  }
+}
+
+TEST(Distributed, SumMccSoftDiceAndCrossEntropy) {
+  std::mt19937 rng(7951);
+  for (int it = 0; it < 30; ++it) {
+    const RegionCase t = sum_tensors(rng, CULOSS_CROSS_ENTROPY, CULOSS_ACTIVATION_SOFTMAX,
+                                     it % 2 ? region_test::kIndexU8 + it % 3 : region_test::kDenseF64);
+    RegionOptions mcc = region_term(CULOSS_MCC, t.opt, rng);
+    mcc.soft_label = it % 2 == 0;
+    RegionOptions dice = region_term(CULOSS_DICE, t.opt, rng);
+    dice.squared = false;
+    dice.soft_label = true;
+    ASSERT_TRUE(sum_case_ok(t, {{mcc, weight(rng)}, {dice, weight(rng)},
+                                {elem_term(t.opt, rng), weight(rng)}}, rng))
+        << "iteration " << it;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lovász, per image (pooled is refused: see Refusals)
 // ---------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ inline region_ref::Spec to_spec(const RegionCase& rc) {
   s.weight_type = o.weight_type;
   s.skip_empty = o.skip_empty;
   s.average = o.kind == CULOSS_GENERALIZED_DICE ? region_ref::MACRO : o.average;
+  s.soft_label = o.soft_label;
+  if (o.kind == CULOSS_MCC) s.smooth_nr = 0.0;  // not a parameter of MCC
   s.grad_scale = rc.grad_scale;
   return s;
 }

@@ -42,6 +42,7 @@ struct RegionOptions {
   bool skip_empty = false;
   int average = CULOSS_AVERAGE_MACRO;  // not GENERALIZED_DICE
   bool check_targets = true;
+  bool soft_label = false;          // DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, MCC
   // Element-wise kinds (alpha/gamma above also serve FOCAL and COMBO).
   std::vector<double> pos_weight;   // BCE; empty: not set (all 1)
   int class_balance = CULOSS_BALANCE_NONE;  // BCE
@@ -66,7 +67,7 @@ inline bool is_elementwise_kind(culoss_kind k) {
 
 inline bool is_region_kind(culoss_kind k) {
   return k == CULOSS_DICE || k == CULOSS_JACCARD || k == CULOSS_TVERSKY ||
-         k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE;
+         k == CULOSS_FOCAL_TVERSKY || k == CULOSS_GENERALIZED_DICE || k == CULOSS_MCC;
 }
 
 // Whether a parameter applies to an element-wise kind (docs/reference.md, docs/SEMANTICS.md).
@@ -106,11 +107,12 @@ inline bool param_applies(culoss_kind k, culoss_param p) {
     case CULOSS_PARAM_GAMMA: return k == CULOSS_FOCAL_TVERSKY;
     case CULOSS_PARAM_WEIGHT_TYPE: return k == CULOSS_GENERALIZED_DICE;
     case CULOSS_PARAM_AVERAGE: return k != CULOSS_GENERALIZED_DICE;
+    case CULOSS_PARAM_SOFT_LABEL: return k != CULOSS_GENERALIZED_DICE;
+    case CULOSS_PARAM_SMOOTH_NR: return k != CULOSS_MCC;  // MCC: SMOOTH_DR is its ε
     case CULOSS_PARAM_ACTIVATION:
     case CULOSS_PARAM_CLASS_AXIS:
     case CULOSS_PARAM_REDUCTION:
     case CULOSS_PARAM_IGNORE_INDEX:
-    case CULOSS_PARAM_SMOOTH_NR:
     case CULOSS_PARAM_SMOOTH_DR:
     case CULOSS_PARAM_BATCH:
     case CULOSS_PARAM_INCLUDE_BACKGROUND:
@@ -143,6 +145,7 @@ inline culoss_status configure(culoss_loss h, const RegionOptions& o, std::strin
       {CULOSS_PARAM_AVERAGE, o.average, "AVERAGE"},
       {CULOSS_PARAM_CHECK_TARGETS, o.check_targets ? 1 : 0, "CHECK_TARGETS"},
       {CULOSS_PARAM_CLASS_BALANCE, o.class_balance, "CLASS_BALANCE"},
+      {CULOSS_PARAM_SOFT_LABEL, o.soft_label ? 1 : 0, "SOFT_LABEL"},
   };
   for (const IntP& ip : ints) {
     if (!param_applies(o.kind, ip.p)) continue;
@@ -357,7 +360,7 @@ inline std::string describe_case(const RegionCase& rc) {
      << o.smooth_dr << ") a=" << o.alpha << " b=" << o.beta << " g=" << o.gamma
      << " wt=" << o.weight_type << " check=" << o.check_targets << " scale=" << rc.grad_scale
      << " posw=" << o.pos_weight.size() << " balance=" << o.class_balance
-     << " ls=" << o.label_smoothing << " ce_ratio=" << o.ce_ratio
+     << " ls=" << o.label_smoothing << " ce_ratio=" << o.ce_ratio << " soft=" << o.soft_label
      << " in_dtype=(" << int(rc.input_dtype.code) << "," << int(rc.input_dtype.bits) << ")";
   return os.str();
 }

@@ -52,6 +52,7 @@ struct RegionConstraints {
   int batch = -1;
   double focal_min_gamma = 0;  // > 0: gamma drawn >= this
   int max_dim = -1;            // > 0: spatial extents drawn in [1, max_dim] (larger images)
+  int soft_label = 0;          // 1: SOFT_LABEL=1 (no squared sums); -1: drawn (0 draws nothing)
 };
 
 inline bool is_index_target(int t) { return t >= kIndexU8; }
@@ -191,6 +192,10 @@ inline RegionCase random_region_case(std::mt19937& rng, const RegionConstraints&
   o.skip_empty = coin(0.3);
   if (kind != CULOSS_GENERALIZED_DICE) o.average = k.average >= 0 ? k.average : (coin(0.3) ? 1 : 0);
   if (kind == CULOSS_DICE || kind == CULOSS_JACCARD) o.squared = coin(0.35);
+  if (kind != CULOSS_GENERALIZED_DICE && (k.soft_label == 1 || (k.soft_label < 0 && coin(0.5)))) {
+    o.soft_label = true;
+    o.squared = false;  // refused together
+  }
   static const double kSmooth[][2] = {{1e-5, 1e-5}, {0.0, 0.0}, {1e-3, 1e-2}, {0.5, 0.5}, {1.0, 1.0}, {1e-4, 1e-6}};
   const int si = k.smooth >= 0 ? k.smooth : (coin(0.4) ? 0 : uni(1, 5));
   o.smooth_nr = kSmooth[si][0];

@@ -221,6 +221,39 @@ TEST(Sum, ComboAndFocal) {
   }
 }
 
+// MCC (four statistics per class) fused with soft-label Dice and Tversky terms and the
+// cross-entropy: statistics rows of mixed widths.
+TEST(Sum, MccSoftLabelDiceAndCrossEntropy) {
+  std::mt19937 rng(611);
+  for (int it = 0; it < 30; ++it) {
+    const RegionCase t = tensors_for(rng, CULOSS_CROSS_ENTROPY, CULOSS_ACTIVATION_SOFTMAX,
+                                     it % 2 ? kIndexU8 + it % 3 : kDenseF64);
+    RegionOptions mcc = region_term(CULOSS_MCC, t.opt, rng);
+    mcc.soft_label = it % 3 == 0;
+    RegionOptions dice = region_term(CULOSS_DICE, t.opt, rng);
+    dice.squared = false;
+    dice.soft_label = true;
+    RegionOptions tversky = region_term(CULOSS_TVERSKY, t.opt, rng);
+    tversky.soft_label = it % 2 == 0;
+    ASSERT_TRUE(sum_matches(t, {{dice, weight(rng)},
+                                {mcc, weight(rng)},
+                                {elem_term(t.opt, rng), weight(rng)},
+                                {tversky, weight(rng)}}))
+        << "iteration " << it;
+  }
+}
+
+TEST(Sum, MccWithSigmoidAndBce) {
+  std::mt19937 rng(612);
+  for (int it = 0; it < 20; ++it) {
+    const RegionCase t = tensors_for(rng, CULOSS_BCE, CULOSS_ACTIVATION_SIGMOID, kDenseF64 + it % 5);
+    RegionOptions mcc = region_term(CULOSS_MCC, t.opt, rng);
+    mcc.soft_label = it % 2 == 1;
+    ASSERT_TRUE(sum_matches(t, {{mcc, weight(rng)}, {elem_term(t.opt, rng), weight(rng)}}))
+        << "iteration " << it;
+  }
+}
+
 // Binary terms on a binary mask (C = 1, index labels) with ignored pixels and pixel weights.
 TEST(Sum, BinaryMaskWithIgnoreIndexAndPixelWeights) {
   std::mt19937 rng(606);

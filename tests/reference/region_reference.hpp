@@ -1,18 +1,20 @@
 // An independent, naive reference for the region losses of culoss (DICE, JACCARD, TVERSKY,
-// FOCAL_TVERSKY, GENERALIZED_DICE), written straight from docs/reference.md and docs/SEMANTICS.md.
+// FOCAL_TVERSKY, GENERALIZED_DICE, MCC; soft labels), written straight from docs/reference.md and
+// docs/SEMANTICS.md.
 //
 // It deliberately shares nothing with the library (not even culoss.h): plain loops in long
 // double over a row-major tensor.
 //
 // How the gradient is obtained (kept simple so that it is obviously right):
 //   * the reduced objective (the MEAN/SUM value, or the sum of the NONE outputs) is a function
-//     of the per-(image, class) raw sums I = Σ v p t, S1 = Σ v p, S2 = Σ v p², while the target
-//     sums T1 = Σ v t, T2 = Σ v t² are constants. That function (batch pooling, micro pooling,
+//     of the per-(image, class) raw sums I = Σ v p t, S1 = Σ v p, S2 = Σ v p², A = Σ v |p − t|,
+//     while the target sums T1 = Σ v t, T2 = Σ v t² and V = Σ v are constants. With soft labels
+//     I is not a raw sum but (S1 + T1 − A) / 2, as the contract states it. That function (batch pooling, micro pooling,
 //     class weights, generalized-Dice weights, exclusions, the ratio, the reduction) is written
 //     once, on a forward-mode dual number; seeding one raw sum at a time gives ∂obj/∂I_nc,
 //     ∂obj/∂S1_nc, ∂obj/∂S2_nc exactly (3·N·C tiny evaluations);
 //   * the chain rule to the elements is the textbook one:
-//     ∂obj/∂p_e = v (∂I·t_e + ∂S1 + 2 p_e ∂S2), then the activation's Jacobian
+//     ∂obj/∂p_e = v (∂I·t_e + ∂S1 + 2 p_e ∂S2 + ∂A·sign(p_e − t_e)), then the activation's Jacobian
 //     (identity, p(1−p), or the softmax Jacobian p_c(δ_cj − p_j)).
 //   * `reference_objective` evaluates the objective directly from a long double input, so tests
 //     can check the analytic gradient against central finite differences.
@@ -28,7 +30,7 @@
 namespace region_ref {
 
 // Same meaning (and numbers) as the culoss enums, restated here so the reference needs no library header.
-enum Kind { DICE = 1, JACCARD = 2, TVERSKY = 3, FOCAL_TVERSKY = 4, GENERALIZED_DICE = 5 };
+enum Kind { DICE = 1, JACCARD = 2, TVERSKY = 3, FOCAL_TVERSKY = 4, GENERALIZED_DICE = 5, MCC = 14 };
 enum Activation { ACT_NONE = 0, ACT_SIGMOID = 1, ACT_SOFTMAX = 2 };
 enum Reduction { RED_MEAN = 0, RED_SUM = 1, RED_NONE = 2 };
 enum Average { MACRO = 0, MICRO = 1 };
@@ -55,6 +57,7 @@ struct Spec {
   int weight_type = W_SQUARE;
   bool skip_empty = false;
   int average = MACRO;                 // ignored by GENERALIZED_DICE
+  bool soft_label = false;             // I = (S1 + T1 − Σ v |p − t|) / 2 (not with squared)
   double grad_scale = 1.0;
 };
 
@@ -82,6 +85,10 @@ inline Dual operator/(Dual a, Dual b) {
   return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)};
 }
 inline Dual& operator+=(Dual& a, Dual b) { a = a + b; return a; }
+inline Dual sqrt_dual(Dual a) {  // a.v > 0
+  const LD r = std::sqrt(a.v);
+  return {r, a.d / (2 * r)};
+}
 inline Dual pow_const(Dual b, LD g) {  // b.v > 0
   const LD pv = std::pow(b.v, g);
   return {pv, g * std::pow(b.v, g - 1) * b.d};
@@ -166,7 +173,7 @@ inline void targets(const Spec& s, const Layout& L, std::vector<LD>& t, std::vec
 }
 
 struct RawStats {  // per (n, c), index n*C + c
-  std::vector<LD> I, S1, S2, T1, T2;
+  std::vector<LD> I, S1, S2, T1, T2, A, V;
 };
 
 inline RawStats raw_stats(const Layout& L, const std::vector<LD>& p, const std::vector<LD>& t,
@@ -174,6 +181,7 @@ inline RawStats raw_stats(const Layout& L, const std::vector<LD>& p, const std::
   RawStats r;
   const size_t nc = static_cast<size_t>(L.N * L.C);
   r.I.assign(nc, 0); r.S1.assign(nc, 0); r.S2.assign(nc, 0); r.T1.assign(nc, 0); r.T2.assign(nc, 0);
+  r.A.assign(nc, 0); r.V.assign(nc, 0);
   for (int64_t o = 0; o < L.outer; ++o) {
     const int64_t n = o / L.pre;
     for (int64_t c = 0; c < L.C; ++c)
@@ -186,6 +194,8 @@ inline RawStats raw_stats(const Layout& L, const std::vector<LD>& p, const std::
         r.S2[j] += vv * p[e] * p[e];
         r.T1[j] += vv * t[e];
         r.T2[j] += vv * t[e] * t[e];
+        r.A[j] += vv * std::fabs(p[e] - t[e]);
+        r.V[j] += vv;
       }
   }
   return r;
@@ -193,8 +203,16 @@ inline RawStats raw_stats(const Layout& L, const std::vector<LD>& p, const std::
 
 // The per-pair (or per-image for MICRO) loss ℓ from its statistics.
 // SPd/STd: denominator sums (squared for DICE/JACCARD with SQUARED_DENOMINATOR), SPl/STl: linear.
-inline Dual ratio_loss(const Spec& s, Dual I, Dual SPd, Dual STd, Dual SPl, Dual STl) {
+inline Dual ratio_loss(const Spec& s, Dual I, Dual SPd, Dual STd, Dual SPl, Dual STl, LD V) {
   const LD snr = s.smooth_nr, sdr = s.smooth_dr;
+  if (s.kind == MCC) {  // the four counts, each + ε (= smooth_dr), straight from the definition
+    const Dual eps(sdr);
+    const Dual TP = I + eps, FP = SPl - I + eps, FN = STl - I + eps,
+               TN = Dual(V) - SPl - STl + I + eps;
+    const Dual prod = (TP + FP) * (TP + FN) * (TN + FP) * (TN + FN);
+    if (!(prod.v > 0)) return Dual(0);  // undefined (ε = 0): loss 0, gradient 0
+    return Dual(1) - (TP * TN - FP * FN) / sqrt_dual(prod);
+  }
   Dual den, num;
   switch (s.kind) {
     case DICE:
@@ -225,10 +243,14 @@ struct Outputs {
 };
 
 // Everything after the raw sums. I, S1, S2 carry tangents; T1, T2 are constants.
-inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>& I,
+inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>& I_raw,
                         const std::vector<Dual>& S1, const std::vector<Dual>& S2,
-                        const std::vector<LD>& T1, const std::vector<LD>& T2) {
+                        const std::vector<Dual>& A, const std::vector<LD>& T1,
+                        const std::vector<LD>& T2, const std::vector<LD>& V) {
   const int64_t N = L.N, C = L.C;
+  std::vector<Dual> I = I_raw;  // soft labels: I = (S1 + T1 − A) / 2 instead of Σ v p t
+  if (s.soft_label)
+    for (size_t j = 0; j < I.size(); ++j) I[j] = (S1[j] + Dual(T1[j]) - A[j]) / Dual(2);
   const int64_t G = s.batch ? 1 : N;  // groups: images, or one pooled batch
   auto omega = [&](int64_t c) -> LD {
     return s.class_weights.empty() ? 1.0L : static_cast<LD>(s.class_weights[static_cast<size_t>(c)]);
@@ -249,14 +271,14 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
     for (int64_t g = 0; g < G; ++g)
       for (int64_t c = 0; c < C; ++c) {
         Dual Ig, S1g, S2g;
-        LD T1g = 0, T2g = 0;
+        LD T1g = 0, T2g = 0, Vg = 0;
         for (int64_t n = group_begin(g); n < group_end(g); ++n) {
           const size_t j = static_cast<size_t>(n * C + c);
-          Ig += I[j]; S1g += S1[j]; S2g += S2[j]; T1g += T1[j]; T2g += T2[j];
+          Ig += I[j]; S1g += S1[j]; S2g += S2[j]; T1g += T1[j]; T2g += T2[j]; Vg += V[j];
         }
         const bool included = class_in(c) && !(s.skip_empty && T1g == 0);
         if (!included) continue;
-        const Dual l = ratio_loss(s, Ig, sq ? S2g : S1g, Dual(sq ? T2g : T1g), S1g, Dual(T1g));
+        const Dual l = ratio_loss(s, Ig, sq ? S2g : S1g, Dual(sq ? T2g : T1g), S1g, Dual(T1g), Vg);
         const Dual wl = Dual(omega(c)) * l;
         out.values[static_cast<size_t>(g * C + c)] = wl;
         wsum_l += wl;
@@ -273,12 +295,14 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
     for (int64_t g = 0; g < G; ++g) {
       std::vector<Dual> Ic(static_cast<size_t>(C)), S1c(static_cast<size_t>(C)), S2c(static_cast<size_t>(C));
       std::vector<LD> T1c(static_cast<size_t>(C), 0), T2c(static_cast<size_t>(C), 0);
+      std::vector<LD> Vc(static_cast<size_t>(C), 0);
       for (int64_t n = group_begin(g); n < group_end(g); ++n) {
         for (int64_t c = 0; c < C; ++c) {
           const size_t j = static_cast<size_t>(n * C + c);
           Ic[static_cast<size_t>(c)] += I[j]; S1c[static_cast<size_t>(c)] += S1[j];
           S2c[static_cast<size_t>(c)] += S2[j];
           T1c[static_cast<size_t>(c)] += T1[j]; T2c[static_cast<size_t>(c)] += T2[j];
+          Vc[static_cast<size_t>(c)] += V[j];
         }
       }
       LD empty_sum = 0;  // Σ_c ω_c ST_c over included classes
@@ -316,15 +340,15 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
         l = den.v == 0 ? Dual(0) : Dual(1) - num / den;
       } else {
         Dual Ig(0), S1g(0), S2g(0);
-        LD T1g = 0, T2g = 0;
+        LD T1g = 0, T2g = 0, Vg = 0;
         for (int64_t c = 0; c < C; ++c) {
           if (!class_in(c)) continue;
           const size_t cc = static_cast<size_t>(c);
           const Dual w(omega(c));
           Ig += w * Ic[cc]; S1g += w * S1c[cc]; S2g += w * S2c[cc];
-          T1g += omega(c) * T1c[cc]; T2g += omega(c) * T2c[cc];
+          T1g += omega(c) * T1c[cc]; T2g += omega(c) * T2c[cc]; Vg += omega(c) * Vc[cc];
         }
-        l = ratio_loss(s, Ig, sq ? S2g : S1g, Dual(sq ? T2g : T1g), S1g, Dual(T1g));
+        l = ratio_loss(s, Ig, sq ? S2g : S1g, Dual(sq ? T2g : T1g), S1g, Dual(T1g), Vg);
       }
       out.values[static_cast<size_t>(g)] = l;
       total += l;
@@ -343,6 +367,8 @@ inline Outputs finalize(const Spec& s, const Layout& L, const std::vector<Dual>&
 inline void check_spec(const Spec& s, const Layout& L) {
   if (s.activation == ACT_SOFTMAX && L.C == 1)  // constant: the library refuses it
     throw std::invalid_argument("reference: SOFTMAX over one class");
+  if (s.soft_label && s.squared)  // refused by the library
+    throw std::invalid_argument("reference: soft labels with squared sums");
   const size_t ne = static_cast<size_t>(L.outer * L.C * L.inner);
   const size_t np = static_cast<size_t>(L.outer * L.inner);
   if (s.input.size() != ne) throw std::invalid_argument("reference: input size");
@@ -370,7 +396,8 @@ inline long double reference_objective(const Spec& s, const std::vector<long dou
   std::vector<LD> t, v;
   targets(s, L, t, v);
   const RawStats r = raw_stats(L, activate(s, L, x), t, v);
-  return finalize(s, L, as_dual(r.I), as_dual(r.S1), as_dual(r.S2), r.T1, r.T2).objective.v;
+  return finalize(s, L, as_dual(r.I), as_dual(r.S1), as_dual(r.S2), as_dual(r.A), r.T1, r.T2, r.V)
+      .objective.v;
 }
 
 inline Result reference(const Spec& s) {
@@ -383,25 +410,29 @@ inline Result reference(const Spec& s) {
   targets(s, L, t, v);
   const RawStats r = raw_stats(L, p, t, v);
   const std::vector<Dual> I0 = as_dual(r.I), S10 = as_dual(r.S1), S20 = as_dual(r.S2);
+  const std::vector<Dual> A0 = as_dual(r.A);
 
   Result res;
-  const Outputs out = finalize(s, L, I0, S10, S20, r.T1, r.T2);
+  const Outputs out = finalize(s, L, I0, S10, S20, A0, r.T1, r.T2, r.V);
   for (const Dual& d : out.values) res.values.push_back(static_cast<double>(d.v));
   res.value_shape = out.shape;
 
   // ∂objective/∂(raw sums), one seed at a time.
   const size_t nc = static_cast<size_t>(L.N * L.C);
-  std::vector<LD> gI(nc), gS1(nc), gS2(nc);
+  std::vector<LD> gI(nc), gS1(nc), gS2(nc), gA(nc);
   for (size_t j = 0; j < nc; ++j) {
     std::vector<Dual> a = I0;
     a[j].d = 1;
-    gI[j] = finalize(s, L, a, S10, S20, r.T1, r.T2).objective.d;
+    gI[j] = finalize(s, L, a, S10, S20, A0, r.T1, r.T2, r.V).objective.d;
     a = S10;
     a[j].d = 1;
-    gS1[j] = finalize(s, L, I0, a, S20, r.T1, r.T2).objective.d;
+    gS1[j] = finalize(s, L, I0, a, S20, A0, r.T1, r.T2, r.V).objective.d;
     a = S20;
     a[j].d = 1;
-    gS2[j] = finalize(s, L, I0, S10, a, r.T1, r.T2).objective.d;
+    gS2[j] = finalize(s, L, I0, S10, a, A0, r.T1, r.T2, r.V).objective.d;
+    a = A0;
+    a[j].d = 1;
+    gA[j] = finalize(s, L, I0, S10, S20, a, r.T1, r.T2, r.V).objective.d;
   }
 
   // Chain rule to p, then to the input through the activation.
@@ -414,7 +445,9 @@ inline Result reference(const Spec& s) {
         const size_t e = static_cast<size_t>(elem(L, o, c, in));
         const size_t j = static_cast<size_t>(n * L.C + c);
         const LD vv = v[static_cast<size_t>(pixel(L, o, in))];
-        gp[e] = scale * vv * (gI[j] * t[e] + gS1[j] + 2 * p[e] * gS2[j]);
+        // d|p − t|/dp = sign(p − t), 0 at p = t (the contract's convention).
+        const LD sgn = p[e] > t[e] ? 1 : (p[e] < t[e] ? -1 : 0);
+        gp[e] = scale * vv * (gI[j] * t[e] + gS1[j] + 2 * p[e] * gS2[j] + gA[j] * sgn);
         res.max_abs_grad_p = std::max(res.max_abs_grad_p, static_cast<double>(std::fabs(gp[e])));
       }
   }

@@ -767,6 +767,8 @@ _DOCS = {
                                  "annotation (class 0 = background)."),
     "LovaszHinge": (11, "Lovasz hinge (binary, on logits), one problem per channel."),
     "LovaszSoftmax": (12, "Lovasz-Softmax loss."),
+    "MCC": (14, "Matthews correlation coefficient loss: 1 - MCC of the soft TP, TN, FP, FN "
+                "(each + s_dr) per (image, class)."),
 }
 _KIND_NAMES = {kind: name for name, (kind, _) in _DOCS.items()}
 _KIND_NAMES[SUM] = "Sum"
