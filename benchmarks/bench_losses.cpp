@@ -40,6 +40,7 @@ const KindRow kKinds[] = {
     {CULOSS_LOVASZ_HINGE, "LovaszHinge", Fits::Sigmoid},
     {CULOSS_LOVASZ_SOFTMAX, "LovaszSoftmax", Fits::Softmax},
     {CULOSS_SUM, "DiceSum", Fits::Any},
+    {CULOSS_MCC, "MCC", Fits::Any},
 };
 
 bool fits(const KindRow& k, const Problem& pr) {

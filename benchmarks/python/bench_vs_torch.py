@@ -58,7 +58,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
 ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
-              "lovasz_hinge"]
+              "lovasz_hinge", "mcc"]
 SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax"}
 
 
@@ -281,6 +281,14 @@ def peers_for(loss, shape):
             "kornia lovasz_hinge_loss", "kornia", "LovaszHinge", {"per_image": True},
             lambda x, t: m.lovasz_hinge_loss(x, t["labels_bin"]), target="dense",
             only2d=True, need_c1=True)])
+    elif loss == "mcc":
+        # smp's MCCLoss takes probabilities and pools the batch and every channel: the sigmoid
+        # is part of its step (culoss fuses it).
+        add("segmentation_models_pytorch.losses", lambda m: [Peer(
+            "smp MCCLoss", "smp", "MCC",
+            {"activation": "sigmoid", "batch": True, "average": "micro"},
+            (lambda f: lambda x, t: f(torch.sigmoid(x), t["dense"]))(m.MCCLoss()),
+            target="dense")])
     return out
 
 
@@ -503,7 +511,8 @@ class Bench:
             kind = {"dice": "Dice", "tversky": "Tversky", "gdice": "GeneralizedDice",
                     "ce": "CrossEntropy", "dice_ce": "Dice+CrossEntropy", "bce": "BCE",
                     "focal": "Focal",
-                    "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge"}[loss]
+                    "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge",
+                    "mcc": "MCC"}[loss]
             configs[config_key(kind, {})] = (kind, {})
         culoss_ms = self.culoss_ms.setdefault((loss, shape), {})
         refs = {}

@@ -96,7 +96,7 @@ TEST(ApiStatus, LastErrorIsPerThread) {
   // Failure in this thread (A) ...
   culoss_loss h = nullptr;
   ASSERT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
-            culoss_loss_create(&h, static_cast<culoss_kind>(14)));
+            culoss_loss_create(&h, static_cast<culoss_kind>(99)));
   const std::string mine = culoss_last_error();
   ASSERT_THAT(mine, ::testing::HasSubstr("14"));
 

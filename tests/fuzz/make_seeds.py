@@ -46,10 +46,12 @@ ODD_DTYPES = {"i64": 208, "u8": 209, "f32x2": 210, "f8": 211, "code7": 212, "bit
               "f128": 220, "i8": 221, "f32x4": 222, "all255": 223}
 
 # Kinds and parameters (culoss.h).
-DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GDL, BCE, CE, FOCAL, COMBO, MARGINAL, HINGE, LSOFTMAX, SUM = range(1, 14)
+(DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GDL, BCE, CE, FOCAL, COMBO, MARGINAL, HINGE, LSOFTMAX, SUM,
+ MCC) = range(1, 15)
 (ACTIVATION, CLASS_AXIS, REDUCTION, IGNORE_INDEX, SMOOTH_NR, SMOOTH_DR, SQUARED, BATCH, INCLUDE_BG,
  CLASS_WEIGHTS, ALPHA, BETA, GAMMA, WEIGHT_TYPE, POS_WEIGHT, CLASS_BALANCE, LABEL_SMOOTHING,
- CE_RATIO, PER_IMAGE, CLASSES, SKIP_EMPTY, AVERAGE, CHECK_TARGETS) = range(1, 24)
+ CE_RATIO, PER_IMAGE, CLASSES, SKIP_EMPTY, AVERAGE, CHECK_TARGETS, SOFT_LABEL) = range(1, 25)
+KIND_COUNT, PARAM_COUNT = MCC, SOFT_LABEL  # pick_kind / pick_param: 1 + byte % count
 
 
 def double_bits(v):
@@ -111,7 +113,7 @@ class Enc:
 
     # ---- descriptor
     def desc(self, kind, ops=(), terms=(), add_self=False, depth=0):
-        self.byte(kind - 1 if 1 <= kind <= 13 else {0: 240, 14: 241, -1: 242}[kind])
+        self.byte(kind - 1 if 1 <= kind <= KIND_COUNT else {0: 240, 99: 241, -1: 242}[kind])
         self.byte(0)  # create into a real handle
         assert len(ops) < 8
         self.pick(len(ops))
@@ -119,7 +121,8 @@ class Enc:
             what, param = op[0], op[1]
             if what == "int":
                 self.pick(0)
-                self.byte(param - 1 if 1 <= param <= 23 else 230 + [0, 24, -1, 100].index(param))
+                self.byte(param - 1 if 1 <= param <= PARAM_COUNT
+                          else 230 + [0, 99, -1, 100].index(param))
                 self.int_(op[2])
             elif what == "float":
                 self.pick(3)
@@ -276,6 +279,19 @@ CORPUS = {
                         ("float", BETA, 0.7)], []),
         input={"shape": [3, 3, 6], "dtype": 160 + F["f16"]}, target={"dtype": IDX["i32"]},
         loss_out={"how": 6}),
+    "mcc_soft_micro_batch_pw": dict(
+        desc=(MCC, [("int", SOFT_LABEL, 1), ("int", AVERAGE, 1), ("int", BATCH, 1),
+                    ("float", SMOOTH_DR, 0.0)], []),
+        input={"shape": [2, 3, 5], "fill": 1}, target={"how": 1, "fill": 0},
+        pw={"how": 5, "fill": 0}),
+    "mcc_sigmoid_none_f16": dict(
+        desc=(MCC, [("int", ACTIVATION, 1), ("int", REDUCTION, 2), ("int", SKIP_EMPTY, 1)], []),
+        input={"shape": [2, 1, 6], "dtype": 160 + F["f16"]}, target={"how": 1, "fill": 1},
+        loss_out={"how": 6}),
+    "soft_label_refused_with_squared": dict(
+        desc=(DICE, [("int", SQUARED, 1), ("int", SOFT_LABEL, 1), ("int", SQUARED, 0),
+                     ("int", SOFT_LABEL, 1)], []),
+        input={"shape": [2, 3, 4]}, target={}),
     "focal_tversky_nhwc": dict(
         desc=(FOCAL_TVERSKY, [("int", CLASS_AXIS, -1), ("float", GAMMA, 0.75)], []),
         input={"shape": [2, 3, 3, 4], "fill": 2}, target={}),

@@ -38,6 +38,11 @@ CASES = [
     ("LovaszHinge", {"per_image": True, "reduction": "none"}),
     ("LovaszSoftmax", {}),
     ("LovaszSoftmax", {"classes": "all", "per_image": True, "reduction": "none"}),
+    ("MCC", {}),
+    ("MCC", {"soft_label": True, "average": "micro", "batch": True, "reduction": "none"}),
+    ("MCC", {"activation": "sigmoid", "include_background": False, "skip_empty": True}),
+    ("Dice", {"soft_label": True, "activation": "none", "reduction": "sum"}),
+    ("Tversky", {"soft_label": True, "activation": "sigmoid", "alpha": 0.3, "beta": 0.7}),
 ]
 
 

@@ -150,6 +150,38 @@ def test_monai_focal(data):
           scale=1.0 / C, rtol=2e-5, atol=1e-8)
 
 
+@needs["monai"]
+@pytest.mark.parametrize("opts", [{}, {"batch": True}, {"include_background": False},
+                                  {"reduction": "sum"}])
+def test_monai_soft_label(opts, data):
+    """MONAI's soft_label=True on soft targets (probabilities and sigmoid logits): Dice,
+    Jaccard (half the smoothing, as above) and Tversky."""
+    x, _, _, _ = data
+    g = torch.Generator().manual_seed(11)
+    soft = torch.rand(N, C, H, W, dtype=torch.float64, generator=g)
+    p = torch.sigmoid(x)
+    ours = dict(soft_label=True, include_background=opts.get("include_background", True),
+                batch=opts.get("batch", False), reduction=opts.get("reduction", "mean"))
+    for act, inp in (("none", p), ("sigmoid", x)):
+        sig = act == "sigmoid"
+        check(culoss.Dice(activation=act, **ours),
+              lambda a: monai_losses.DiceLoss(sigmoid=sig, soft_label=True, **opts)(a, soft),
+              inp, soft)
+        check(culoss.Jaccard(activation=act, smooth_nr=0.5e-5, smooth_dr=0.5e-5, **ours),
+              lambda a: monai_losses.DiceLoss(sigmoid=sig, jaccard=True, soft_label=True,
+                                              **opts)(a, soft), inp, soft)
+        check(culoss.Tversky(activation=act, alpha=0.3, beta=0.7, **ours),
+              lambda a: monai_losses.TverskyLoss(sigmoid=sig, alpha=0.3, beta=0.7,
+                                                 soft_label=True, **opts)(a, soft), inp, soft)
+
+
+@needs["monai"]
+def test_monai_soft_label_on_one_hot_is_the_default(data):
+    x, labels, onehot, _ = data
+    check(culoss.Dice(soft_label=True),
+          lambda a: monai_losses.DiceLoss(softmax=True, soft_label=True)(a, onehot), x, labels)
+
+
 # ----------------------------------------------------------------------------- smp
 
 SMP_REGION = {"smooth_nr": 0.0, "smooth_dr": 0.0, "batch": True}
@@ -194,6 +226,25 @@ def test_smp_lovasz(per_image, data):
     check(culoss.LovaszHinge(per_image=per_image),
           lambda a: smp_losses.LovaszLoss("binary", per_image=per_image)(a, tb), xb, tb,
           rtol=1e-5, atol=1e-7)
+
+
+@needs["smp"]
+def test_smp_mcc(data):
+    """smp's MCCLoss (ε = 1e-5) takes probabilities and pools the batch and every channel."""
+    x, _, _, dense = data
+    xb, tb = x[:, :1].contiguous(), dense[:, :1].contiguous()
+    smp_mcc = smp_losses.MCCLoss()
+    check(culoss.MCC(activation="none", batch=True),
+          lambda a: smp_mcc(a, tb), torch.sigmoid(xb), tb)
+    check(culoss.MCC(activation="sigmoid", batch=True),
+          lambda a: smp_mcc(torch.sigmoid(a), tb), xb, tb)
+    check(culoss.MCC(activation="sigmoid", batch=True, average="micro"),
+          lambda a: smp_mcc(torch.sigmoid(a), dense), x, dense)
+    check(culoss.MCC(activation="sigmoid", batch=True, average="micro", soft_label=True),
+          lambda a: smp_mcc(torch.sigmoid(a), dense), x, dense)
+    for eps in (0.0, 1e-2):
+        check(culoss.MCC(activation="sigmoid", batch=True, smooth_dr=eps),
+              lambda a: smp_losses.MCCLoss(eps=eps)(torch.sigmoid(a), tb), xb, tb)
 
 
 # ----------------------------------------------------------------------------- kornia

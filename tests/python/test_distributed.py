@@ -75,7 +75,7 @@ NAMED = [
     ("LovaszSoftmax", {"per_image": True}),
     ("LovaszHinge", {"per_image": True}),
 ]
-REGION = ("Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice")
+REGION = ("Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "MCC")
 
 
 def _region_none(case):

@@ -12,7 +12,7 @@ from culoss import _loss
 from cases import make_inputs
 
 KINDS = ["Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE", "CrossEntropy",
-         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax"]
+         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax", "MCC"]
 
 
 def test_one_class_per_kind():
@@ -35,6 +35,7 @@ VALUES = {
     "class_balance": ("batch_frequency", "batch_frequency"), "label_smoothing": (0.1, 0.1),
     "ce_ratio": (0.3, 0.3), "per_image": (1, True), "classes": ("all", "all"),
     "skip_empty": (True, True), "average": ("micro", "micro"), "check_targets": (False, False),
+    "soft_label": (True, True),
 }
 
 

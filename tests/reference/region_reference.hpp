@@ -209,9 +209,13 @@ inline Dual ratio_loss(const Spec& s, Dual I, Dual SPd, Dual STd, Dual SPl, Dual
     const Dual eps(sdr);
     const Dual TP = I + eps, FP = SPl - I + eps, FN = STl - I + eps,
                TN = Dual(V) - SPl - STl + I + eps;
-    const Dual prod = (TP + FP) * (TP + FN) * (TN + FP) * (TN + FN);
-    if (!(prod.v > 0)) return Dual(0);  // undefined (ε = 0): loss 0, gradient 0
-    return Dual(1) - (TP * TN - FP * FN) / sqrt_dual(prod);
+    const Dual f[4] = {TP + FP, TP + FN, TN + FP, TN + FN};
+    // A factor of 0 (only with ε = 0: a class absent from target or prediction, or filling the
+    // image) leaves the coefficient undefined: loss 0, gradient 0. Computed as above a zero
+    // factor comes out as a rounding residue, so "zero" is within 1e-12 of the counted mass.
+    for (const Dual& fk : f)
+      if (!(fk.v > 1e-12L * (V + 1))) return Dual(0);
+    return Dual(1) - (TP * TN - FP * FN) / sqrt_dual(f[0] * f[1] * f[2] * f[3]);
   }
   Dual den, num;
   switch (s.kind) {
