@@ -710,7 +710,9 @@ std::vector<Case> mcc_soft_sweep() {
     c.alpha = U(rng);
     c.beta = U(rng);
     c.gamma = coin(0.5) ? 0.75 : 0.5 + 2.0 * U(rng);
-    if (coin(0.2)) c.smooth_nr = c.smooth_dr = coin(0.5) ? 0.0 : 1.0;
+    // MCC with ε = 0 on tiny images has gradients that are rounding residues of exact zeros
+    // (tests/losses/mcc_soft_label_test.cpp covers ε = 0): no backend comparison can judge them.
+    if (coin(0.2)) c.smooth_nr = c.smooth_dr = coin(0.5) && c.kind != CULOSS_MCC ? 0.0 : 1.0;
     c.grad_scale = coin(0.7) ? 1.0 : -0.5;
     c.loss_dtype = coin(0.5) ? f32() : f64();
     c.host_loss_out = coin(0.3);
