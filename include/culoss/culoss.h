@@ -78,7 +78,8 @@ typedef enum {
   CULOSS_MARGINAL_CE = 10,
   CULOSS_LOVASZ_HINGE = 11,
   CULOSS_LOVASZ_SOFTMAX = 12,
-  CULOSS_SUM = 13
+  CULOSS_SUM = 13,
+  CULOSS_TOPK_CE = 18 /* cross-entropy of the hardest TOP_FRACTION of the pixels (0.2) */
 } culoss_kind;
 
 /* Parameters of a loss descriptor. Values are frozen. The default of each is
@@ -108,7 +109,9 @@ typedef enum {
   CULOSS_PARAM_CLASSES = 20,            /* int, culoss_classes [PRESENT] */
   CULOSS_PARAM_SKIP_EMPTY = 21,         /* int 0/1, empty-target pairs leave the mean [0] */
   CULOSS_PARAM_AVERAGE = 22,            /* int, culoss_average [MACRO] */
-  CULOSS_PARAM_CHECK_TARGETS = 23       /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_CHECK_TARGETS = 23,      /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_TOP_FRACTION = 27        /* float in (0, 1], TOPK_CE: fraction of the counted
+                                           pixels kept [0.1] */
 } culoss_param;
 
 typedef enum {
@@ -241,10 +244,11 @@ typedef enum {
 } culoss_param_type;
 
 /* The name of a kind, e.g. "CULOSS_DICE"; NULL for a value that is no culoss_kind. Kinds are
- * numbered from 1 without gaps: the first NULL ends them. */
+ * numbered from 1 (a binding may scan the values up to 255; a build holding only some of the
+ * kinds of a release leaves NULLs between them). */
 CULOSS_API const char* culoss_kind_name(culoss_kind kind);
 /* The name of a parameter, e.g. "CULOSS_PARAM_ALPHA"; NULL for a value that is no
- * culoss_param. Parameters are numbered from 1 without gaps. */
+ * culoss_param. Parameters are numbered from 1, as kinds are. */
 CULOSS_API const char* culoss_param_name(culoss_param param);
 /* The name of one value of an enum-valued int parameter, without its prefix: "SIGMOID" for
  * (CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID), "BATCH_FREQUENCY" for
@@ -260,7 +264,8 @@ CULOSS_API culoss_status culoss_param_get_type(culoss_param param, culoss_param_
  * The values `kind` accepts for `param`: lower <= value <= upper, or value < upper when
  * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded. Float values must also be
  * finite; CULOSS_TYPE_FLOATS bounds each element. An enum parameter may accept only some of
- * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY):
+ * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY),
+ * and a float parameter may exclude its lower bound (CULOSS_PARAM_TOP_FRACTION: 0 < value <= 1):
  * culoss_param_accepts tells. Any output pointer may be NULL. INVALID_ARGUMENT when the kind or
  * parameter is unknown or the parameter does not apply to the kind.
  */

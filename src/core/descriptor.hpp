@@ -37,6 +37,7 @@ struct Params {
   int64_t skip_empty;
   int64_t average;
   int64_t check_targets;
+  double top_fraction;
 };
 
 }  // namespace culoss

@@ -1254,6 +1254,8 @@ const char* kind_name(culoss_kind k) {
       return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM:
       return "CULOSS_SUM";
+    case CULOSS_TOPK_CE:
+      return "CULOSS_TOPK_CE";
   }
   return "?";
 }
