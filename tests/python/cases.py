@@ -38,6 +38,9 @@ CASES = [
     ("LovaszHinge", {"per_image": True, "reduction": "none"}),
     ("LovaszSoftmax", {}),
     ("LovaszSoftmax", {"classes": "all", "per_image": True, "reduction": "none"}),
+    ("TopKCrossEntropy", {}),
+    ("TopKCrossEntropy", {"top_fraction": 0.3, "class_weights": [0.2, 1.0, 3.0],
+                          "label_smoothing": 0.05, "ignore_index": 255}),
 ]
 
 

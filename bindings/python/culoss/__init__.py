@@ -37,6 +37,7 @@ Combo = _KIND_CLASSES["Combo"]
 MarginalCrossEntropy = _KIND_CLASSES["MarginalCrossEntropy"]
 LovaszHinge = _KIND_CLASSES["LovaszHinge"]
 LovaszSoftmax = _KIND_CLASSES["LovaszSoftmax"]
+TopKCrossEntropy = _KIND_CLASSES["TopKCrossEntropy"]
 
 
 def library_path() -> str:
@@ -86,6 +87,7 @@ def __getattr__(name: str):
 __all__ = [
     "Loss", "Sum", "Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE",
     "CrossEntropy", "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax",
+    "TopKCrossEntropy",
     "from_spec", "library_path", "library_version", "last_error", "load_library",
     "set_num_threads", "get_num_threads",
     "CulossError", "InvalidArgumentError", "ShapeMismatchError", "UnsupportedDtypeError",

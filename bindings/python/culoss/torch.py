@@ -47,6 +47,7 @@ __all__ = [
     "compute", "LossModule", "DiceLoss", "JaccardLoss", "TverskyLoss", "FocalTverskyLoss",
     "GeneralizedDiceLoss", "BCELoss", "CrossEntropyLoss", "FocalLoss", "ComboLoss",
     "MarginalCrossEntropyLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss", "HAVE_CUSTOM_OP",
+    "TopKCrossEntropyLoss",
 ]
 
 _cache: Dict[str, Loss] = {}
@@ -359,3 +360,4 @@ ComboLoss = _module_class("ComboLoss", "Combo")
 MarginalCrossEntropyLoss = _module_class("MarginalCrossEntropyLoss", "MarginalCrossEntropy")
 LovaszHingeLoss = _module_class("LovaszHingeLoss", "LovaszHinge")
 LovaszSoftmaxLoss = _module_class("LovaszSoftmaxLoss", "LovaszSoftmax")
+TopKCrossEntropyLoss = _module_class("TopKCrossEntropyLoss", "TopKCrossEntropy")
