@@ -38,10 +38,11 @@ void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const To
   const ElementArgs a{L, call.target_view(), call.pixel_weight_data()};
   const double* cw = ts.class_weight_offset >= 0 ? b.weights + ts.class_weight_offset : nullptr;
   const unsigned blocks = static_cast<unsigned>(grid_for(pixels, kTopKThreads));
+  // The losses are ranked in double whatever the input dtype, as on the CPU: both backends
+  // select the same pixels unless two losses agree to double rounding.
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
-    using R = typename ComputeType<T>::type;
-    topk_keys_kernel<T, R><<<blocks, kTopKThreads, 0, stream>>>(
+    topk_keys_kernel<T, double><<<blocks, kTopKThreads, 0, stream>>>(
         ts, a, cw, static_cast<const T*>(call.input.data), s.keys, s.values, pixels);
   });
   check(cudaGetLastError(), "topk_keys_kernel launch");
