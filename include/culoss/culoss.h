@@ -203,8 +203,8 @@ CULOSS_API culoss_status culoss_compute(culoss_loss loss, const DLTensor* input,
  *      global batch (the same on every rank) and grad_input the shard's slice of its gradient,
  *      as one process computing on the concatenated batch would (up to the rounding of the
  *      reduction). REDUCTION_NONE writes the shard's own rows.
- * Every kind and option works this way except pooled Lovász (PER_IMAGE=0), which is refused
- * with CULOSS_ERROR_NOT_SUPPORTED. culoss_compute_from_stats recomputes the shard's own
+ * Every kind and option works this way except pooled Lovász (PER_IMAGE=0) and CULOSS_TOPK_CE
+ * (its threshold is global), which are refused with CULOSS_ERROR_NOT_SUPPORTED. culoss_compute_from_stats recomputes the shard's own
  * statistics (it does not reuse the workspace of culoss_compute_stats), so the workspace of
  * either call may be any buffer of culoss_workspace_size() bytes.
  */
