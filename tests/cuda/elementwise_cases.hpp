@@ -238,23 +238,26 @@ inline Case finish(Case c, const std::string& tag) {
     int a = activation_of(t);
     if ((k == CULOSS_BCE || k == CULOSS_COMBO) && a == CULOSS_ACTIVATION_SOFTMAX)
       a = CULOSS_ACTIVATION_SIGMOID;
-    if ((k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE) && a == CULOSS_ACTIVATION_SIGMOID)
-      a = CULOSS_ACTIVATION_SOFTMAX;
+    const bool softmax_only =
+        k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE || k == CULOSS_TOPK_CE;
+    if (softmax_only && a == CULOSS_ACTIVATION_SIGMOID) a = CULOSS_ACTIVATION_SOFTMAX;
     // A softmax over one class is refused (constant loss): SIGMOID where the kind takes it, else
     // probabilities.
     if (C == 1 && a == CULOSS_ACTIVATION_SOFTMAX)
-      a = k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE ? CULOSS_ACTIVATION_NONE
-                                                               : CULOSS_ACTIVATION_SIGMOID;
+      a = softmax_only ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SIGMOID;
     t.activation = a == default_activation(k) && t.activation == kDefault ? kDefault : a;
-    if (k == CULOSS_COMBO || sum) {
-      if (t.reduction == CULOSS_REDUCTION_NONE || k == CULOSS_COMBO) t.reduction = CULOSS_REDUCTION_MEAN;
+    if (k == CULOSS_COMBO || k == CULOSS_TOPK_CE || sum) {  // (COMBO and TOPK_CE: MEAN only)
+      if (t.reduction == CULOSS_REDUCTION_NONE || k == CULOSS_COMBO || k == CULOSS_TOPK_CE)
+        t.reduction = CULOSS_REDUCTION_MEAN;
     }
     if (k == CULOSS_MARGINAL_CE) t.class_weights = false;
     if (k != CULOSS_BCE) {
       t.pos_weight = false;
       t.class_balance = kDefault;
     }
-    if (k != CULOSS_BCE && k != CULOSS_CROSS_ENTROPY) t.label_smoothing = NAN;
+    if (k != CULOSS_BCE && k != CULOSS_CROSS_ENTROPY && k != CULOSS_TOPK_CE)
+      t.label_smoothing = NAN;
+    if (k != CULOSS_TOPK_CE) t.top_fraction = NAN;
     if (k != CULOSS_FOCAL && k != CULOSS_COMBO && k != CULOSS_TVERSKY && k != CULOSS_FOCAL_TVERSKY)
       t.alpha = NAN;
     if (k != CULOSS_TVERSKY && k != CULOSS_FOCAL_TVERSKY) t.beta = NAN;
@@ -494,9 +497,7 @@ inline bool configure_term(culoss_loss h, const Problem& p, size_t ti, bool sing
   };
   seti(CULOSS_PARAM_ACTIVATION, t.activation);
   seti(CULOSS_PARAM_CLASS_AXIS, c.class_axis);
-  // COMBO and TOPK_CE are MEAN only: a sweep's SUM leaves them at their MEAN.
-  seti(CULOSS_PARAM_REDUCTION,
-       t.kind == CULOSS_COMBO || t.kind == CULOSS_TOPK_CE ? kDefault : t.reduction);
+  seti(CULOSS_PARAM_REDUCTION, t.kind == CULOSS_COMBO ? kDefault : t.reduction);
   if (p.set_ignore) seti(CULOSS_PARAM_IGNORE_INDEX, p.ignore_value);
   if (single) seti(CULOSS_PARAM_CHECK_TARGETS, c.check_targets);
   seti(CULOSS_PARAM_CLASS_BALANCE, t.class_balance);
