@@ -19,11 +19,10 @@ TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan) {
   s.sorted_values = carver.take<unsigned long long>(pixels);
   s.counted = carver.take<long long>(plan.top_k >= 0 ? 1 : 0);
   if (pixels > 0)
-    check(cub::DeviceRadixSort::SortPairs(nullptr, s.cub_bytes,
-                                          static_cast<unsigned long long*>(nullptr),
-                                          static_cast<unsigned long long*>(nullptr),
-                                          static_cast<unsigned long long*>(nullptr),
-                                          static_cast<unsigned long long*>(nullptr), pixels),
+    check(cub::DeviceRadixSort::SortPairs(
+              nullptr, s.cub_bytes, static_cast<unsigned long long*>(nullptr),
+              static_cast<unsigned long long*>(nullptr), static_cast<unsigned long long*>(nullptr),
+              static_cast<unsigned long long*>(nullptr), pixels),
           "cub::DeviceRadixSort::SortPairs (size query)");
   s.cub_temp = carver.take<char>(static_cast<int64_t>(s.cub_bytes));
   return s;

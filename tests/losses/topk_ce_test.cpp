@@ -34,10 +34,9 @@ RegionCase random_topk(std::mt19937& rng, ElemConstraints k = ElemConstraints())
 }
 
 ::testing::AssertionResult matches_topk_reference(const RegionCase& rc, const RunConfig& cfg,
-                                             double tol) {
+                                                  double tol) {
   const RunResult r = run_region(rc, cfg);
-  if (!r.ok())
-    return ::testing::AssertionFailure() << r.error << "\n  case: " << describe_case(rc);
+  if (!r.ok()) return ::testing::AssertionFailure() << r.error << "\n  case: " << describe_case(rc);
   const topk_ref::Result ref = topk_reference(rc);
   ::testing::AssertionResult v =
       close_vectors("loss", r.loss, {ref.value}, Tol{tol, tol * 1e-2 * std::fabs(ref.value)});
@@ -79,11 +78,13 @@ TEST(TopKCe, ChannelsLastAndPixelWeights) {
   ElemConstraints k;
   k.layout = kLayoutNHWC;
   k.pixel_weight = 1;
-  for (int i = 0; i < 40; ++i) EXPECT_TRUE(matches_topk_reference(random_topk(rng, k), RunConfig(), 1e-9));
+  for (int i = 0; i < 40; ++i)
+    EXPECT_TRUE(matches_topk_reference(random_topk(rng, k), RunConfig(), 1e-9));
   k.layout = kLayoutNDHWC;
   k.pixel_weight = 0;
   k.class_weights = 1;
-  for (int i = 0; i < 40; ++i) EXPECT_TRUE(matches_topk_reference(random_topk(rng, k), RunConfig(), 1e-9));
+  for (int i = 0; i < 40; ++i)
+    EXPECT_TRUE(matches_topk_reference(random_topk(rng, k), RunConfig(), 1e-9));
 }
 
 TEST(TopKCe, IgnoredLabelsAreNeverSelected) {
@@ -151,8 +152,8 @@ TEST(TopKCe, GradientMatchesFiniteDifferences) {
       const RunResult rd = run_region(down, RunConfig{false});
       ASSERT_TRUE(ru.ok() && rd.ok());
       const double fd = (ru.loss[0] - rd.loss[0]) / (2 * h);
-      EXPECT_NEAR(base.grad[e], fd, 1e-6 * (1 + std::fabs(fd))) << "element " << e << "\n  "
-                                                                 << describe_case(rc);
+      EXPECT_NEAR(base.grad[e], fd, 1e-6 * (1 + std::fabs(fd)))
+          << "element " << e << "\n  " << describe_case(rc);
     }
     ++checked;
   }
@@ -174,8 +175,8 @@ TEST(TopKCe, FractionOneIsCrossEntropyBitwise) {
     cfg.in_place = i % 3 == 0;
     const RunResult a = run_region(rc, cfg), b = run_region(ce, cfg);
     ASSERT_TRUE(a.ok() && b.ok()) << a.error << b.error;
-    EXPECT_EQ(a.loss_bytes, b.loss_bytes) << a.loss[0] << " vs " << b.loss[0] << "\n  "
-                                          << describe_case(rc);
+    EXPECT_EQ(a.loss_bytes, b.loss_bytes)
+        << a.loss[0] << " vs " << b.loss[0] << "\n  " << describe_case(rc);
     EXPECT_EQ(a.grad_bytes, b.grad_bytes) << describe_case(rc);
   }
 }
@@ -190,7 +191,8 @@ RegionCase pixels_case(const std::vector<double>& true_logit, int64_t C = 3) {
   rc.index_target = true;
   rc.target_dtype = testing_util::i64();
   rc.labels.assign(static_cast<size_t>(P), 0);
-  for (int64_t q = 0; q < P; ++q) rc.input[static_cast<size_t>(q)] = true_logit[static_cast<size_t>(q)];
+  for (int64_t q = 0; q < P; ++q)
+    rc.input[static_cast<size_t>(q)] = true_logit[static_cast<size_t>(q)];
   return rc;
 }
 
@@ -235,7 +237,7 @@ TEST(TopKCe, TiesGoToTheLowestPixelIndex) {
   nhwc.opt = default_options(CULOSS_TOPK_CE);
   nhwc.opt.class_axis = -1;
   nhwc.opt.top_fraction = 0.25;
-  nhwc.shape = {2, 2, 2, 3};  // 8 pixels, 3 classes last
+  nhwc.shape = {2, 2, 2, 3};   // 8 pixels, 3 classes last
   nhwc.input.assign(24, 0.0);  // every loss is log 3
   nhwc.index_target = true;
   nhwc.target_dtype = testing_util::u8();
@@ -257,7 +259,7 @@ TEST(TopKCe, KIsTheCeilingOfTheFraction) {
   struct Case {
     double f;
     int64_t M, K;
-  } cases[] = {{0.7, 10, 7}, {0.1, 30, 3}, {0.1, 31, 4}, {0.25, 8, 2}, {0.26, 8, 3},
+  } cases[] = {{0.7, 10, 7},  {0.1, 30, 3},  {0.1, 31, 4}, {0.25, 8, 2},   {0.26, 8, 3},
                {1.0, 10, 10}, {1e-9, 10, 1}, {0.3, 10, 3}, {0.999, 10, 10}};
   for (const Case& c : cases) {
     std::vector<double> logits;
@@ -330,7 +332,8 @@ TEST(TopKCe, ClassWeightsDivideByTheKeptWeights) {
   ASSERT_EQ(ref.K, 2);
   EXPECT_TRUE(matches_topk_reference(rc, RunConfig(), 1e-12));
   double w = 0;
-  for (int64_t px : ref.kept) w += rc.opt.class_weights[static_cast<size_t>(rc.labels[static_cast<size_t>(px)])];
+  for (int64_t px : ref.kept)
+    w += rc.opt.class_weights[static_cast<size_t>(rc.labels[static_cast<size_t>(px)])];
   EXPECT_NEAR(ref.divisor, w, 1e-15);
 }
 
@@ -438,9 +441,12 @@ std::string last_error() { return culoss_last_error(); }
 TEST(TopKCe, RefusesFractionsOutsideZeroToOne) {
   Loss l(CULOSS_TOPK_CE);
   for (double bad : {0.0, -0.5, 1.5, std::nan(""), std::numeric_limits<double>::infinity()}) {
-    EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_float(l, CULOSS_PARAM_TOP_FRACTION, bad))
+    EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
+              culoss_loss_set_float(l, CULOSS_PARAM_TOP_FRACTION, bad))
         << bad;
-    EXPECT_THAT(last_error(), ::testing::HasSubstr("CULOSS_PARAM_TOP_FRACTION must be finite and in (0, 1] for CULOSS_TOPK_CE"));
+    EXPECT_THAT(last_error(),
+                ::testing::HasSubstr(
+                    "CULOSS_PARAM_TOP_FRACTION must be finite and in (0, 1] for CULOSS_TOPK_CE"));
   }
   double f = 0;
   ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_get_float(l, CULOSS_PARAM_TOP_FRACTION, &f));
@@ -453,14 +459,17 @@ TEST(TopKCe, RefusesFractionsOutsideZeroToOne) {
   Loss ce(CULOSS_CROSS_ENTROPY);
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
             culoss_loss_set_float(ce, CULOSS_PARAM_TOP_FRACTION, 0.5));
-  EXPECT_THAT(last_error(), ::testing::HasSubstr("CULOSS_PARAM_TOP_FRACTION does not apply to CULOSS_CROSS_ENTROPY"));
+  EXPECT_THAT(
+      last_error(),
+      ::testing::HasSubstr("CULOSS_PARAM_TOP_FRACTION does not apply to CULOSS_CROSS_ENTROPY"));
 }
 
 TEST(TopKCe, RefusesReductionsOtherThanMean) {
   Loss l(CULOSS_TOPK_CE);
   for (int r : {CULOSS_REDUCTION_SUM, CULOSS_REDUCTION_NONE}) {
     EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT, culoss_loss_set_int(l, CULOSS_PARAM_REDUCTION, r));
-    EXPECT_THAT(last_error(), ::testing::HasSubstr("CULOSS_PARAM_REDUCTION must be MEAN (0) for CULOSS_TOPK_CE"));
+    EXPECT_THAT(last_error(),
+                ::testing::HasSubstr("CULOSS_PARAM_REDUCTION must be MEAN (0) for CULOSS_TOPK_CE"));
   }
   EXPECT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(l, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_MEAN));
   EXPECT_EQ(CULOSS_ERROR_INVALID_ARGUMENT,
@@ -476,9 +485,10 @@ TEST(TopKCe, StatisticsApiIsNotSupported) {
   int64_t count = -1;
   EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED, culoss_stats_size(l, in.dl(), tgt.dl(), &count));
   EXPECT_THAT(last_error(), ::testing::HasSubstr("threshold is global"));
-  EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED, culoss_compute_stats(l, in.dl(), tgt.dl(), nullptr,
-                                                             stats.dl(), nullptr, 0, nullptr));
-  EXPECT_THAT(last_error(), ::testing::HasSubstr("CULOSS_TOPK_CE keeps the pixels above a threshold"));
+  EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED,
+            culoss_compute_stats(l, in.dl(), tgt.dl(), nullptr, stats.dl(), nullptr, 0, nullptr));
+  EXPECT_THAT(last_error(),
+              ::testing::HasSubstr("CULOSS_TOPK_CE keeps the pixels above a threshold"));
   EXPECT_EQ(CULOSS_ERROR_NOT_SUPPORTED,
             culoss_compute_from_stats(l, in.dl(), tgt.dl(), nullptr, stats.dl(), out.dl(), nullptr,
                                       1.0, nullptr, 0, nullptr));
