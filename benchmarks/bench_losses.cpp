@@ -41,6 +41,7 @@ const KindRow kKinds[] = {
     {CULOSS_LOVASZ_SOFTMAX, "LovaszSoftmax", Fits::Softmax},
     {CULOSS_SUM, "DiceSum", Fits::Any},
     {CULOSS_MCC, "MCC", Fits::Any},
+    {CULOSS_TOPK_CE, "TopKCE", Fits::Softmax},
 };
 
 bool fits(const KindRow& k, const Problem& pr) {

@@ -14,6 +14,9 @@ reference. Competitors run in PyTorch eager and under ``torch.compile``:
   ``-(2I + s) / max(P + T + s, 1e-8)`` averaged);
 - Dice + cross-entropy (``dice_ce``, culoss's fused ``Dice() + CrossEntropy()``): MONAI's
   ``DiceCELoss`` and that nnU-Net-style Dice plus ``F.cross_entropy``;
+- nnU-Net's TopK cross-entropy (``topk_ce``: the per-voxel cross-entropy, the k% largest over
+  the batch, their mean), written here from its formula with k = 25 (a whole number of voxels
+  at every benchmark shape, where nnU-Net's int() and culoss's ceiling agree);
 - the reference Lovász algorithm (Berman, Rannen Triki & Blaschko, CVPR 2018: sort the errors,
   dot them with the gradient of the Lovász extension of the Jaccard loss), written here in
   PyTorch, next to smp's ``LovaszLoss``.
@@ -58,8 +61,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
 ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
-              "lovasz_hinge", "mcc"]
-SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax"}
+              "lovasz_hinge", "mcc", "topk_ce"]
+SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax", "topk_ce"}
 
 
 # ------------------------------------------------------------------------------ imports
@@ -116,6 +119,15 @@ def nnunet_style_soft_dice(x, y, smooth=1e-5, batch_dice=False, do_bg=False):
         intersect, sum_pred, sum_gt = intersect.sum(0), sum_pred.sum(0), sum_gt.sum(0)
     dc = (2 * intersect + smooth) / torch.clip(sum_gt + sum_pred + smooth, 1e-8)
     return -dc.mean()
+
+
+def nnunet_style_topk_ce(x, y, k=25):
+    """nnU-Net's TopKLoss from its formula: cross-entropy per voxel, the int(k% of the voxels)
+    largest over the batch, their mean."""
+    import torch
+    res = torch.nn.functional.cross_entropy(x, y, reduction="none")
+    res, _ = torch.topk(res.view(-1), int(res.numel() * k / 100), sorted=False)
+    return res.mean()
 
 
 def _lovasz_grad(gt_sorted):
@@ -269,6 +281,10 @@ def peers_for(loss, shape):
             "kornia lovasz_softmax_loss", "kornia", "LovaszSoftmax",
             {"per_image": True, "classes": "all"},
             lambda x, t: m.lovasz_softmax_loss(x, t["labels"]), only2d=True)])
+    elif loss == "topk_ce":
+        add(None, lambda m: [Peer(
+            "nnU-Net-style TopK CE (k=25)", "own", "TopKCrossEntropy", {"top_fraction": 0.25},
+            lambda x, t: nnunet_style_topk_ce(x, t["labels"]))])
     elif loss == "lovasz_hinge":
         add("segmentation_models_pytorch.losses", lambda m: [Peer(
             "smp LovaszLoss binary", "smp", "LovaszHinge", {},
@@ -512,7 +528,7 @@ class Bench:
                     "ce": "CrossEntropy", "dice_ce": "Dice+CrossEntropy", "bce": "BCE",
                     "focal": "Focal",
                     "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge",
-                    "mcc": "MCC"}[loss]
+                    "mcc": "MCC", "topk_ce": "TopKCrossEntropy"}[loss]
             configs[config_key(kind, {})] = (kind, {})
         culoss_ms = self.culoss_ms.setdefault((loss, shape), {})
         refs = {}

@@ -79,7 +79,8 @@ typedef enum {
   CULOSS_LOVASZ_HINGE = 11,
   CULOSS_LOVASZ_SOFTMAX = 12,
   CULOSS_SUM = 13,
-  CULOSS_MCC = 14 /* Matthews correlation coefficient loss (a region loss) */
+  CULOSS_MCC = 14, /* Matthews correlation coefficient loss (a region loss) (0.2) */
+  CULOSS_TOPK_CE = 18 /* cross-entropy of the hardest TOP_FRACTION of the pixels (0.2) */
 } culoss_kind;
 
 /* Parameters of a loss descriptor. Values are frozen. The default of each is
@@ -110,8 +111,10 @@ typedef enum {
   CULOSS_PARAM_SKIP_EMPTY = 21,         /* int 0/1, empty-target pairs leave the mean [0] */
   CULOSS_PARAM_AVERAGE = 22,            /* int, culoss_average [MACRO] */
   CULOSS_PARAM_CHECK_TARGETS = 23,      /* int 0/1, validate targets (CUDA: syncs) [1] */
-  CULOSS_PARAM_SOFT_LABEL = 24          /* int 0/1, soft-label statistics (DICE, JACCARD, TVERSKY,
+  CULOSS_PARAM_SOFT_LABEL = 24,         /* int 0/1, soft-label statistics (DICE, JACCARD, TVERSKY,
                                            FOCAL_TVERSKY, MCC); not with SQUARED_DENOMINATOR [0] */
+  CULOSS_PARAM_TOP_FRACTION = 27        /* float in (0, 1], TOPK_CE: fraction of the counted
+                                           pixels kept [0.1] */
 } culoss_param;
 
 typedef enum {
@@ -203,8 +206,8 @@ CULOSS_API culoss_status culoss_compute(culoss_loss loss, const DLTensor* input,
  *      global batch (the same on every rank) and grad_input the shard's slice of its gradient,
  *      as one process computing on the concatenated batch would (up to the rounding of the
  *      reduction). REDUCTION_NONE writes the shard's own rows.
- * Every kind and option works this way except pooled Lovász (PER_IMAGE=0), which is refused
- * with CULOSS_ERROR_NOT_SUPPORTED. culoss_compute_from_stats recomputes the shard's own
+ * Every kind and option works this way except pooled Lovász (PER_IMAGE=0) and CULOSS_TOPK_CE
+ * (its threshold is global), which are refused with CULOSS_ERROR_NOT_SUPPORTED. culoss_compute_from_stats recomputes the shard's own
  * statistics (it does not reuse the workspace of culoss_compute_stats), so the workspace of
  * either call may be any buffer of culoss_workspace_size() bytes.
  */
@@ -244,10 +247,11 @@ typedef enum {
 } culoss_param_type;
 
 /* The name of a kind, e.g. "CULOSS_DICE"; NULL for a value that is no culoss_kind. Kinds are
- * numbered from 1 without gaps: the first NULL ends them. */
+ * numbered from 1 (a binding may scan the values up to 255; a build holding only some of the
+ * kinds of a release leaves NULLs between them). */
 CULOSS_API const char* culoss_kind_name(culoss_kind kind);
 /* The name of a parameter, e.g. "CULOSS_PARAM_ALPHA"; NULL for a value that is no
- * culoss_param. Parameters are numbered from 1 without gaps. */
+ * culoss_param. Parameters are numbered from 1, as kinds are. */
 CULOSS_API const char* culoss_param_name(culoss_param param);
 /* The name of one value of an enum-valued int parameter, without its prefix: "SIGMOID" for
  * (CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID), "BATCH_FREQUENCY" for
@@ -263,7 +267,8 @@ CULOSS_API culoss_status culoss_param_get_type(culoss_param param, culoss_param_
  * The values `kind` accepts for `param`: lower <= value <= upper, or value < upper when
  * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded. Float values must also be
  * finite; CULOSS_TYPE_FLOATS bounds each element. An enum parameter may accept only some of
- * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY):
+ * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY),
+ * and a float parameter may exclude its lower bound (CULOSS_PARAM_TOP_FRACTION: 0 < value <= 1):
  * culoss_param_accepts tells. Any output pointer may be NULL. INVALID_ARGUMENT when the kind or
  * parameter is unknown or the parameter does not apply to the kind.
  */

@@ -78,7 +78,7 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
     const int64_t e = valid ? s.base + c * s.stride : 0;
     const R t = valid ? target_value(a.target, s.px, c, e) : R(0);
     const R xc = valid && prog.stats_need_prediction ? to_real<R>(x[e]) : R(0);
-    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, x0, t0};
+    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, x0, t0, n * a.L.P + q};
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       if (ts.stat_count == 0) continue;
@@ -126,7 +126,7 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
   // Calls f(unit, i, spec, gradient factor, out) for every term i at class c, out being its loss
   // and derivative.
   auto each_term = [&](int64_t c, R xc, R t, auto&& f) {
-    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, R(0), R(0)};
+    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, R(0), R(0), pix};
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       visit_term(ts.kind, [&](auto unit) {

@@ -33,6 +33,7 @@ enum TermKind : int {
   TK_FOCAL_BINARY = 3,
   TK_FOCAL_SOFTMAX = 4,
   TK_MARGINAL = 5,  // cross-entropy tolerant of missing annotations
+  TK_TOPK_CE = 6,   // cross-entropy of the selected (hardest) pixels
 };
 
 struct TermSpec {
@@ -53,6 +54,8 @@ struct TermSpec {
   RegionParams region;          // TK_REGION only
   int value_offset;             // distributed: first slot of the value sums in the stats row
   int64_t export_offset;        // distributed: region (Σ wgt·ℓ, Σ wgt) or marginal background
+  double top_fraction;          // TK_TOPK_CE: share of the counted pixels selected
+  const unsigned char* selected;  // TK_TOPK_CE: 1 per selected pixel (bound per call)
 };
 
 // Where a NONE reduction writes: per (image, class) group (region), per element, per pixel.
@@ -166,6 +169,7 @@ struct TermPixel {
   PixelActivation<R> soft;  // the pixel's softmax (when some term needs it)
   int64_t argmax;           // the pixel's lowest class with the largest input
   R x0, t0;                 // class 0 of the pixel
+  int64_t pix;              // the flat pixel n * P + q
 };
 
 template <class R>

@@ -22,6 +22,7 @@
 #include "kernels/terms/focal_softmax.cuh"
 #include "kernels/terms/marginal_ce.cuh"
 #include "kernels/terms/region.cuh"
+#include "kernels/terms/topk_ce.cuh"
 
 namespace culoss {
 
@@ -44,6 +45,8 @@ CULOSS_HD void visit_term(int kind, F&& f) {
       return f(FocalSoftmaxTerm{});
     case TK_MARGINAL:
       return f(MarginalCeTerm{});
+    case TK_TOPK_CE:
+      return f(TopKCeTerm{});
   }
 }
 

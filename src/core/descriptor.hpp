@@ -38,6 +38,7 @@ struct Params {
   int64_t average;
   int64_t check_targets;
   int64_t soft_label;
+  double top_fraction;
 };
 
 }  // namespace culoss

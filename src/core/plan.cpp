@@ -47,6 +47,7 @@ class Builder {
       case Family::Elementwise:
         push(reads_binary_targets(d.kind, d.params) ? k.binary_term : k.term, d, k, weight,
              d.params.reduction);
+        if (k.term == TK_TOPK_CE) top_k(d, k);
         return;
     }
   }
@@ -111,6 +112,23 @@ class Builder {
     prog.coef_width += t.coef_count;
     prog.stat_width += t.stat_count;
     return t;
+  }
+
+  // TOPK_CE: its pixels are chosen over the whole batch before the passes (one selection per
+  // call, so one such term), which no sum of per-rank statistics can reproduce.
+  void top_k(const culoss_loss_s& d, const KindInfo& k) {
+    if (call_.distributed)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, k.name,
+           " keeps the pixels above a threshold taken over the whole batch; that threshold is "
+           "global, so the loss has no statistics to sum across ranks (culoss_compute_stats, "
+           "culoss_compute_from_stats): compute it with culoss_compute on the gathered batch");
+    if (plan_.top_k >= 0)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, "a CULOSS_SUM may hold one ", k.name,
+           " term (each call runs one selection of pixels)");
+    plan_.top_k = plan_.prog.count - 1;
+    TermSpec& t = plan_.prog.term[plan_.top_k];
+    t.top_fraction = d.params.top_fraction;
+    t.selected = nullptr;  // bound per call (bind_program)
   }
 
   void region(TermSpec& t, const Params& p, int kind) {
@@ -213,16 +231,19 @@ Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   b.group_weight = carver.take<double>(plan.group_count);
   b.value = carver.take<double>(1);
   b.out_values = carver.take<double>(plan.output_count);
+  b.selected = carver.take<unsigned char>(plan.top_k >= 0 ? L.N * L.P : 0);
   return b;
 }
 
-Program bind_program(const Plan& plan, const double* table, const Call& call) {
+Program bind_program(const Plan& plan, const Buffers& b, const Call& call) {
   Program prog = plan.prog;
   for (int i = 0; i < prog.count; ++i) {  // (read by region terms only)
     TermSpec& t = prog.term[i];
-    t.region.class_weights = t.class_weight_offset >= 0 ? table + t.class_weight_offset : nullptr;
+    t.region.class_weights =
+        t.class_weight_offset >= 0 ? b.weights + t.class_weight_offset : nullptr;
     t.region.class_totals = call.global_stats;
   }
+  if (plan.top_k >= 0) prog.term[plan.top_k].selected = b.selected;
   return prog;
 }
 

@@ -50,6 +50,7 @@ struct Plan {
   int64_t class_coef_count = 0;      // finalize: max(region groups x C, C)
   int64_t group_count = 0;           // max region groups
   bool element_pass = false;         // step 4 runs (gradient, or an element-wise value)
+  int top_k = -1;                    // the TOPK_CE term, whose pixels are selected first
 };
 
 struct Buffers {
@@ -63,6 +64,7 @@ struct Buffers {
   double* group_weight;
   double* value;       // 1: what step 3 adds to the loss
   double* out_values;  // output_count (host-bound loss_out on CUDA)
+  unsigned char* selected;  // N x P with a TOPK_CE term: 1 where a pixel is selected
 };
 
 Plan make_plan(const Call& call);
@@ -70,9 +72,9 @@ Plan make_plan(const Call& call);
 Buffers carve(Carver& carver, const Call& call, const Plan& plan);
 
 // The program with its pointers bound for this call: region terms read their class weights
-// from the weight table at `table` (on the backend's device) and, distributed, their batch
-// totals from the summed statistics.
-Program bind_program(const Plan& plan, const double* table, const Call& call);
+// from the weight table `b.weights` (on the backend's device) and, distributed, their batch
+// totals from the summed statistics; a TOPK_CE term reads its selection from `b.selected`.
+Program bind_program(const Plan& plan, const Buffers& b, const Call& call);
 
 // Finalize buffers over a carved workspace; NONE region outputs go to `none_out`.
 FinalizeBuffers finalize_buffers(const Buffers& b, const Call& call, void* none_out,
@@ -108,7 +110,7 @@ inline int64_t stats_count(const Plan& plan) { return plan.prog.export_count; }
 inline int64_t stats_count(const LovaszPlan&) { return 2; }  // [Σ problem losses, problems]
 
 // Whether the statistics API calls accept this plan's loss (a batch-wide sort has none to sum).
-inline bool has_stats(const Plan&) { return true; }
+inline bool has_stats(const Plan& plan) { return plan.top_k < 0; }  // TOPK_CE: a global cut
 inline bool has_stats(const LovaszPlan& plan) { return plan.shape.per_image; }
 
 }  // namespace culoss

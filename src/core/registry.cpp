@@ -27,6 +27,8 @@ constexpr ParamRule choice(int count, double def, uint32_t values = 0) {
 constexpr ParamRule reals(double lo, double hi, double def, bool open = false) {
   return {lo, hi, open, 0, def};
 }
+// (0, 1]: a share of something that must keep at least a part of it.
+constexpr ParamRule fraction(double def) { return {0, 1, false, 0, def, /*lower_open=*/true}; }
 
 const char* const kActivations[] = {"NONE", "SIGMOID", "SOFTMAX"};
 const char* const kReductions[] = {"MEAN", "SUM", "NONE"};
@@ -101,10 +103,11 @@ const ParamRow kParams[] = {
                            choice(2, CULOSS_AVERAGE_MACRO), kAverages, CULOSS_INT(average)},
                           {{CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int,
                             flag(1), nullptr, CULOSS_INT(check_targets)},
-                           {
-                               {CULOSS_PARAM_SOFT_LABEL, "CULOSS_PARAM_SOFT_LABEL", T::Int, flag(0),
-                                nullptr, CULOSS_INT(soft_label)},
-                           };
+                          {{CULOSS_PARAM_SOFT_LABEL, "CULOSS_PARAM_SOFT_LABEL", T::Int, flag(0),
+                            nullptr, CULOSS_INT(soft_label)},
+                          {{CULOSS_PARAM_TOP_FRACTION, "CULOSS_PARAM_TOP_FRACTION", T::Float,
+                            fraction(0.1), nullptr, CULOSS_FLOAT(top_fraction)},
+                          };
 
 #undef CULOSS_INT
 #undef CULOSS_FLOAT
@@ -300,6 +303,21 @@ const KindInfo kKinds[] = {
      (kRegion & ~pbit(CULOSS_PARAM_SMOOTH_NR)) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
+    // Cross-entropy of the pixels with the largest losses: an element-wise term whose pixels
+    // are chosen by a batch-wide selection before the passes (the backends' top-k step).
+    {CULOSS_TOPK_CE,
+     "CULOSS_TOPK_CE",
+     F::Elementwise,
+     TF::ClassIndex,
+     TK_TOPK_CE,
+     TK_TOPK_CE,
+     -1,
+     false,
+     kCommon | pbit(CULOSS_PARAM_CLASS_WEIGHTS) | pbit(CULOSS_PARAM_LABEL_SMOOTHING) |
+         pbit(CULOSS_PARAM_TOP_FRACTION),
+     {activation(kSoftmaxOnly, CULOSS_ACTIVATION_SOFTMAX),
+      {CULOSS_PARAM_REDUCTION, choice(3, CULOSS_REDUCTION_MEAN, bit(CULOSS_REDUCTION_MEAN))}},
+     2},
 };
 
 constexpr int kKindCount = sizeof(kKinds) / sizeof(kKinds[0]);
@@ -336,7 +354,8 @@ std::string expected_values(const ParamInfo& info, const ParamRule& r) {
   else if (r.lower == -kInf)
     os << "at most " << r.upper;
   else
-    os << "in [" << r.lower << ", " << r.upper << (r.upper_open ? ")" : "]");
+    os << "in " << (r.lower_open ? "(" : "[") << r.lower << ", " << r.upper
+       << (r.upper_open ? ")" : "]");
   return os.str();
 }
 
@@ -345,7 +364,8 @@ std::string expected_values(const ParamInfo& info, const ParamRule& r) {
 bool ParamRule::accepts(ParamType type, double v) const {
   if (type != ParamType::Int && !std::isfinite(v)) return false;
   if (type == ParamType::Int && v != std::floor(v)) return false;  // NaN too
-  if (!(v >= lower && (upper_open ? v < upper : v <= upper))) return false;
+  if (!((lower_open ? v > lower : v >= lower) && (upper_open ? v < upper : v <= upper)))
+    return false;
   return values == 0 || (values & bit(static_cast<int>(v))) != 0;
 }
 

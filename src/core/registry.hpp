@@ -27,6 +27,7 @@ struct ParamRule {
   bool upper_open;      // value < upper rather than <=
   uint32_t values;      // an enum: bit v set when value v is accepted; 0: every value in bounds
   double default_value;
+  bool lower_open = false;  // value > lower rather than >= (culoss_param_accepts tells)
 
   bool accepts(ParamType type, double value) const;
 };

@@ -8,6 +8,7 @@
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/thread_pool.hpp"
+#include "cpu/topk.hpp"
 #include "kernels/common/finalize.cuh"
 #include "kernels/common/passes.cuh"
 
@@ -162,6 +163,7 @@ size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
   Carver measure(nullptr);
   carve(measure, call, plan);
   carve_partials(measure, call, plan);
+  carve_top_k(measure, call, plan);
   return measure.required();
 }
 
@@ -176,8 +178,10 @@ void compute(const Call& call, const Plan& plan) {
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
   const Partials partials = carve_partials(carver, call, plan);
+  const TopKScratch topk = carve_top_k(carver, call, plan);
   for (size_t i = 0; i < plan.weight_table.size(); ++i) b.weights[i] = plan.weight_table[i];
-  const Program prog = bind_program(plan, b.weights, call);
+  const Program prog = bind_program(plan, b, call);
+  if (plan.top_k >= 0) select_top_k(call, plan, b, topk);  // before the passes read `selected`
   const Layout& L = call.layout;
 
   dispatch_float(call.input.dtype, [&](auto t) {

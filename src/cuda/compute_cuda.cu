@@ -10,6 +10,7 @@
 #include "core/dispatch.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/cuda_util.hpp"
+#include "cuda/topk.hpp"
 #include "kernels/fused/fused_kernels.cuh"
 
 namespace culoss {
@@ -174,9 +175,12 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
 }  // namespace
 
 size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
+  std::unique_ptr<DeviceScope> device;  // CUB sizes TOPK_CE's sort for the input's device
+  if (plan.top_k >= 0) device = std::make_unique<DeviceScope>(call.device_id);
   Carver measure(nullptr);
   carve(measure, call, plan);
   carve_partials(measure, call, plan);
+  carve_top_k(measure, call, plan);
   return measure.required();
 }
 
@@ -188,9 +192,11 @@ void compute(const Call& call, const Plan& plan) {
   Carver carver(workspace.base());
   const Buffers b = carve(carver, call, plan);
   const Partials part = carve_partials(carver, call, plan);
+  const TopKScratch topk = carve_top_k(carver, call, plan);
   if (call.check_targets) check_targets_on_device(call, part.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);
-  const Program prog = bind_program(plan, b.weights, call);
+  const Program prog = bind_program(plan, b, call);
+  if (plan.top_k >= 0) select_top_k(call, plan, b, topk, stream);  // before the passes
   dispatch_float(call.input.dtype,
                  [&](auto t) { run<decltype(t)>(call, plan, prog, b, part, stream); });
 }

@@ -21,7 +21,7 @@ const culoss_kind kAllKinds[] = {
     CULOSS_DICE,         CULOSS_JACCARD,       CULOSS_TVERSKY,        CULOSS_FOCAL_TVERSKY,
     CULOSS_GENERALIZED_DICE, CULOSS_BCE,       CULOSS_CROSS_ENTROPY,  CULOSS_FOCAL,
     CULOSS_COMBO,        CULOSS_MARGINAL_CE,   CULOSS_LOVASZ_HINGE,   CULOSS_LOVASZ_SOFTMAX,
-    CULOSS_SUM,          CULOSS_MCC};
+    CULOSS_SUM,          CULOSS_MCC,           CULOSS_TOPK_CE};
 
 const char* kind_name(culoss_kind k) {
   switch (k) {
@@ -39,6 +39,7 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_LOVASZ_SOFTMAX: return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM: return "CULOSS_SUM";
     case CULOSS_MCC: return "CULOSS_MCC";
+    case CULOSS_TOPK_CE: return "CULOSS_TOPK_CE";
   }
   return "?";
 }
@@ -69,6 +70,7 @@ const char* param_name(culoss_param p) {
     case CULOSS_PARAM_AVERAGE: return "CULOSS_PARAM_AVERAGE";
     case CULOSS_PARAM_CHECK_TARGETS: return "CULOSS_PARAM_CHECK_TARGETS";
     case CULOSS_PARAM_SOFT_LABEL: return "CULOSS_PARAM_SOFT_LABEL";
+    case CULOSS_PARAM_TOP_FRACTION: return "CULOSS_PARAM_TOP_FRACTION";
   }
   return "?";
 }
@@ -165,6 +167,10 @@ std::vector<Default> expected_defaults(culoss_kind k) {
       break;
     case CULOSS_CROSS_ENTROPY:
       d.push_back({CULOSS_PARAM_LABEL_SMOOTHING, Type::Float, 0.0});
+      break;
+    case CULOSS_TOPK_CE:
+      d.push_back({CULOSS_PARAM_LABEL_SMOOTHING, Type::Float, 0.0});
+      d.push_back({CULOSS_PARAM_TOP_FRACTION, Type::Float, 0.1});
       break;
     case CULOSS_FOCAL:
       d.push_back({CULOSS_PARAM_ALPHA, Type::Float, 0.25});
@@ -288,6 +294,9 @@ const NotApplicable kNotApplicable[] = {
     {CULOSS_GENERALIZED_DICE, CULOSS_PARAM_SOFT_LABEL, Type::Int},
     {CULOSS_COMBO, CULOSS_PARAM_SOFT_LABEL, Type::Int},
     {CULOSS_BCE, CULOSS_PARAM_SOFT_LABEL, Type::Int},
+    {CULOSS_CROSS_ENTROPY, CULOSS_PARAM_TOP_FRACTION, Type::Float},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_GAMMA, Type::Float},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_POS_WEIGHT, Type::Floats},
 };
 
 TEST(ApiDescriptor, ParameterThatDoesNotApplyIsRefused) {
@@ -395,6 +404,9 @@ const BadInt kBadInts[] = {
     {CULOSS_LOVASZ_HINGE, CULOSS_PARAM_PER_IMAGE, 2},
     {CULOSS_COMBO, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_NONE},
     {CULOSS_COMBO, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_SUM},  // COMBO: MEAN only
+    {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_SUM},  // TOPK_CE: MEAN only
+    {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_NONE},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID},
     {CULOSS_SUM, CULOSS_PARAM_CHECK_TARGETS, 2},
 };
 
@@ -445,6 +457,11 @@ const BadFloat kBadFloats[] = {
     {CULOSS_BCE, CULOSS_PARAM_LABEL_SMOOTHING, -0.1},
     {CULOSS_BCE, CULOSS_PARAM_LABEL_SMOOTHING, kNaN},
     {CULOSS_CROSS_ENTROPY, CULOSS_PARAM_LABEL_SMOOTHING, 1.0},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 0.0},  // (0, 1]: at least some pixel
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 1.5},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, -0.1},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, kNaN},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_LABEL_SMOOTHING, 1.0},
 };
 
 TEST(ApiDescriptor, OutOfRangeFloatIsRefusedAndLeavesTheValue) {

@@ -36,6 +36,7 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_LOVASZ_SOFTMAX: return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM: return "CULOSS_SUM";
     case CULOSS_MCC: return "CULOSS_MCC";
+    case CULOSS_TOPK_CE: return "CULOSS_TOPK_CE";
   }
   return "?";
 }
@@ -66,6 +67,7 @@ const char* param_name(culoss_param p) {
     case CULOSS_PARAM_AVERAGE: return "CULOSS_PARAM_AVERAGE";
     case CULOSS_PARAM_CHECK_TARGETS: return "CULOSS_PARAM_CHECK_TARGETS";
     case CULOSS_PARAM_SOFT_LABEL: return "CULOSS_PARAM_SOFT_LABEL";
+    case CULOSS_PARAM_TOP_FRACTION: return "CULOSS_PARAM_TOP_FRACTION";
   }
   return "?";
 }

@@ -19,18 +19,25 @@ TEST(ApiRegistry, NamesOfKindsAndParameters) {
   EXPECT_STREQ("CULOSS_MARGINAL_CE", culoss_kind_name(CULOSS_MARGINAL_CE));
   EXPECT_STREQ("CULOSS_SUM", culoss_kind_name(CULOSS_SUM));
   EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(0)));
-  EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(15)));
+  EXPECT_STREQ("CULOSS_MCC", culoss_kind_name(CULOSS_MCC));
+  EXPECT_STREQ("CULOSS_TOPK_CE", culoss_kind_name(CULOSS_TOPK_CE));
+  EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(200)));
   EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(-3)));
   EXPECT_STREQ("CULOSS_PARAM_ACTIVATION", culoss_param_name(CULOSS_PARAM_ACTIVATION));
   EXPECT_STREQ("CULOSS_PARAM_CHECK_TARGETS", culoss_param_name(CULOSS_PARAM_CHECK_TARGETS));
   EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(0)));
-  EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(25)));
-  // numbered without gaps, every name well formed
+  EXPECT_STREQ("CULOSS_PARAM_TOP_FRACTION", culoss_param_name(CULOSS_PARAM_TOP_FRACTION));
+  EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(200)));
+  // The named values. (This branch holds kind 18 and parameter 27 of 0.2 without the values
+  // between: kinds 14-17 and parameters 24-26 come with other branches, after which the values
+  // run from 1 without gaps again and the counts are 18 and 27.)
   int kinds = 0, params = 0;
-  while (culoss_kind_name(static_cast<culoss_kind>(kinds + 1))) ++kinds;
-  while (culoss_param_name(static_cast<culoss_param>(params + 1))) ++params;
-  EXPECT_EQ(14, kinds);
-  EXPECT_EQ(24, params);
+  for (int v = 1; v <= 255; ++v) {
+    kinds += culoss_kind_name(static_cast<culoss_kind>(v)) ? 1 : 0;
+    params += culoss_param_name(static_cast<culoss_param>(v)) ? 1 : 0;
+  }
+  EXPECT_EQ(15, kinds);
+  EXPECT_EQ(25, params);
 }
 
 TEST(ApiRegistry, EnumValueNames) {
@@ -48,11 +55,13 @@ TEST(ApiRegistry, EnumValueNames) {
 }
 
 TEST(ApiRegistry, AppliesMatchesTheSetters) {
-  for (int k = 1; culoss_kind_name(static_cast<culoss_kind>(k)); ++k) {
+  for (int k = 1; k <= 255; ++k) {
     const culoss_kind kind = static_cast<culoss_kind>(k);
+    if (!culoss_kind_name(kind)) continue;
     Loss loss(kind);
-    for (int p = 1; culoss_param_name(static_cast<culoss_param>(p)); ++p) {
+    for (int p = 1; p <= 255; ++p) {
       const culoss_param param = static_cast<culoss_param>(p);
+      if (!culoss_param_name(param)) continue;
       SCOPED_TRACE(std::string(culoss_kind_name(kind)) + " " + culoss_param_name(param));
       culoss_param_type type;
       ASSERT_OK(culoss_param_get_type(param, &type));
@@ -86,6 +95,9 @@ TEST(ApiRegistry, AppliesMatchesTheSetters) {
   }
   EXPECT_EQ(0, culoss_param_applies(static_cast<culoss_kind>(0), CULOSS_PARAM_ACTIVATION));
   EXPECT_EQ(0, culoss_param_applies(CULOSS_DICE, static_cast<culoss_param>(99)));
+  EXPECT_EQ(0, culoss_param_applies(CULOSS_DICE, static_cast<culoss_param>(200)));
+  EXPECT_EQ(0, culoss_param_applies(CULOSS_DICE, CULOSS_PARAM_TOP_FRACTION));
+  EXPECT_EQ(1, culoss_param_applies(CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION));
   EXPECT_EQ(1, culoss_param_applies(CULOSS_DICE, CULOSS_PARAM_SOFT_LABEL));
   EXPECT_EQ(0, culoss_param_applies(CULOSS_GENERALIZED_DICE, CULOSS_PARAM_SOFT_LABEL));
   EXPECT_EQ(1, culoss_param_applies(CULOSS_MCC, CULOSS_PARAM_SOFT_LABEL));
@@ -138,6 +150,8 @@ const Bounds kBounds[] = {
     {CULOSS_GENERALIZED_DICE, CULOSS_PARAM_WEIGHT_TYPE, 0, 2, 0, CULOSS_WEIGHT_SQUARE},
     {CULOSS_LOVASZ_SOFTMAX, CULOSS_PARAM_CLASSES, 0, 1, 0, CULOSS_CLASSES_PRESENT},
     {CULOSS_SUM, CULOSS_PARAM_CHECK_TARGETS, 0, 1, 0, 1},
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 0, 1, 0, 0.1},  // the lower bound is open
+    {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, 0, 2, 0, CULOSS_REDUCTION_MEAN},
 };
 
 TEST(ApiRegistry, BoundsAndDefaults) {
@@ -194,6 +208,12 @@ TEST(ApiRegistry, AcceptsMatchesTheSetters) {
       {CULOSS_DICE, CULOSS_PARAM_CLASS_WEIGHTS, 2.5, 1},
       {CULOSS_DICE, CULOSS_PARAM_CLASS_WEIGHTS, -1, 0},
       {CULOSS_DICE, CULOSS_PARAM_GAMMA, 1, 0},  // does not apply
+      {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 0, 0},  // (0, 1]
+      {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 5e-324, 1},
+      {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 1, 1},
+      {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 1.0000001, 0},
+      {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_SUM, 0},
+      {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, CULOSS_REDUCTION_NONE, 0},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::string(culoss_kind_name(c.kind)) + " " + culoss_param_name(c.param) + " " +

@@ -1256,6 +1256,8 @@ const char* kind_name(culoss_kind k) {
       return "CULOSS_SUM";
     case CULOSS_MCC:
       return "CULOSS_MCC";
+    case CULOSS_TOPK_CE:
+      return "CULOSS_TOPK_CE";
   }
   return "?";
 }

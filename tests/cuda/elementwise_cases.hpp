@@ -68,6 +68,7 @@ struct Term {
   bool pos_weight = false;     // BCE: random POS_WEIGHT per class
   int class_balance = kDefault;
   double label_smoothing = NAN, alpha = NAN, beta = NAN, gamma = NAN, ce_ratio = NAN;
+  double top_fraction = NAN;  // TOPK_CE
   // region options (region kinds and COMBO)
   int include_bg = kDefault, batch = kDefault, squared = kDefault, skip_empty = kDefault,
       average = kDefault, weight_type = kDefault;
@@ -126,6 +127,7 @@ inline bool is_binary(const Term& t) {
       return activation_of(t) != CULOSS_ACTIVATION_SOFTMAX;
     case CULOSS_CROSS_ENTROPY:
     case CULOSS_MARGINAL_CE:
+    case CULOSS_TOPK_CE:
       return false;
     default:
       return activation_of(t) == CULOSS_ACTIVATION_SIGMOID;
@@ -155,6 +157,7 @@ inline const char* kind_name(culoss_kind k) {
     case CULOSS_FOCAL: return "Focal";
     case CULOSS_COMBO: return "Combo";
     case CULOSS_MARGINAL_CE: return "Marginal";
+    case CULOSS_TOPK_CE: return "TopK";
     default: return "Kind";
   }
 }
@@ -196,6 +199,7 @@ inline std::string describe_term(const Term& t) {
      << " red=" << red_name(t.reduction) << " cw=" << t.class_weights << " pw=" << t.pos_weight
      << " balance=" << t.class_balance << " ls=" << t.label_smoothing << " alpha=" << t.alpha
      << " beta=" << t.beta << " gamma=" << t.gamma << " ce_ratio=" << t.ce_ratio
+     << " top=" << t.top_fraction
      << " include_bg=" << t.include_bg << " batch=" << t.batch << " squared=" << t.squared
      << " skip_empty=" << t.skip_empty << " average=" << t.average
      << " weight_type=" << t.weight_type << " s_nr=" << t.smooth_nr << " s_dr=" << t.smooth_dr
@@ -234,23 +238,26 @@ inline Case finish(Case c, const std::string& tag) {
     int a = activation_of(t);
     if ((k == CULOSS_BCE || k == CULOSS_COMBO) && a == CULOSS_ACTIVATION_SOFTMAX)
       a = CULOSS_ACTIVATION_SIGMOID;
-    if ((k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE) && a == CULOSS_ACTIVATION_SIGMOID)
-      a = CULOSS_ACTIVATION_SOFTMAX;
+    const bool softmax_only =
+        k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE || k == CULOSS_TOPK_CE;
+    if (softmax_only && a == CULOSS_ACTIVATION_SIGMOID) a = CULOSS_ACTIVATION_SOFTMAX;
     // A softmax over one class is refused (constant loss): SIGMOID where the kind takes it, else
     // probabilities.
     if (C == 1 && a == CULOSS_ACTIVATION_SOFTMAX)
-      a = k == CULOSS_CROSS_ENTROPY || k == CULOSS_MARGINAL_CE ? CULOSS_ACTIVATION_NONE
-                                                               : CULOSS_ACTIVATION_SIGMOID;
+      a = softmax_only ? CULOSS_ACTIVATION_NONE : CULOSS_ACTIVATION_SIGMOID;
     t.activation = a == default_activation(k) && t.activation == kDefault ? kDefault : a;
-    if (k == CULOSS_COMBO || sum) {
-      if (t.reduction == CULOSS_REDUCTION_NONE || k == CULOSS_COMBO) t.reduction = CULOSS_REDUCTION_MEAN;
+    if (k == CULOSS_COMBO || k == CULOSS_TOPK_CE || sum) {  // (COMBO and TOPK_CE: MEAN only)
+      if (t.reduction == CULOSS_REDUCTION_NONE || k == CULOSS_COMBO || k == CULOSS_TOPK_CE)
+        t.reduction = CULOSS_REDUCTION_MEAN;
     }
     if (k == CULOSS_MARGINAL_CE) t.class_weights = false;
     if (k != CULOSS_BCE) {
       t.pos_weight = false;
       t.class_balance = kDefault;
     }
-    if (k != CULOSS_BCE && k != CULOSS_CROSS_ENTROPY) t.label_smoothing = NAN;
+    if (k != CULOSS_BCE && k != CULOSS_CROSS_ENTROPY && k != CULOSS_TOPK_CE)
+      t.label_smoothing = NAN;
+    if (k != CULOSS_TOPK_CE) t.top_fraction = NAN;
     if (k != CULOSS_FOCAL && k != CULOSS_COMBO && k != CULOSS_TVERSKY && k != CULOSS_FOCAL_TVERSKY)
       t.alpha = NAN;
     if (k != CULOSS_TVERSKY && k != CULOSS_FOCAL_TVERSKY) t.beta = NAN;
@@ -499,6 +506,7 @@ inline bool configure_term(culoss_loss h, const Problem& p, size_t ti, bool sing
   setf(CULOSS_PARAM_BETA, t.beta);
   setf(CULOSS_PARAM_GAMMA, t.gamma);
   setf(CULOSS_PARAM_CE_RATIO, t.ce_ratio);
+  setf(CULOSS_PARAM_TOP_FRACTION, t.top_fraction);
   seti(CULOSS_PARAM_INCLUDE_BACKGROUND, t.include_bg);
   seti(CULOSS_PARAM_BATCH, t.batch);
   seti(CULOSS_PARAM_SQUARED_DENOMINATOR, t.squared);
@@ -598,6 +606,8 @@ inline std::vector<Flavour> flavours() {
   Term dice_sig = with_act(term(CULOSS_DICE), CULOSS_ACTIVATION_SIGMOID);
   Term ce_w = term(CULOSS_CROSS_ENTROPY);
   ce_w.class_weights = true;
+  Term topk = term(CULOSS_TOPK_CE);
+  topk.top_fraction = 0.3;
   return {
       {"bce", {term(CULOSS_BCE)}, false, true},
       {"bceNone", {with_act(term(CULOSS_BCE), CULOSS_ACTIVATION_NONE)}, false, true},
@@ -614,6 +624,9 @@ inline std::vector<Flavour> flavours() {
       {"focalTversky", {term(CULOSS_FOCAL), weighted(tversky_sig, 2.0)}, false, false},
       {"gdiceMarginal", {term(CULOSS_GENERALIZED_DICE), term(CULOSS_MARGINAL_CE)}, true, false},
       {"comboCe", {term(CULOSS_COMBO), weighted(ce_w, 0.25)}, false, false},
+      {"topk", {topk}, true, false},
+      {"topkNone", {with_act(topk, CULOSS_ACTIVATION_NONE)}, true, false},
+      {"diceTopk", {term(CULOSS_DICE), topk}, true, false},
   };
 }
 
@@ -771,6 +784,21 @@ inline std::vector<Case> option_sweep() {
   add("marginalNC", {marg}, [](Case& c) { c.shape = {200, 6}; c.partial_annotation = true; });
   add("marginalDenseU8", {marg}, [](Case& c) { c.tgt = Tgt::DenseU8; c.shape = {3, 5, 16, 16}; c.partial_annotation = true; });
 
+  // ---- TOPK_CE (MEAN only)
+  Term topk = term(CULOSS_TOPK_CE);
+  for (double f : {0.1, 1e-6, 0.5, 1.0}) {
+    topk.top_fraction = f;
+    add("topk_f" + std::to_string(f), {topk}, [](Case& c) { c.terms[0].class_weights = true; });
+  }
+  topk.top_fraction = 0.25;
+  add("topkSmoothDense", {topk}, [](Case& c) { c.tgt = Tgt::DenseF32; c.terms[0].label_smoothing = 0.1; });
+  add("topkPixelWeightU8", {topk}, [](Case& c) { c.tgt = Tgt::IdxU8; c.pixel_weight = true; c.ignore_frac = 0.3; });
+  add("topkAllIgnored", {topk}, [](Case& c) { c.ignore_frac = 1.0; });
+  add("topkNHWC", {topk}, [](Case& c) { c.shape = {2, 20, 24, 4}; c.class_axis = -1; c.in = bf16(); c.grad_f32 = true; });
+  add("topkNC", {topk}, [](Case& c) { c.shape = {200, 7}; c.in = f16(); });
+  add("topkNCDHW", {with_act(topk, CULOSS_ACTIVATION_NONE)}, [](Case& c) { c.shape = {2, 3, 6, 8, 10}; c.in = f64(); });
+  add("topkScale", {topk}, [](Case& c) { c.grad_scale = -2.5; c.tgt = Tgt::IdxI32; });
+
   // ---- SUMs
   Term dice = term(CULOSS_DICE), gd = term(CULOSS_GENERALIZED_DICE);
   Term tv_sig = with_act(term(CULOSS_TVERSKY), CULOSS_ACTIVATION_SIGMOID);
@@ -795,6 +823,7 @@ inline std::vector<Case> option_sweep() {
   add("sumGdiceMarginalDense", {gd, term(CULOSS_MARGINAL_CE)}, [](Case& c) { c.tgt = Tgt::DenseF32; c.partial_annotation = true; c.shape = {3, 5, 16, 16}; });
   add("sumGdiceMarginalSumRed", {gd, term(CULOSS_MARGINAL_CE)}, [](Case& c) { c.tgt = Tgt::IdxI32; for (Term& t : c.terms) t.reduction = CULOSS_REDUCTION_SUM; });
   add("sumComboCe", {combo, ce_cw}, [](Case& c) { c.tgt = Tgt::DenseF32; });
+  add("sumDiceTopk", {dice, weighted(topk, 0.5)}, [](Case& c) { c.terms[1].class_weights = true; });
   add("sumComboCeU8", {combo, ce}, [](Case& c) { c.tgt = Tgt::DenseU8; c.pixel_weight = true; c.terms[0].class_weights = true; });
   add("sumSingleTerm", {ce}, [](Case& c) { c.sum = true; c.terms[0].class_weights = true; });
   add("sumEightTerms", {combo, dice, ce_cw, term(CULOSS_MARGINAL_CE), weighted(bce_full, 0.3),

@@ -160,18 +160,26 @@ double pick_double(Reader& r) {
   return d;
 }
 
+// Kinds and parameters of 0.2, reached by bytes of their own (appended, so that every other
+// byte keeps its meaning and the corpus its scenarios).
+const int kAddedKinds[] = {CULOSS_TOPK_CE, CULOSS_MCC};  // bytes 0xf8, ...
+const int kAddedParams[] = {CULOSS_PARAM_TOP_FRACTION, CULOSS_PARAM_SOFT_LABEL};  // bytes 237, ...
+
+
 int pick_param(Reader& r) {
   static const int odd[] = {
       0, 99, -1, 100, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), 255};
   const uint8_t s = r.byte();
-  if (s < 230) return 1 + s % 24;
+  if (s < 230) return 1 + s % 23;
+  if (s >= 237 && s - 237 < static_cast<int>(count_of(kAddedParams))) return kAddedParams[s - 237];
   return odd[(s - 230) % count_of(odd)];
 }
 
 int pick_kind(Reader& r) {
   static const int odd[] = {0, 99, -1, 100, std::numeric_limits<int>::min(), 13, 12, 11};
   const uint8_t s = r.byte();
-  if (s < 0xf0) return 1 + s % 14;
+  if (s < 0xf0) return 1 + s % 13;
+  if (s >= 0xf8 && s - 0xf8 < static_cast<int>(count_of(kAddedKinds))) return kAddedKinds[s - 0xf8];
   return odd[(s - 0xf0) % count_of(odd)];
 }
 

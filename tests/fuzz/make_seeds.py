@@ -51,7 +51,20 @@ ODD_DTYPES = {"i64": 208, "u8": 209, "f32x2": 210, "f8": 211, "code7": 212, "bit
 (ACTIVATION, CLASS_AXIS, REDUCTION, IGNORE_INDEX, SMOOTH_NR, SMOOTH_DR, SQUARED, BATCH, INCLUDE_BG,
  CLASS_WEIGHTS, ALPHA, BETA, GAMMA, WEIGHT_TYPE, POS_WEIGHT, CLASS_BALANCE, LABEL_SMOOTHING,
  CE_RATIO, PER_IMAGE, CLASSES, SKIP_EMPTY, AVERAGE, CHECK_TARGETS, SOFT_LABEL) = range(1, 25)
-KIND_COUNT, PARAM_COUNT = MCC, SOFT_LABEL  # pick_kind / pick_param: 1 + byte % count
+# Kinds and parameters of 0.2: bytes of their own (fuzz_compute.cpp's kAddedKinds, kAddedParams),
+# so that every byte of 0.1 keeps its meaning and the corpus its scenarios.
+TOPK_CE = 18
+TOP_FRACTION = 27
+ADDED_KINDS = {TOPK_CE: 0xF8, MCC: 0xF9}
+ADDED_PARAMS = {TOP_FRACTION: 237, SOFT_LABEL: 238}
+
+
+def param_byte(param):
+    if 1 <= param <= 23:
+        return param - 1
+    if param in ADDED_PARAMS:
+        return ADDED_PARAMS[param]
+    return 230 + [0, 99, -1, 100].index(param)
 
 
 def double_bits(v):
@@ -113,7 +126,8 @@ class Enc:
 
     # ---- descriptor
     def desc(self, kind, ops=(), terms=(), add_self=False, depth=0):
-        self.byte(kind - 1 if 1 <= kind <= KIND_COUNT else {0: 240, 99: 241, -1: 242}[kind])
+        self.byte(kind - 1 if 1 <= kind <= 13 else
+                  ADDED_KINDS.get(kind) or {0: 240, 99: 241, -1: 242}[kind])
         self.byte(0)  # create into a real handle
         assert len(ops) < 8
         self.pick(len(ops))
@@ -121,17 +135,16 @@ class Enc:
             what, param = op[0], op[1]
             if what == "int":
                 self.pick(0)
-                self.byte(param - 1 if 1 <= param <= PARAM_COUNT
-                          else 230 + [0, 99, -1, 100].index(param))
+                self.byte(param_byte(param))
                 self.int_(op[2])
             elif what == "float":
                 self.pick(3)
-                self.byte(param - 1)
+                self.byte(param_byte(param))
                 self.double(op[2])
             elif what == "floats":
                 values = op[2]
                 self.pick(4)
-                self.byte(param - 1)
+                self.byte(param_byte(param))
                 if values is None:  # NULL values, count 1
                     self.pick(0)
                     self.pick(2)
@@ -143,15 +156,15 @@ class Enc:
                         self.double(v)
             elif what == "get_int":
                 self.pick(5)
-                self.byte(param - 1)
+                self.byte(param_byte(param))
                 self.byte(0)
             elif what == "get_float":
                 self.pick(6)
-                self.byte(param - 1)
+                self.byte(param_byte(param))
                 self.byte(0)
             elif what == "null_handle":
                 self.pick(7)
-                self.byte(param - 1)
+                self.byte(param_byte(param))
             else:
                 raise ValueError(what)
         if kind != SUM:
@@ -335,6 +348,20 @@ CORPUS = {
         desc=(SUM, [("int", CHECK_TARGETS, 0)],
               [(DICE, [("int", INCLUDE_BG, 0)], 1.0), (CE, [], 0.5)]),
         input={"shape": [2, 3, 6]}, target={}),
+    "topk_ce_fraction_ignore_f16": dict(
+        desc=(TOPK_CE, [("float", TOP_FRACTION, 0.25), ("int", IGNORE_INDEX, 255),
+                        ("floats", CLASS_WEIGHTS, [1.0, 2.0, 0.5])], []),
+        input={"shape": [2, 3, 5], "dtype": 160 + F["f16"]},
+        target={"dtype": IDX["u8"], "fill": 1}, grad={"how": 2}),
+    "topk_ce_refusals": dict(
+        desc=(TOPK_CE, [("float", TOP_FRACTION, 0.0), ("float", TOP_FRACTION, 1.0000001),
+                        ("int", REDUCTION, 1), ("float", TOP_FRACTION, 1.0)], []),
+        input={"shape": [2, 3, 4]}, target={}),
+    "topk_ce_stats_refused": dict(mode=5, flags=0x02, desc=(TOPK_CE, [], []),
+                                  input={"shape": [2, 3, 4]}, target={}),
+    "sum_dice_topk_ce": dict(
+        desc=(SUM, [], [(DICE, [], 1.0), (TOPK_CE, [("float", TOP_FRACTION, 0.1)], 1.0)]),
+        input={"shape": [2, 3, 4, 4]}, target={}),
     "sum_bce_focal_dense": dict(
         desc=(SUM, [], [(BCE, [], 1.0), (FOCAL, [], 2.0), (TVERSKY, [("int", ACTIVATION, 1)], 0.25)]),
         input={"shape": [2, 2, 5]}, target={"how": 1}),

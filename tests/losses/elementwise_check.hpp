@@ -266,9 +266,9 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
     for (double& w : o.class_weights) w = coin(0.2) ? 0.0 : real(0.1, 2.0);
   }
 
-  // Reduction (COMBO is MEAN only).
+  // Reduction (COMBO and TOPK_CE are MEAN only).
   o.reduction = k.reduction >= 0 ? k.reduction : uni(0, 2);
-  if (kind == CULOSS_COMBO) o.reduction = CULOSS_REDUCTION_MEAN;
+  if (kind == CULOSS_COMBO || kind == CULOSS_TOPK_CE) o.reduction = CULOSS_REDUCTION_MEAN;
 
   // Kind-specific options.
   static const double kGammas[] = {0.0, 0.5, 1.0, 2.0, 3.5};
@@ -283,6 +283,10 @@ inline RegionCase random_elementwise_case(std::mt19937& rng,
       break;
     case CULOSS_CROSS_ENTROPY:
       if (coin(0.35)) o.label_smoothing = coin(0.5) ? 0.1 : real(0.0, 0.9);
+      break;
+    case CULOSS_TOPK_CE:
+      if (coin(0.35)) o.label_smoothing = coin(0.5) ? 0.1 : real(0.0, 0.9);
+      o.top_fraction = coin(0.2) ? 1.0 : (coin(0.2) ? 1e-6 : real(0.01, 1.0));
       break;
     case CULOSS_FOCAL:
       o.gamma = k.gamma >= 0 ? k.gamma : kGammas[uni(0, 4)];

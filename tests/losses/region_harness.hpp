@@ -48,6 +48,7 @@ struct RegionOptions {
   int class_balance = CULOSS_BALANCE_NONE;  // BCE
   double label_smoothing = 0.0;     // BCE, CROSS_ENTROPY
   double ce_ratio = 0.5;            // COMBO
+  double top_fraction = 0.1;        // TOPK_CE
 };
 
 inline RegionOptions default_options(culoss_kind kind) {
@@ -62,7 +63,7 @@ inline RegionOptions default_options(culoss_kind kind) {
 
 inline bool is_elementwise_kind(culoss_kind k) {
   return k == CULOSS_BCE || k == CULOSS_CROSS_ENTROPY || k == CULOSS_FOCAL || k == CULOSS_COMBO ||
-         k == CULOSS_MARGINAL_CE;
+         k == CULOSS_MARGINAL_CE || k == CULOSS_TOPK_CE;
 }
 
 inline bool is_region_kind(culoss_kind k) {
@@ -81,7 +82,9 @@ inline bool elementwise_param_applies(culoss_kind k, culoss_param p) {
     case CULOSS_PARAM_CLASS_WEIGHTS: return k != CULOSS_MARGINAL_CE;
     case CULOSS_PARAM_POS_WEIGHT:
     case CULOSS_PARAM_CLASS_BALANCE: return k == CULOSS_BCE;
-    case CULOSS_PARAM_LABEL_SMOOTHING: return k == CULOSS_BCE || k == CULOSS_CROSS_ENTROPY;
+    case CULOSS_PARAM_LABEL_SMOOTHING:
+      return k == CULOSS_BCE || k == CULOSS_CROSS_ENTROPY || k == CULOSS_TOPK_CE;
+    case CULOSS_PARAM_TOP_FRACTION: return k == CULOSS_TOPK_CE;
     case CULOSS_PARAM_ALPHA: return k == CULOSS_FOCAL || k == CULOSS_COMBO;
     case CULOSS_PARAM_GAMMA: return k == CULOSS_FOCAL;
     case CULOSS_PARAM_CE_RATIO:
@@ -160,6 +163,7 @@ inline culoss_status configure(culoss_loss h, const RegionOptions& o, std::strin
       {CULOSS_PARAM_GAMMA, o.gamma, "GAMMA"},
       {CULOSS_PARAM_LABEL_SMOOTHING, o.label_smoothing, "LABEL_SMOOTHING"},
       {CULOSS_PARAM_CE_RATIO, o.ce_ratio, "CE_RATIO"},
+      {CULOSS_PARAM_TOP_FRACTION, o.top_fraction, "TOP_FRACTION"},
   };
   for (const FloatP& fp : floats) {
     if (!param_applies(o.kind, fp.p)) continue;
@@ -361,6 +365,7 @@ inline std::string describe_case(const RegionCase& rc) {
      << " wt=" << o.weight_type << " check=" << o.check_targets << " scale=" << rc.grad_scale
      << " posw=" << o.pos_weight.size() << " balance=" << o.class_balance
      << " ls=" << o.label_smoothing << " ce_ratio=" << o.ce_ratio << " soft=" << o.soft_label
+     << " top=" << o.top_fraction
      << " in_dtype=(" << int(rc.input_dtype.code) << "," << int(rc.input_dtype.bits) << ")";
   return os.str();
 }

@@ -43,6 +43,9 @@ CASES = [
     ("MCC", {"activation": "sigmoid", "include_background": False, "skip_empty": True}),
     ("Dice", {"soft_label": True, "activation": "none", "reduction": "sum"}),
     ("Tversky", {"soft_label": True, "activation": "sigmoid", "alpha": 0.3, "beta": 0.7}),
+    ("TopKCrossEntropy", {}),
+    ("TopKCrossEntropy", {"top_fraction": 0.3, "class_weights": [0.2, 1.0, 3.0],
+                          "label_smoothing": 0.05, "ignore_index": 255}),
 ]
 
 

@@ -68,13 +68,13 @@ def test_bench_vs_torch_quick_cpu_run_writes_table_json_and_chart(tmp_path):
     out = tmp_path / "bvt"
     cmd = [sys.executable, os.path.join(BENCH, "bench_vs_torch.py"), "--device", "cpu",
            "--quick", "--no-compile", "--shapes", "2x3x16x16,2x1x16x16",
-           "--losses", "dice,ce,bce,lovasz_softmax,lovasz_hinge,mcc", "--out", str(out)]
+           "--losses", "dice,ce,bce,lovasz_softmax,lovasz_hinge,mcc,topk_ce", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ["results.md", "results.json", "chart.png"]:
         assert (out / name).is_file(), name
     table = (out / "results.md").read_text()
-    for loss in ["dice", "ce", "bce", "lovasz_softmax", "lovasz_hinge", "mcc"]:
+    for loss in ["dice", "ce", "bce", "lovasz_softmax", "lovasz_hinge", "mcc", "topk_ce"]:
         assert "| %s |" % loss in table
     assert "FAILED" not in table
     assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # matplotlib's or ours

@@ -342,3 +342,43 @@ def test_torch_cross_entropy_soft_targets(data):
     check(culoss.CrossEntropy(), lambda a: F.cross_entropy(a, soft), x, soft)
     check(culoss.CrossEntropy(label_smoothing=0.2),
           lambda a: F.cross_entropy(a, soft, label_smoothing=0.2), x, soft)
+
+
+# ----------------------------------------------------------------------------- nnU-Net TopK
+
+def nnunet_topk(a, labels, k, **ce):
+    """nnU-Net's TopKLoss (nnunetv2 robust_ce_loss.py), restated: the per-voxel cross-entropy,
+    the int(num_voxels * k / 100) largest of them over the batch, their plain mean."""
+    res = F.cross_entropy(a, labels, reduction="none", **ce)
+    num_voxels = res.numel()
+    res, _ = torch.topk(res.view(-1), int(num_voxels * k / 100), sorted=False)
+    return res.mean()
+
+
+# k percent of N*H*W = 84 voxels that is a whole number: there int() and culoss's ceiling agree
+@pytest.mark.parametrize("k", [25, 50, 100])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_nnunet_topk(k, smoothing, data):
+    x, labels, _, _ = data
+    assert (N * H * W * k) % 100 == 0
+    check(culoss.TopKCrossEntropy(top_fraction=k / 100, label_smoothing=smoothing),
+          lambda a: nnunet_topk(a, labels, k, label_smoothing=smoothing), x, labels)
+
+
+def test_nnunet_topk_rounding_and_weights(data):
+    """Where they differ (bindings/python/README.md): nnU-Net truncates k% of the voxels (10% of
+    84 is 8) and culoss takes the ceiling (9); nnU-Net counts ignored voxels in num_voxels and
+    divides the kept class-weighted losses by their number, culoss counts only the labelled
+    pixels and divides by the kept pixels' class weights (CROSS_ENTROPY's MEAN over them)."""
+    x, labels, _, _ = data
+    ours, _ = culoss.TopKCrossEntropy(top_fraction=0.1)(x.numpy(), labels.numpy())
+    res = F.cross_entropy(x, labels, reduction="none").view(-1)
+    assert np.isclose(ours, torch.topk(res, 9).values.mean().item(), rtol=1e-12)
+    assert not np.isclose(ours, nnunet_topk(x, labels, 10).item(), rtol=1e-6)
+    # the plain mean of the kept weighted losses: culoss with class weights all equal to one
+    w = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    kept = torch.topk(F.cross_entropy(x, labels, weight=w, reduction="none").view(-1), 21)
+    ours_w, _ = culoss.TopKCrossEntropy(top_fraction=0.25, class_weights=w.tolist())(
+        x.numpy(), labels.numpy())
+    divisor = w[labels.view(-1)[kept.indices]].sum()
+    assert np.isclose(ours_w, (kept.values.sum() / divisor).item(), rtol=1e-12)

@@ -87,7 +87,7 @@ def _region_none(case):
 
 # every configuration of the general cases that the statistics API serves
 GENERAL = [c for c in CASES if not (c[0].startswith("Lovasz") and not c[1].get("per_image"))
-           and not _region_none(c)]
+           and not _region_none(c) and c[0] != "TopKCrossEntropy"]
 REGION_NONE = [c for c in CASES if _region_none(c)] + [("GeneralizedDice",
                                                         {"reduction": "none", "batch": True})]
 
@@ -189,6 +189,18 @@ def test_pooled_lovasz_not_supported(rng):
             loss.stats(x, t)
         with pytest.raises(culoss.NotSupportedError):
             loss.from_stats(x, t, np.zeros(4))
+
+
+def test_topk_cross_entropy_not_supported(rng):
+    # its threshold is taken over the whole batch: no statistics to sum
+    x, t = _inputs("TopKCrossEntropy", {}, rng)
+    loss = culoss.TopKCrossEntropy()
+    for call in (lambda: loss.stats_size(x, t), lambda: loss.stats(x, t),
+                 lambda: loss.from_stats(x, t, np.zeros(4))):
+        with pytest.raises(culoss.NotSupportedError, match="threshold is global"):
+            call()
+    with pytest.raises(culoss.NotSupportedError, match="threshold is global"):
+        (culoss.Dice() + loss).stats(x, t)
 
 
 def test_bad_stats(rng):

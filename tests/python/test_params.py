@@ -12,7 +12,8 @@ from culoss import _loss
 from cases import make_inputs
 
 KINDS = ["Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE", "CrossEntropy",
-         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax", "MCC"]
+         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax", "MCC",
+         "TopKCrossEntropy"]
 
 
 def test_one_class_per_kind():
@@ -36,6 +37,7 @@ VALUES = {
     "ce_ratio": (0.3, 0.3), "per_image": (1, True), "classes": ("all", "all"),
     "skip_empty": (True, True), "average": ("micro", "micro"), "check_targets": (False, False),
     "soft_label": (True, True),
+    "top_fraction": (0.25, 0.25),
 }
 
 
@@ -46,7 +48,7 @@ def test_every_keyword_reaches_its_c_parameter(kind, capi):
         if name in ("class_weights", "pos_weight"):
             continue
         value, expected = VALUES[name]
-        if kind == "Combo" and name == "reduction":
+        if kind in ("Combo", "TopKCrossEntropy") and name == "reduction":
             value, expected = "mean", "mean"
         loss = cls(**{name: value})
         assert loss.get(name) == expected, name
@@ -123,6 +125,11 @@ def test_bad_keywords_fail_before_any_c_call(kwargs, exc, match, monkeypatch):
     ("Combo", {"ce_ratio": -0.1}, r"in \[0, 1\]"),
     ("BCE", {"label_smoothing": 1.0}, r"in \[0, 1\)"),
     ("LovaszHinge", {"activation": "none"}, "unexpected keyword"),
+    ("TopKCrossEntropy", {"top_fraction": 0.0}, r"in \(0, 1\]"),
+    ("TopKCrossEntropy", {"top_fraction": 1.5}, r"in \(0, 1\]"),
+    ("TopKCrossEntropy", {"top_fraction": float("nan")}, "finite"),
+    ("TopKCrossEntropy", {"reduction": "none"}, "'mean'"),
+    ("CrossEntropy", {"top_fraction": 0.5}, "unexpected keyword"),
     ("GeneralizedDice", {"average": "micro"}, "unexpected keyword"),
 ])
 def test_kind_specific_refusals(kind, kwargs, match):

@@ -38,6 +38,7 @@ MarginalCrossEntropy = _KIND_CLASSES["MarginalCrossEntropy"]
 LovaszHinge = _KIND_CLASSES["LovaszHinge"]
 LovaszSoftmax = _KIND_CLASSES["LovaszSoftmax"]
 MCC = _KIND_CLASSES["MCC"]
+TopKCrossEntropy = _KIND_CLASSES["TopKCrossEntropy"]
 
 
 def library_path() -> str:
@@ -88,6 +89,7 @@ __all__ = [
     "Loss", "Sum", "Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE",
     "CrossEntropy", "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax",
     "MCC",
+    "TopKCrossEntropy",
     "from_spec", "library_path", "library_version", "last_error", "load_library",
     "set_num_threads", "get_num_threads",
     "CulossError", "InvalidArgumentError", "ShapeMismatchError", "UnsupportedDtypeError",

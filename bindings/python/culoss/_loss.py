@@ -74,13 +74,16 @@ class _Registry:
         return bool(self._lib.param_accepts(kind, pid, value))
 
     def expected(self, kind: int, pid: int) -> str:
-        """The accepted values as words: ">= 0", "at most 1", "in [0, 1)"."""
+        """The accepted values as words: ">= 0", "at most 1", "in [0, 1)", "in (0, 1]"."""
         lower, upper, is_open = self.bounds(kind, pid)
+        # a lower bound the setter refuses is open (the bounds query reports the upper one only)
+        lower_open = math.isfinite(lower) and not self.accepts(kind, pid, lower)
         if upper == math.inf:
-            return ">= %g" % lower
+            return "%s %g" % (">" if lower_open else ">=", lower)
         if lower == -math.inf:
             return "at most %g" % upper
-        return "in [%g, %g%s" % (lower, upper, ")" if is_open else "]")
+        return "in %s%g, %g%s" % ("(" if lower_open else "[", lower, upper,
+                                  ")" if is_open else "]")
 
 
 _registry_cache: List[_Registry] = []
@@ -769,6 +772,8 @@ _DOCS = {
     "LovaszSoftmax": (12, "Lovasz-Softmax loss."),
     "MCC": (14, "Matthews correlation coefficient loss: 1 - MCC of the soft TP, TN, FP, FN "
                 "(each + s_dr) per (image, class)."),
+    "TopKCrossEntropy": (18, "Cross-entropy of the top_fraction of the pixels with the largest "
+                             "losses over the batch (nnU-Net's TopKLoss)."),
 }
 _KIND_NAMES = {kind: name for name, (kind, _) in _DOCS.items()}
 _KIND_NAMES[SUM] = "Sum"

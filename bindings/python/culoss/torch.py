@@ -48,6 +48,7 @@ __all__ = [
     "GeneralizedDiceLoss", "BCELoss", "CrossEntropyLoss", "FocalLoss", "ComboLoss",
     "MarginalCrossEntropyLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss", "HAVE_CUSTOM_OP",
     "MCCLoss",
+    "TopKCrossEntropyLoss",
 ]
 
 _cache: Dict[str, Loss] = {}
@@ -361,3 +362,4 @@ MarginalCrossEntropyLoss = _module_class("MarginalCrossEntropyLoss", "MarginalCr
 LovaszHingeLoss = _module_class("LovaszHingeLoss", "LovaszHinge")
 LovaszSoftmaxLoss = _module_class("LovaszSoftmaxLoss", "LovaszSoftmax")
 MCCLoss = _module_class("MCCLoss", "MCC")
+TopKCrossEntropyLoss = _module_class("TopKCrossEntropyLoss", "TopKCrossEntropy")

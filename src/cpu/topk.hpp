@@ -1,0 +1,21 @@
+// TOPK_CE's selection on the CPU (topk_cpu.cpp): before the passes, each counted pixel's loss
+// and a radix select of the K first (key, pixel) pairs into the plan's `selected` flags.
+#pragma once
+
+#include <cstdint>
+
+#include "core/plan.hpp"
+
+namespace culoss::cpu {
+
+// Its workspace, carved after the passes' partials (empty without a TOPK_CE term).
+struct TopKScratch {
+  uint64_t* keys;   // N x P sort keys (kTopKLeftOut where a pixel is not counted)
+  int64_t* counts;  // per chunk: 256 digit counts, then the chunk's counted or tied pixels
+};
+TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan);
+
+// Fills b.selected for the plan's TOPK_CE term; b.weights holds the weight table.
+void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s);
+
+}  // namespace culoss::cpu

@@ -1,0 +1,113 @@
+// TOPK_CE's selection on the CPU. Each pixel's key is computed in chunks on the thread pool;
+// the K-th smallest key τ is found by a radix select, eight passes of 256-bin digit histograms
+// counted per chunk and added in chunk order; then every key below τ is selected, and of the
+// keys equal to τ the lowest pixels, by a count of ties per chunk added in chunk order. All
+// sums are of integers and every flag is written by one chunk: any number of threads gives
+// the same selection.
+#include "cpu/topk.hpp"
+
+#include <algorithm>
+
+#include "core/dispatch.hpp"
+#include "cpu/thread_pool.hpp"
+#include "kernels/common/topk.cuh"
+
+namespace culoss::cpu {
+
+namespace {
+constexpr int64_t kDigits = 256;
+constexpr int64_t kSlots = kDigits + 1;  // per chunk: the digit histogram, then one count
+
+Partition key_chunks(const Layout& L) { return Partition(L.N * L.P, chunk_pixels(L.C)); }
+}  // namespace
+
+TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan) {
+  const Layout& L = call.layout;
+  const bool on = plan.top_k >= 0;
+  TopKScratch s;
+  s.keys = carver.take<uint64_t>(on ? L.N * L.P : 0);
+  s.counts = carver.take<int64_t>(on ? key_chunks(L).count() * kSlots : 0);
+  return s;
+}
+
+void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s) {
+  const Layout& L = call.layout;
+  const TermSpec& ts = plan.prog.term[plan.top_k];
+  const ElementArgs a{L, call.target_view(), call.pixel_weight_data()};
+  const double* cw = ts.class_weight_offset >= 0 ? b.weights + ts.class_weight_offset : nullptr;
+  const Partition chunks = key_chunks(L);
+  const int64_t count = chunks.count();
+  uint64_t* keys = s.keys;
+  int64_t* slots = s.counts;
+
+  // Keys, and the counted pixels of each chunk.
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* x = static_cast<const T*>(call.input.data);
+    for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
+      int64_t counted_here = 0;
+      for (int64_t pix = begin; pix < end; ++pix) {
+        bool counted = false;
+        const double loss = topk_pixel_loss<double>(ts, a, cw, x, pix, counted);
+        keys[pix] = counted ? topk_key(loss) : kTopKLeftOut;
+        counted_here += counted ? 1 : 0;
+      }
+      slots[i * kSlots + kDigits] = counted_here;
+    });
+  });
+  int64_t M = 0;
+  for (int64_t i = 0; i < count; ++i) M += slots[i * kSlots + kDigits];
+  const int64_t K = topk_count(ts.top_fraction, M);
+
+  // τ = the K-th smallest key, digit by digit from the top; `rank` ends as the number of pixels
+  // with key τ that are selected.
+  uint64_t tau = 0, mask = 0;
+  int64_t rank = K;
+  if (K == 0) {
+    tau = 0;  // nothing below it; no tie taken
+  } else {
+    for (int shift = 56; shift >= 0; shift -= 8) {
+      for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
+        int64_t* h = slots + i * kSlots;
+        std::fill(h, h + kDigits, 0);
+        for (int64_t pix = begin; pix < end; ++pix)
+          if ((keys[pix] & mask) == tau) ++h[(keys[pix] >> shift) & 0xff];
+      });
+      int64_t below = 0, digit = 0;
+      for (; digit < kDigits; ++digit) {
+        int64_t in_digit = 0;
+        for (int64_t i = 0; i < count; ++i) in_digit += slots[i * kSlots + digit];
+        if (below + in_digit >= rank) break;
+        below += in_digit;
+      }
+      rank -= below;
+      tau |= static_cast<uint64_t>(digit) << shift;
+      mask |= uint64_t(0xff) << shift;
+    }
+  }
+
+  // Ties at τ per chunk, then the flags: below τ, or among the first `rank` ties.
+  const int64_t take_ties = K == 0 ? 0 : rank;
+  for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
+    int64_t ties = 0;
+    for (int64_t pix = begin; pix < end; ++pix) ties += keys[pix] == tau ? 1 : 0;
+    slots[i * kSlots + kDigits] = ties;
+  });
+  for (int64_t i = 0, before = 0; i < count; ++i) {  // exclusive prefix, in chunk order
+    const int64_t ties = slots[i * kSlots + kDigits];
+    slots[i * kSlots + kDigits] = before;
+    before += ties;
+  }
+  unsigned char* flags = b.selected;
+  for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
+    int64_t tie = slots[i * kSlots + kDigits];
+    for (int64_t pix = begin; pix < end; ++pix) {
+      const uint64_t k = keys[pix];
+      bool take = K > 0 && k < tau;
+      if (k == tau && K > 0) take = tie++ < take_ties;
+      flags[pix] = take ? 1 : 0;
+    }
+  });
+}
+
+}  // namespace culoss::cpu
