@@ -78,7 +78,10 @@ typedef enum {
   CULOSS_MARGINAL_CE = 10,
   CULOSS_LOVASZ_HINGE = 11,
   CULOSS_LOVASZ_SOFTMAX = 12,
-  CULOSS_SUM = 13
+  CULOSS_SUM = 13,
+  CULOSS_HAUSDORFF_DT = 15, /* distance-transform Hausdorff loss (Karimi & Salcudean) */
+  CULOSS_BOUNDARY = 16,     /* boundary loss on the target's signed distance (Kervadec) */
+  CULOSS_CLDICE = 17        /* soft clDice on soft skeletons (Shit et al.), 2-D and 3-D */
 } culoss_kind;
 
 /* Parameters of a loss descriptor. Values are frozen. The default of each is
@@ -89,14 +92,15 @@ typedef enum {
   CULOSS_PARAM_CLASS_AXIS = 2,          /* int, negative counts from the end [1] */
   CULOSS_PARAM_REDUCTION = 3,           /* int, culoss_reduction [MEAN] */
   CULOSS_PARAM_IGNORE_INDEX = 4,        /* int, label excluded everywhere [-100] */
-  CULOSS_PARAM_SMOOTH_NR = 5,           /* float >= 0, numerator smoothing [1e-5] */
-  CULOSS_PARAM_SMOOTH_DR = 6,           /* float >= 0, denominator smoothing [1e-5] */
+  CULOSS_PARAM_SMOOTH_NR = 5,           /* float >= 0, numerator smoothing [1e-5; CLDICE 1] */
+  CULOSS_PARAM_SMOOTH_DR = 6,           /* float >= 0, denominator smoothing [1e-5; CLDICE 1] */
   CULOSS_PARAM_SQUARED_DENOMINATOR = 7, /* int 0/1, sum p^2 and t^2 (V-Net) [0] */
   CULOSS_PARAM_BATCH = 8,               /* int 0/1, statistics summed over the batch [0] */
   CULOSS_PARAM_INCLUDE_BACKGROUND = 9,  /* int 0/1, 0 leaves class 0 out [1] */
   CULOSS_PARAM_CLASS_WEIGHTS = 10,      /* floats >= 0, one per class [all 1] */
   CULOSS_PARAM_ALPHA = 11,              /* float, Tversky FP weight [0.5; 0.3 focal Tversky],
-                                           focal alpha [0.25, < 0 disables], Combo [0.5] */
+                                           focal alpha [0.25, < 0 disables], Combo [0.5],
+                                           Hausdorff DT distance exponent [2] */
   CULOSS_PARAM_BETA = 12,               /* float, Tversky FN weight [0.5; 0.7 focal Tversky] */
   CULOSS_PARAM_GAMMA = 13,              /* float, focal [2]; focal Tversky [0.75] */
   CULOSS_PARAM_WEIGHT_TYPE = 14,        /* int, culoss_weight_type [SQUARE] */
@@ -108,7 +112,10 @@ typedef enum {
   CULOSS_PARAM_CLASSES = 20,            /* int, culoss_classes [PRESENT] */
   CULOSS_PARAM_SKIP_EMPTY = 21,         /* int 0/1, empty-target pairs leave the mean [0] */
   CULOSS_PARAM_AVERAGE = 22,            /* int, culoss_average [MACRO] */
-  CULOSS_PARAM_CHECK_TARGETS = 23       /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_CHECK_TARGETS = 23,      /* int 0/1, validate targets (CUDA: syncs) [1] */
+  CULOSS_PARAM_SPACING = 25,            /* floats > 0, pixel size per spatial axis, HAUSDORFF_DT
+                                           and BOUNDARY [all 1] */
+  CULOSS_PARAM_ITERATIONS = 26          /* int in [1, 50], CLDICE skeleton iterations [3] */
 } culoss_param;
 
 typedef enum {

@@ -10,7 +10,8 @@
 
 namespace culoss {
 
-struct RegionTerm {
+struct RegionTerm : NoMaps {
+  static constexpr bool kRegionParams = true;
   static constexpr int kCoefs = 2;  // a, b
   static constexpr bool kScaledCoefs = true;
   static constexpr bool kElementValue = false;

@@ -37,6 +37,8 @@ struct Params {
   int64_t skip_empty;
   int64_t average;
   int64_t check_targets;
+  std::vector<double> spacing;  // empty: all 1
+  int64_t iterations;
 };
 
 }  // namespace culoss

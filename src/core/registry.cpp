@@ -27,6 +27,7 @@ constexpr ParamRule choice(int count, double def, uint32_t values = 0) {
 constexpr ParamRule reals(double lo, double hi, double def, bool open = false) {
   return {lo, hi, open, 0, def};
 }
+constexpr ParamRule positive(double def) { return {0, kInf, false, 0, def, true}; }
 
 const char* const kActivations[] = {"NONE", "SIGMOID", "SOFTMAX"};
 const char* const kReductions[] = {"MEAN", "SUM", "NONE"};
@@ -102,6 +103,10 @@ const ParamRow kParams[] = {
                           {
                               {CULOSS_PARAM_CHECK_TARGETS, "CULOSS_PARAM_CHECK_TARGETS", T::Int,
                                flag(1), nullptr, CULOSS_INT(check_targets)},
+                          {{CULOSS_PARAM_SPACING, "CULOSS_PARAM_SPACING", T::Floats, positive(1),
+                            nullptr, CULOSS_FLOATS(spacing)},
+                           {{CULOSS_PARAM_ITERATIONS, "CULOSS_PARAM_ITERATIONS", T::Int,
+                             ints(1, 50, 3), nullptr, CULOSS_INT(iterations)},
                           };
 
 #undef CULOSS_INT
@@ -285,6 +290,40 @@ const KindInfo kKinds[] = {
      pbit(CULOSS_PARAM_CHECK_TARGETS),
      {},
      0},
+    {CULOSS_HAUSDORFF_DT,
+     "CULOSS_HAUSDORFF_DT",
+     F::Distance,
+     TF::BinaryIfSigmoid,
+     TK_HAUSDORFF_DT,
+     TK_HAUSDORFF_DT,
+     -1,
+     false,
+     kCommon | pbit(CULOSS_PARAM_INCLUDE_BACKGROUND) | pbit(CULOSS_PARAM_ALPHA) |
+         pbit(CULOSS_PARAM_SPACING),
+     {real(CULOSS_PARAM_ALPHA, 0, kInf, 2)},
+     1},
+    {CULOSS_BOUNDARY,
+     "CULOSS_BOUNDARY",
+     F::Distance,
+     TF::BinaryIfSigmoid,
+     TK_BOUNDARY,
+     TK_BOUNDARY,
+     -1,
+     false,
+     kCommon | pbit(CULOSS_PARAM_INCLUDE_BACKGROUND) | pbit(CULOSS_PARAM_SPACING),
+     {},
+     0},
+    {CULOSS_CLDICE,
+     "CULOSS_CLDICE",
+     F::Region,
+     TF::BinaryIfSigmoid,
+     TK_CLDICE,
+     TK_CLDICE,
+     -1,
+     false,
+     kRegion | pbit(CULOSS_PARAM_AVERAGE) | pbit(CULOSS_PARAM_ITERATIONS),
+     {real(CULOSS_PARAM_SMOOTH_NR, 0, kInf, 1), real(CULOSS_PARAM_SMOOTH_DR, 0, kInf, 1)},
+     2},
 };
 
 constexpr int kKindCount = sizeof(kKinds) / sizeof(kKinds[0]);
@@ -317,7 +356,7 @@ std::string expected_values(const ParamInfo& info, const ParamRule& r) {
   }
   os << "finite and ";
   if (r.upper == kInf)
-    os << ">= " << r.lower;
+    os << (r.lower_open ? "> " : ">= ") << r.lower;
   else if (r.lower == -kInf)
     os << "at most " << r.upper;
   else
@@ -330,7 +369,8 @@ std::string expected_values(const ParamInfo& info, const ParamRule& r) {
 bool ParamRule::accepts(ParamType type, double v) const {
   if (type != ParamType::Int && !std::isfinite(v)) return false;
   if (type == ParamType::Int && v != std::floor(v)) return false;  // NaN too
-  if (!(v >= lower && (upper_open ? v < upper : v <= upper))) return false;
+  if (!((lower_open ? v > lower : v >= lower) && (upper_open ? v < upper : v <= upper)))
+    return false;
   return values == 0 || (values & bit(static_cast<int>(v))) != 0;
 }
 
@@ -473,6 +513,9 @@ std::vector<int64_t> output_axes(culoss_kind kind, const Params& p, int64_t ndim
     case Family::Elementwise:  // per element (binary) or per pixel
       for (int64_t a = 0; a < ndim; ++a)
         if (binary || a != axis) axes.push_back(a);
+      return axes;
+    case Family::Distance:  // per element, classes included
+      for (int64_t a = 0; a < ndim; ++a) axes.push_back(a);
       return axes;
     case Family::Lovasz:  // per problem (image or batch), and per channel for binary problems
       if (p.per_image) axes.push_back(0);

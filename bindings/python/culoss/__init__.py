@@ -37,6 +37,9 @@ Combo = _KIND_CLASSES["Combo"]
 MarginalCrossEntropy = _KIND_CLASSES["MarginalCrossEntropy"]
 LovaszHinge = _KIND_CLASSES["LovaszHinge"]
 LovaszSoftmax = _KIND_CLASSES["LovaszSoftmax"]
+HausdorffDT = _KIND_CLASSES["HausdorffDT"]
+Boundary = _KIND_CLASSES["Boundary"]
+ClDice = _KIND_CLASSES["ClDice"]
 
 
 def library_path() -> str:
@@ -86,7 +89,7 @@ def __getattr__(name: str):
 __all__ = [
     "Loss", "Sum", "Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE",
     "CrossEntropy", "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax",
-    "from_spec", "library_path", "library_version", "last_error", "load_library",
+    "HausdorffDT", "Boundary", "ClDice", "from_spec", "library_path", "library_version", "last_error", "load_library",
     "set_num_threads", "get_num_threads",
     "CulossError", "InvalidArgumentError", "ShapeMismatchError", "UnsupportedDtypeError",
     "UnsupportedDeviceError", "InvalidTargetError", "OutOfMemoryError",

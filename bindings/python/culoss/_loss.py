@@ -767,6 +767,11 @@ _DOCS = {
                                  "annotation (class 0 = background)."),
     "LovaszHinge": (11, "Lovasz hinge (binary, on logits), one problem per channel."),
     "LovaszSoftmax": (12, "Lovasz-Softmax loss."),
+    "HausdorffDT": (15, "Hausdorff distance-transform loss: mean of (p - t)^2 (f_P^alpha + "
+                        "f_T^alpha), f the exact distance maps of the thresholded masks."),
+    "Boundary": (16, "Boundary loss: mean of p * phi, phi the target's signed distance map."),
+    "ClDice": (17, "Soft clDice: 1 - harmonic mean of the topology precision and sensitivity "
+                   "of soft skeletons (2-D and 3-D)."),
 }
 _KIND_NAMES = {kind: name for name, (kind, _) in _DOCS.items()}
 _KIND_NAMES[SUM] = "Sum"

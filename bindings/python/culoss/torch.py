@@ -46,7 +46,8 @@ from ._loss import Loss
 __all__ = [
     "compute", "LossModule", "DiceLoss", "JaccardLoss", "TverskyLoss", "FocalTverskyLoss",
     "GeneralizedDiceLoss", "BCELoss", "CrossEntropyLoss", "FocalLoss", "ComboLoss",
-    "MarginalCrossEntropyLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss", "HAVE_CUSTOM_OP",
+    "MarginalCrossEntropyLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss", "HausdorffDTLoss",
+    "BoundaryLoss", "ClDiceLoss", "HAVE_CUSTOM_OP",
 ]
 
 _cache: Dict[str, Loss] = {}
@@ -359,3 +360,6 @@ ComboLoss = _module_class("ComboLoss", "Combo")
 MarginalCrossEntropyLoss = _module_class("MarginalCrossEntropyLoss", "MarginalCrossEntropy")
 LovaszHingeLoss = _module_class("LovaszHingeLoss", "LovaszHinge")
 LovaszSoftmaxLoss = _module_class("LovaszSoftmaxLoss", "LovaszSoftmax")
+HausdorffDTLoss = _module_class("HausdorffDTLoss", "HausdorffDT")
+BoundaryLoss = _module_class("BoundaryLoss", "Boundary")
+ClDiceLoss = _module_class("ClDiceLoss", "ClDice")

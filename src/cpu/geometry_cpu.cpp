@@ -1,0 +1,58 @@
+// CPU executor of the geometry steps (kernels/geometry/geometry.cuh: seeds, exact distance
+// transforms, soft skeletons and their backward). The algorithms are the shared ones; here each
+// data-parallel op runs in fixed chunks on the thread pool, every element (or line) written by
+// exactly one task, so any thread count gives the same bits.
+#include "cpu/geometry_cpu.hpp"
+
+#include "core/dispatch.hpp"
+#include "cpu/thread_pool.hpp"
+#include "kernels/geometry/geometry.cuh"
+
+namespace culoss::cpu {
+
+namespace {
+
+struct CpuExec {
+  template <class Op>
+  void run(int64_t count, const Op& op, int64_t grain) const {
+    for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) op(i);
+    });
+  }
+};
+
+ElementArgs args(const Call& call) {
+  return ElementArgs{call.layout, call.target_view(), call.pixel_weight_data()};
+}
+
+}  // namespace
+
+void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo) {
+  if (prog.map_width == 0) return;
+  CpuExec ex;
+  const Layout& L = call.layout;
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    ex.run(L.N * L.P,
+           SeedOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data), geo.maps},
+           chunk_pixels(L.C));
+  });
+  geometry_transform(ex, prog, geo);
+}
+
+void geometry_backward(const Call& call, const Program& prog, const double* coefs,
+                       const GeometryBuffers& geo) {
+  if (!prog.any_map_grad || !call.grad.present) return;
+  CpuExec ex;
+  const Layout& L = call.layout;
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    ex.run(L.N * L.P,
+           UpstreamOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data),
+                                 geo.maps, coefs},
+           chunk_pixels(L.C));
+  });
+  geometry_backward(ex, prog, geo);
+}
+
+}  // namespace culoss::cpu
