@@ -97,9 +97,6 @@ struct DistanceLineOp {
   }
 };
 
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
 // The unit's value of the two distances (squared on input), into the mask's map. Each mask has
 // a d_B of 0 outside it and a d̄_B of 0 inside it.
 struct DistanceValueOp {

@@ -10,6 +10,7 @@
 #include "core/dispatch.hpp"
 #include "cuda/backend.hpp"
 #include "cuda/cuda_util.hpp"
+#include "cuda/geometry_cuda.hpp"
 #include "kernels/fused/fused_kernels.cuh"
 
 namespace culoss {
@@ -116,6 +117,9 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
   const T* x = static_cast<const T*>(call.input.data);
   const int64_t S = prog.stat_width, row = L.C * S, pixels = L.N * L.P;
 
+  // Maps of distance / skeleton terms (geometry_cuda.cu)
+  geometry_forward(call, prog, b.geo, stream);
+
   // Step 2: statistics
   if (prog.has_stats && pixels > 0) {
     const int64_t bpi = part.blocks_per_image;
@@ -148,6 +152,7 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
       prog, finalize_buffers(b, call, out, out_dtype), L.N, L.C, call.grad_scale);
   check(cudaGetLastError(), "finalize_kernel launch");
   if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
+  geometry_backward(call, prog, b.coefs, b.geo, stream);
 
   // Step 4: the fused element pass
   if (plan.element_pass && pixels > 0) {
@@ -190,7 +195,7 @@ void compute(const Call& call, const Plan& plan) {
   const Partials part = carve_partials(carver, call, plan);
   if (call.check_targets) check_targets_on_device(call, part.check, stream);  // before any write
   upload_weights(plan, b.weights, stream);
-  const Program prog = bind_program(plan, b.weights, call);
+  const Program prog = bind_program(plan, b.weights, call, b.geo.maps);
   dispatch_float(call.input.dtype,
                  [&](auto t) { run<decltype(t)>(call, plan, prog, b, part, stream); });
 }

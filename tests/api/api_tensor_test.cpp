@@ -1254,6 +1254,12 @@ const char* kind_name(culoss_kind k) {
       return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM:
       return "CULOSS_SUM";
+    case CULOSS_HAUSDORFF_DT:
+      return "CULOSS_HAUSDORFF_DT";
+    case CULOSS_BOUNDARY:
+      return "CULOSS_BOUNDARY";
+    case CULOSS_CLDICE:
+      return "CULOSS_CLDICE";
   }
   return "?";
 }
