@@ -265,7 +265,8 @@ CULOSS_API int culoss_param_applies(culoss_kind kind, culoss_param param);
 CULOSS_API culoss_status culoss_param_get_type(culoss_param param, culoss_param_type* type);
 /*
  * The values `kind` accepts for `param`: lower <= value <= upper, or value < upper when
- * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded. Float values must also be
+ * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded (a strictly positive
+ * parameter, CULOSS_PARAM_SPACING, reports the smallest positive double). Float values must also be
  * finite; CULOSS_TYPE_FLOATS bounds each element. An enum parameter may accept only some of
  * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY):
  * culoss_param_accepts tells. Any output pointer may be NULL. INVALID_ARGUMENT when the kind or

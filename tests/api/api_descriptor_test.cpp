@@ -38,6 +38,9 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_LOVASZ_HINGE: return "CULOSS_LOVASZ_HINGE";
     case CULOSS_LOVASZ_SOFTMAX: return "CULOSS_LOVASZ_SOFTMAX";
     case CULOSS_SUM: return "CULOSS_SUM";
+    case CULOSS_HAUSDORFF_DT: return "CULOSS_HAUSDORFF_DT";
+    case CULOSS_BOUNDARY: return "CULOSS_BOUNDARY";
+    case CULOSS_CLDICE: return "CULOSS_CLDICE";
   }
   return "?";
 }
@@ -67,6 +70,8 @@ const char* param_name(culoss_param p) {
     case CULOSS_PARAM_SKIP_EMPTY: return "CULOSS_PARAM_SKIP_EMPTY";
     case CULOSS_PARAM_AVERAGE: return "CULOSS_PARAM_AVERAGE";
     case CULOSS_PARAM_CHECK_TARGETS: return "CULOSS_PARAM_CHECK_TARGETS";
+    case CULOSS_PARAM_SPACING: return "CULOSS_PARAM_SPACING";
+    case CULOSS_PARAM_ITERATIONS: return "CULOSS_PARAM_ITERATIONS";
   }
   return "?";
 }

@@ -12,7 +12,8 @@ from culoss import _loss
 from cases import make_inputs
 
 KINDS = ["Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE", "CrossEntropy",
-         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax"]
+         "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax", "HausdorffDT",
+         "Boundary", "ClDice"]
 
 
 def test_one_class_per_kind():
@@ -35,6 +36,7 @@ VALUES = {
     "class_balance": ("batch_frequency", "batch_frequency"), "label_smoothing": (0.1, 0.1),
     "ce_ratio": (0.3, 0.3), "per_image": (1, True), "classes": ("all", "all"),
     "skip_empty": (True, True), "average": ("micro", "micro"), "check_targets": (False, False),
+    "iterations": (7, 7),
 }
 
 
@@ -42,7 +44,7 @@ VALUES = {
 def test_every_keyword_reaches_its_c_parameter(kind, capi):
     cls = getattr(culoss, kind)
     for name in _loss.KIND_PARAMS[cls.kind]:
-        if name in ("class_weights", "pos_weight"):
+        if name in ("class_weights", "pos_weight", "spacing"):
             continue
         value, expected = VALUES[name]
         if kind == "Combo" and name == "reduction":

@@ -77,6 +77,8 @@ class _Registry:
         """The accepted values as words: ">= 0", "at most 1", "in [0, 1)"."""
         lower, upper, is_open = self.bounds(kind, pid)
         if upper == math.inf:
+            if 0.0 < lower < 1e-300:  # the library's way of saying "> 0"
+                return "> 0"
             return ">= %g" % lower
         if lower == -math.inf:
             return "at most %g" % upper
