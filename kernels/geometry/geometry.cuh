@@ -1,7 +1,10 @@
 // The geometry steps of a program with map terms (kernels/common/terms.cuh, GeometryOp), written
 // once for both backends as sequences of data-parallel operations over an executor:
 //   ex.run(count, op, grain) calls op(i) for every i in [0, count) (the CPU: chunks of `grain` on
-//   the thread pool; CUDA: one thread per i) and returns when all are done (in stream order).
+//   the thread pool; CUDA: one thread per i) and returns when all are done (in stream order);
+//   ex.run_grid(g, images, op) calls op(i, h) for every pixel i of `images` grids, h its
+//   neighbourhood (skeleton.cuh; the CPU walks rows and updates h along each, CUDA computes it
+//   per thread).
 // Every op writes only its own element (or line), so results do not depend on the thread count.
 //
 //   1. seed       — per pixel: each map term writes its seeds (SeedOp; before step 2).
@@ -116,39 +119,28 @@ struct DistanceValueOp {
   }
 };
 
+// Grid ops: op(i, h) at element i with its neighbourhood h (ex.run_grid computes h: per
+// element on CUDA, incrementally along rows on the CPU).
 struct ErodeOp {
-  Grid g;
   const double* x;
   double* y;
   int64_t* sel;  // NULL: not kept
-  CULOSS_HD void operator()(int64_t i) const {
-    const int64_t base = i / g.P * g.P;
+  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
     int64_t s;
-    y[i] = erode_at(x + base, g, i - base, &s);
-    if (sel) sel[i] = base + s;
+    y[i] = erode_at(x, h, i, &s);
+    if (sel) sel[i] = s;
   }
 };
 
-struct DilateOp {
-  Grid g;
-  const double* x;
-  double* y;
-  int64_t* sel;
-  CULOSS_HD void operator()(int64_t i) const {
-    const int64_t base = i / g.P * g.P;
-    int64_t s;
-    y[i] = dilate_at(x + base, g, i - base, &s);
-    if (sel) sel[i] = base + s;
-  }
-};
-
-// s = relu(x − open(x)) at level 0, s + relu(δ − s·δ) with δ = relu(x − open(x)) after.
+// open(x) = dilate(E) at i (E = erode(x)), then s = relu(x − open(x)) at level 0 and
+// s + relu(δ − s·δ) with δ = relu(x − open(x)) after: one pass.
 struct SkeletonAccumulateOp {
-  const double *x, *opened;
+  const double *x, *E;
   double* s;
   bool first;
-  CULOSS_HD void operator()(int64_t i) const {
-    const double z = x[i] - opened[i];
+  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+    int64_t at;
+    const double z = x[i] - dilate_at(E, h, i, &at);
     const double delta = z > 0.0 ? z : 0.0;
     if (first) {
       s[i] = delta;
@@ -159,16 +151,16 @@ struct SkeletonAccumulateOp {
   }
 };
 
-// Backward of level j at one element (relu' = 0 at 0, as the frameworks take it):
-//   g_s (dℓ/ds_j in, dℓ/ds_{j−1} out), g_x += dℓ/dx_j through δ_j, and dℓ/d open(x_j) into
-//   `opened` (which held open(x_j)).
+// Backward of level j at one element (relu' = 0 at 0, as the frameworks take it): open(x_j) =
+// dilate(E) at i (its selection kept), then g_s (dℓ/ds_j in, dℓ/ds_{j−1} out), g_x += dℓ/dx_j
+// through δ_j, and t = dℓ/d open(x_j) = −(that part), for the opening's backward.
 struct SkeletonBackOp {
-  const double* x;
-  double* opened;
+  const double *x, *E;
+  int64_t* sel;
   const double* s_prev;  // NULL at level 0 (s_0 = δ_0)
-  double *g_s, *g_x;
-  CULOSS_HD void operator()(int64_t i) const {
-    const double z = x[i] - opened[i];
+  double *g_s, *g_x, *t;
+  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+    const double z = x[i] - dilate_at(E, h, i, &sel[i]);
     const double delta = z > 0.0 ? z : 0.0;
     double g_delta = g_s[i];
     if (s_prev) {
@@ -179,31 +171,27 @@ struct SkeletonBackOp {
     }
     const double g_z = z > 0.0 ? g_delta : 0.0;
     g_x[i] += g_z;
-    opened[i] = -g_z;
+    t[i] = -g_z;
   }
 };
 
 struct ErodeBackOp {
-  Grid g;
   const double* g_out;
   const int64_t* sel;
   double* g_in;
   bool accumulate;
-  CULOSS_HD void operator()(int64_t i) const {
-    const int64_t base = i / g.P * g.P;
-    const double v = erode_back_at(g_out, sel, g, i - base, base);
+  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+    const double v = erode_back_at(g_out, sel, h, i);
     g_in[i] = accumulate ? g_in[i] + v : v;
   }
 };
 
 struct DilateBackOp {
-  Grid g;
   const double* g_out;
   const int64_t* sel;
   double* g_in;
-  CULOSS_HD void operator()(int64_t i) const {
-    const int64_t base = i / g.P * g.P;
-    g_in[i] = dilate_back_at(g_out, sel, g, i - base, base);
+  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+    g_in[i] = dilate_back_at(g_out, sel, h, i);
   }
 };
 
@@ -225,23 +213,20 @@ struct CopyOp {
 constexpr int64_t kGeometryGrain = int64_t(1) << 14;
 
 // Runs the skeleton recursion from `x0` up to level L: s_L into `s`; returns x_L (x0 itself for
-// L = 0, else one of the two x planes). The last erosion's selections go to `sel_last` when set.
+// L = 0, else one of the two x planes).
 template <class Exec>
 const double* skeleton_forward(Exec& ex, const GeometryBuffers& b, const Grid& g,
-                               const double* x0, int L, double* s, int64_t* sel_last,
-                               int64_t* sel_e = nullptr, int64_t* sel_d = nullptr) {
-  const int64_t count = b.images * b.P;
-  double *xa = b.plane[0], *xb = b.plane[1], *E = b.plane[2], *O = b.plane[3];
+                               const double* x0, int L, double* s) {
+  double *xa = b.plane[0], *xb = b.plane[1], *E = b.plane[2];
   const double* x = x0;
   for (int level = 0; level <= L; ++level) {
     if (level > 0) {
       double* next = x == xa ? xb : xa;
-      ex.run(count, ErodeOp{g, x, next, level == L ? sel_last : nullptr}, kGeometryGrain);
+      ex.run_grid(g, b.images, ErodeOp{x, next, nullptr});
       x = next;
     }
-    ex.run(count, ErodeOp{g, x, E, level == L ? sel_e : nullptr}, kGeometryGrain);
-    ex.run(count, DilateOp{g, E, O, level == L ? sel_d : nullptr}, kGeometryGrain);
-    ex.run(count, SkeletonAccumulateOp{x, O, s, level == 0}, kGeometryGrain);
+    ex.run_grid(g, b.images, ErodeOp{x, E, nullptr});
+    ex.run_grid(g, b.images, SkeletonAccumulateOp{x, E, s, level == 0});
   }
   return x;
 }
@@ -277,10 +262,8 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
         ex.run(count, DistanceValueOp{ts, m, in_a, out_a, mask}, kGeometryGrain);
       }
     } else if (op == GEO_SKELETON) {
-      skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane,
-                       nullptr);
-      skeleton_forward(ex, b, g, maps + kSkelP * plane, ts.iterations, maps + kSkelSP * plane,
-                       nullptr);
+      skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane);
+      skeleton_forward(ex, b, g, maps + kSkelP * plane, ts.iterations, maps + kSkelSP * plane);
     }
   }
 }
@@ -307,24 +290,19 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     ex.run(count, FillOp{g_x, 0.0}, kGeometryGrain);  // nothing flows into x_J from later levels
     for (int j = ts.iterations; j >= 0; --j) {
       // Recompute x_j (and s_{j−1}), the selections of its erosion and of its opening.
-      const double* x;
-      if (j == 0) {
-        x = p;
-        ex.run(count, ErodeOp{g, x, E, sel_e}, kGeometryGrain);
-        ex.run(count, DilateOp{g, E, O, sel_d}, kGeometryGrain);
-      } else {
-        const double* prev = skeleton_forward(ex, b, g, p, j - 1, s, nullptr);
-        double* xj = prev == b.plane[0] ? b.plane[1] : b.plane[0];
-        ex.run(count, ErodeOp{g, prev, xj, sel_x}, kGeometryGrain);
-        x = xj;
-        ex.run(count, ErodeOp{g, x, E, sel_e}, kGeometryGrain);
-        ex.run(count, DilateOp{g, E, O, sel_d}, kGeometryGrain);
-      }
-      ex.run(count, SkeletonBackOp{x, O, j > 0 ? s : nullptr, g_s, g_x}, kGeometryGrain);
-      ex.run(count, DilateBackOp{g, O, sel_d, E}, kGeometryGrain);
-      ex.run(count, ErodeBackOp{g, E, sel_e, g_x, true}, kGeometryGrain);
+      const double* x = p;
       if (j > 0) {
-        ex.run(count, ErodeBackOp{g, g_x, sel_x, g_next, false}, kGeometryGrain);
+        const double* prev = skeleton_forward(ex, b, g, p, j - 1, s);
+        double* xj = prev == b.plane[0] ? b.plane[1] : b.plane[0];
+        ex.run_grid(g, b.images, ErodeOp{prev, xj, sel_x});
+        x = xj;
+      }
+      ex.run_grid(g, b.images, ErodeOp{x, E, sel_e});
+      ex.run_grid(g, b.images, SkeletonBackOp{x, E, sel_d, j > 0 ? s : nullptr, g_s, g_x, O});
+      ex.run_grid(g, b.images, DilateBackOp{O, sel_d, E});
+      ex.run_grid(g, b.images, ErodeBackOp{E, sel_e, g_x, true});
+      if (j > 0) {
+        ex.run_grid(g, b.images, ErodeBackOp{g_x, sel_x, g_next, false});
         double* tmp = g_x;
         g_x = g_next;
         g_next = tmp;

@@ -30,52 +30,58 @@ enum SkeletonMap : int {
   kSkelMaps = 5,
 };
 
-// The axis coordinates of pixel q.
-CULOSS_HD void grid_coords(const Grid& g, int64_t q, int64_t* c) {
-  for (int a = 0; a < g.k; ++a) c[a] = (q / g.stride[a]) % g.extent[a];
+// The in-range offsets of a pixel along each axis: [lo, hi] ⊂ [−1, 1] (axes beyond k: [0, 0]
+// with stride 0). Pixels are addressed by their element index i in planes of whole grids; the
+// neighbours of an in-range offset are in the same grid.
+struct Neighbourhood {
+  int k;
+  int lo[kMaxSpatialAxes], hi[kMaxSpatialAxes];
+  int64_t stride[kMaxSpatialAxes];
+};
+
+// The neighbourhood of pixel q of a grid (q = i − the grid's first element).
+CULOSS_HD Neighbourhood neighbourhood(const Grid& g, int64_t q) {
+  Neighbourhood h;
+  h.k = g.k;
+  for (int a = 0; a < kMaxSpatialAxes; ++a) {
+    if (a < g.k) {
+      const int64_t c = (q / g.stride[a]) % g.extent[a];
+      h.lo[a] = c > 0 ? -1 : 0;
+      h.hi[a] = c + 1 < g.extent[a] ? 1 : 0;
+      h.stride[a] = g.stride[a];
+    } else {
+      h.lo[a] = h.hi[a] = 0;
+      h.stride[a] = 0;
+    }
+  }
+  return h;
 }
 
-// Calls f(j) for the cross of q (q and its in-range axis neighbours) in increasing index order.
+// Calls f(j) for the cross of i (i and its in-range axis neighbours) in increasing index order.
 template <class F>
-CULOSS_HD void for_cross(const Grid& g, int64_t q, F&& f) {
-  int64_t c[kMaxSpatialAxes];
-  grid_coords(g, q, c);
-  for (int a = 0; a < g.k; ++a)
-    if (c[a] > 0) f(q - g.stride[a]);
-  f(q);
-  for (int a = g.k - 1; a >= 0; --a)
-    if (c[a] + 1 < g.extent[a]) f(q + g.stride[a]);
+CULOSS_HD void for_cross(const Neighbourhood& h, int64_t i, F&& f) {
+  for (int a = 0; a < h.k; ++a)
+    if (h.lo[a] < 0) f(i - h.stride[a]);
+  f(i);
+  for (int a = h.k - 1; a >= 0; --a)
+    if (h.hi[a] > 0) f(i + h.stride[a]);
 }
 
-// Calls f(j) for the in-range pixels of the 3^k window around q in increasing index order (the
+// Calls f(j) for the in-range pixels of the 3^k window around i in increasing index order (the
 // offsets in row-major order of (d_0, ..., d_{k-1}) ∈ {−1, 0, 1}^k).
 template <class F>
-CULOSS_HD void for_window(const Grid& g, int64_t q, F&& f) {
-  int64_t c[kMaxSpatialAxes];
-  grid_coords(g, q, c);
-  int count = 1;
-  for (int a = 0; a < g.k; ++a) count *= 3;
-  for (int m = 0; m < count; ++m) {
-    int rest = m, scale = count;
-    int64_t j = q;
-    bool inside = true;
-    for (int a = 0; a < g.k; ++a) {
-      scale /= 3;
-      const int d = rest / scale - 1;
-      rest %= scale;
-      const int64_t ca = c[a] + d;
-      inside = inside && ca >= 0 && ca < g.extent[a];
-      j += d * g.stride[a];
-    }
-    if (inside) f(j);
-  }
+CULOSS_HD void for_window(const Neighbourhood& h, int64_t i, F&& f) {
+  for (int d0 = h.lo[0]; d0 <= h.hi[0]; ++d0)
+    for (int d1 = h.lo[1]; d1 <= h.hi[1]; ++d1)
+      for (int d2 = h.lo[2]; d2 <= h.hi[2]; ++d2)
+        f(i + d0 * h.stride[0] + d1 * h.stride[1] + d2 * h.stride[2]);
 }
 
-// erode(x) at q; *sel = the selected pixel.
-CULOSS_HD double erode_at(const double* x, const Grid& g, int64_t q, int64_t* sel) {
-  double best = x[q];
+// erode(x) at i; *sel = the selected element.
+CULOSS_HD double erode_at(const double* x, const Neighbourhood& h, int64_t i, int64_t* sel) {
+  double best = x[i];
   int64_t at = -1;
-  for_cross(g, q, [&](int64_t j) {
+  for_cross(h, i, [&](int64_t j) {
     if (at < 0 || x[j] < best) {
       best = x[j];
       at = j;
@@ -85,11 +91,11 @@ CULOSS_HD double erode_at(const double* x, const Grid& g, int64_t q, int64_t* se
   return best;
 }
 
-// dilate(x) at q; *sel = the selected pixel.
-CULOSS_HD double dilate_at(const double* x, const Grid& g, int64_t q, int64_t* sel) {
-  double best = x[q];
+// dilate(x) at i; *sel = the selected element.
+CULOSS_HD double dilate_at(const double* x, const Neighbourhood& h, int64_t i, int64_t* sel) {
+  double best = x[i];
   int64_t at = -1;
-  for_window(g, q, [&](int64_t j) {
+  for_window(h, i, [&](int64_t j) {
     if (at < 0 || x[j] > best) {
       best = x[j];
       at = j;
@@ -99,23 +105,22 @@ CULOSS_HD double dilate_at(const double* x, const Grid& g, int64_t q, int64_t* s
   return best;
 }
 
-// Backward of erode at input a of the grid starting at element `base` (selections and gradients
-// are indexed over all grids): Σ of g_out over the cross pixels that selected a.
-CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const Grid& g, int64_t a,
-                               int64_t base) {
+// Backward of erode at input i: Σ of g_out over the cross pixels that selected i.
+CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const Neighbourhood& h,
+                               int64_t i) {
   double s = 0.0;
-  for_cross(g, a, [&](int64_t j) {
-    if (sel[base + j] == base + a) s += g_out[base + j];
+  for_cross(h, i, [&](int64_t j) {
+    if (sel[j] == i) s += g_out[j];
   });
   return s;
 }
 
-// Backward of dilate at input a: Σ of g_out over the window pixels that selected a.
-CULOSS_HD double dilate_back_at(const double* g_out, const int64_t* sel, const Grid& g, int64_t a,
-                                int64_t base) {
+// Backward of dilate at input i: Σ of g_out over the window pixels that selected i.
+CULOSS_HD double dilate_back_at(const double* g_out, const int64_t* sel, const Neighbourhood& h,
+                                int64_t i) {
   double s = 0.0;
-  for_window(g, a, [&](int64_t j) {
-    if (sel[base + j] == base + a) s += g_out[base + j];
+  for_window(h, i, [&](int64_t j) {
+    if (sel[j] == i) s += g_out[j];
   });
   return s;
 }

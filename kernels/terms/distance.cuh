@@ -48,7 +48,9 @@ struct HausdorffDtTerm : DistanceTerm<HausdorffDtTerm> {
     out[1] = px.m > R(0) && px.t > R(0.5) ? R(1) : R(0);
   }
   CULOSS_HD static double distance_value(const TermSpec& ts, int, double d_in, double d_out) {
-    return pow_r(d_in + d_out, ts.alpha);
+    const double f = d_in + d_out;
+    if (ts.alpha == 2.0) return f * f;  // the default, without a pow per pixel
+    return ts.alpha == 1.0 ? f : pow_r(f, ts.alpha);
   }
 
   template <class R>

@@ -19,6 +19,24 @@ struct CpuExec {
       for (int64_t i = b; i < e; ++i) op(i);
     });
   }
+  // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
+  // only its last-axis bounds change along the row.
+  template <class Op>
+  void run_grid(const Grid& g, int64_t images, const Op& op) const {
+    const int last = g.k - 1;
+    const int64_t n = g.extent[last], rows = images * (g.P / n);
+    for_each_chunk(Partition(rows, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t start = r * n;
+        Neighbourhood h = neighbourhood(g, start % g.P);
+        for (int64_t c = 0; c < n; ++c) {
+          h.lo[last] = c > 0 ? -1 : 0;
+          h.hi[last] = c + 1 < n ? 1 : 0;
+          op(start + c, h);
+        }
+      }
+    });
+  }
 };
 
 ElementArgs args(const Call& call) {

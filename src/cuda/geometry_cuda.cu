@@ -22,6 +22,13 @@ __global__ void geometry_kernel(int64_t count, Op op) {
     op(i);
 }
 
+template <class Op>
+__global__ void geometry_grid_kernel(Grid g, int64_t count, Op op) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    op(i, neighbourhood(g, i % g.P));
+}
+
 struct CudaExec {
   cudaStream_t stream;
   template <class Op>
@@ -30,6 +37,14 @@ struct CudaExec {
     geometry_kernel<Op><<<static_cast<unsigned>(grid_for(count, kGeometryThreads)),
                           kGeometryThreads, 0, stream>>>(count, op);
     check(cudaGetLastError(), "geometry_kernel launch");
+  }
+  template <class Op>
+  void run_grid(const Grid& g, int64_t images, const Op& op) const {
+    const int64_t count = images * g.P;
+    if (count <= 0) return;
+    geometry_grid_kernel<Op><<<static_cast<unsigned>(grid_for(count, kGeometryThreads)),
+                               kGeometryThreads, 0, stream>>>(g, count, op);
+    check(cudaGetLastError(), "geometry_grid_kernel launch");
   }
 };
 
