@@ -32,8 +32,8 @@ namespace culoss {
 
 // Scratch planes of the transforms (N·C·P elements each), carved by the plan.
 constexpr int kDistancePlanes = 4;  // the two transforms, ping-pong each
-constexpr int kSkeletonPlanes = 8;  // x (two), erode, dilate, s, and three gradients
-constexpr int kSkeletonSelections = 3;
+constexpr int kSkeletonPlanes = 6;  // x (two), s, two gradients of x, one of the opening
+constexpr int kSkeletonSelections = 2;  // of an erosion and of an opening
 
 struct GeometryBuffers {
   double* maps;  // Program::map_width planes
@@ -126,9 +126,11 @@ struct ErodeOp {
   double* y;
   int64_t* sel;  // NULL: not kept
   CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
-    int64_t s;
-    y[i] = erode_at(x, h, i, &s);
-    if (sel) sel[i] = s;
+    if (!sel) {
+      y[i] = erode_value(x, h, i);
+      return;
+    }
+    y[i] = erode_at(x, h, i, &sel[i]);
   }
 };
 
@@ -139,8 +141,7 @@ struct SkeletonAccumulateOp {
   double* s;
   bool first;
   CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
-    int64_t at;
-    const double z = x[i] - dilate_at(E, h, i, &at);
+    const double z = x[i] - dilate_value(E, h, i);
     const double delta = z > 0.0 ? z : 0.0;
     if (first) {
       s[i] = delta;
@@ -152,8 +153,8 @@ struct SkeletonAccumulateOp {
 };
 
 // Backward of level j at one element (relu' = 0 at 0, as the frameworks take it): open(x_j) =
-// dilate(E) at i (its selection kept), then g_s (dℓ/ds_j in, dℓ/ds_{j−1} out), g_x += dℓ/dx_j
-// through δ_j, and t = dℓ/d open(x_j) = −(that part), for the opening's backward.
+// dilate(E) at i, E = x_{j+1} (its selection kept), then g_s (dℓ/ds_j in, dℓ/ds_{j−1} out),
+// g_x = dℓ/dx_j through δ_j, and t = dℓ/d open(x_j) = −(that part), for the opening's backward.
 struct SkeletonBackOp {
   const double *x, *E;
   int64_t* sel;
@@ -170,7 +171,7 @@ struct SkeletonBackOp {
       g_s[i] -= g_u * delta;
     }
     const double g_z = z > 0.0 ? g_delta : 0.0;
-    g_x[i] += g_z;
+    g_x[i] = g_z;  // the first part of dℓ/dx_j
     t[i] = -g_z;
   }
 };
@@ -190,8 +191,10 @@ struct DilateBackOp {
   const double* g_out;
   const int64_t* sel;
   double* g_in;
+  bool accumulate;
   CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
-    g_in[i] = dilate_back_at(g_out, sel, h, i);
+    const double v = dilate_back_at(g_out, sel, h, i);
+    g_in[i] = accumulate ? g_in[i] + v : v;
   }
 };
 
@@ -212,23 +215,24 @@ struct CopyOp {
 // Grains of the CPU executor: elements are cheap, a line costs its length.
 constexpr int64_t kGeometryGrain = int64_t(1) << 14;
 
-// Runs the skeleton recursion from `x0` up to level L: s_L into `s`; returns x_L (x0 itself for
-// L = 0, else one of the two x planes).
+// Runs the skeleton recursion from `x0` up to level L: s_L into `s`. The opening of level j is
+// dilate(x_{j+1}) (x_{j+1} = erode(x_j) is its erosion), so each level is one erosion and one
+// dilation. Returns x_{L+1}; *x_L receives x_L. The x's alternate between two scratch planes.
 template <class Exec>
 const double* skeleton_forward(Exec& ex, const GeometryBuffers& b, const Grid& g,
-                               const double* x0, int L, double* s) {
-  double *xa = b.plane[0], *xb = b.plane[1], *E = b.plane[2];
+                               const double* x0, int L, double* s, const double** x_L = nullptr) {
+  double *xa = b.plane[0], *xb = b.plane[1];
   const double* x = x0;
+  const double* next = x0;
   for (int level = 0; level <= L; ++level) {
-    if (level > 0) {
-      double* next = x == xa ? xb : xa;
-      ex.run_grid(g, b.images, ErodeOp{x, next, nullptr});
-      x = next;
-    }
-    ex.run_grid(g, b.images, ErodeOp{x, E, nullptr});
-    ex.run_grid(g, b.images, SkeletonAccumulateOp{x, E, s, level == 0});
+    double* out = x == xa ? xb : xa;
+    ex.run_grid(g, b.images, ErodeOp{x, out, nullptr});
+    next = out;
+    ex.run_grid(g, b.images, SkeletonAccumulateOp{x, next, s, level == 0});
+    if (level < L) x = next;
   }
-  return x;
+  if (x_L) *x_L = x;
+  return next;
 }
 
 // Step 2 of the geometry (after the seed pass), every map term in program order.
@@ -269,6 +273,10 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
 }
 
 // Step 3 of the geometry (after the upstream pass): dℓ/dS_p → dℓ/dp in the upstream map.
+// Level j (from J down to 0) needs x_j, x_{j+1} = erode(x_j) with its selections and s_{j−1}:
+// all recomputed from p (the forward up to level j − 1, then one erosion). Its backward step
+// gives dℓ/dx_j directly (through δ_j) and, through the opening dilate(x_{j+1}), a part of
+// dℓ/dx_{j+1}, which is then complete and flows to x_j through the erosion.
 template <class Exec>
 void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) {
   const Grid& g = prog.grid;
@@ -284,31 +292,23 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     double* maps = b.maps + static_cast<int64_t>(ts.map_offset) * plane;
     const double* p = maps + kSkelP * plane;
     double* g_s = maps + kSkelGrad * plane;  // dℓ/ds_j, level by level
-    double *s = b.plane[4], *g_x = b.plane[5], *g_next = b.plane[6];
-    double *E = b.plane[2], *O = b.plane[3];
-    int64_t *sel_x = b.sel[0], *sel_e = b.sel[1], *sel_d = b.sel[2];
-    ex.run(count, FillOp{g_x, 0.0}, kGeometryGrain);  // nothing flows into x_J from later levels
+    double *s = b.plane[2], *g_here = b.plane[3], *g_next = b.plane[4], *t_open = b.plane[5];
+    int64_t *sel_x = b.sel[0], *sel_d = b.sel[1];
+    ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
     for (int j = ts.iterations; j >= 0; --j) {
-      // Recompute x_j (and s_{j−1}), the selections of its erosion and of its opening.
       const double* x = p;
-      if (j > 0) {
-        const double* prev = skeleton_forward(ex, b, g, p, j - 1, s);
-        double* xj = prev == b.plane[0] ? b.plane[1] : b.plane[0];
-        ex.run_grid(g, b.images, ErodeOp{prev, xj, sel_x});
-        x = xj;
-      }
-      ex.run_grid(g, b.images, ErodeOp{x, E, sel_e});
-      ex.run_grid(g, b.images, SkeletonBackOp{x, E, sel_d, j > 0 ? s : nullptr, g_s, g_x, O});
-      ex.run_grid(g, b.images, DilateBackOp{O, sel_d, E});
-      ex.run_grid(g, b.images, ErodeBackOp{E, sel_e, g_x, true});
-      if (j > 0) {
-        ex.run_grid(g, b.images, ErodeBackOp{g_x, sel_x, g_next, false});
-        double* tmp = g_x;
-        g_x = g_next;
-        g_next = tmp;
-      }
+      if (j > 0) x = skeleton_forward(ex, b, g, p, j - 1, s);
+      double* x_next = x == b.plane[0] ? b.plane[1] : b.plane[0];
+      ex.run_grid(g, b.images, ErodeOp{x, x_next, sel_x});
+      ex.run_grid(g, b.images,
+                  SkeletonBackOp{x, x_next, sel_d, j > 0 ? s : nullptr, g_s, g_here, t_open});
+      ex.run_grid(g, b.images, DilateBackOp{t_open, sel_d, g_next, true});
+      ex.run_grid(g, b.images, ErodeBackOp{g_next, sel_x, g_here, true});
+      double* tmp = g_here;
+      g_here = g_next;
+      g_next = tmp;
     }
-    ex.run(count, CopyOp{g_x, g_s}, kGeometryGrain);
+    ex.run(count, CopyOp{g_next, g_s}, kGeometryGrain);
   }
 }
 

@@ -105,6 +105,19 @@ CULOSS_HD double dilate_at(const double* x, const Neighbourhood& h, int64_t i, i
   return best;
 }
 
+// The values alone (no selection to track: the forward of the skeleton), which compile to plain
+// min / max instructions.
+CULOSS_HD double erode_value(const double* x, const Neighbourhood& h, int64_t i) {
+  double best = x[i];
+  for_cross(h, i, [&](int64_t j) { best = x[j] < best ? x[j] : best; });
+  return best;
+}
+CULOSS_HD double dilate_value(const double* x, const Neighbourhood& h, int64_t i) {
+  double best = x[i];
+  for_window(h, i, [&](int64_t j) { best = x[j] > best ? x[j] : best; });
+  return best;
+}
+
 // Backward of erode at input i: Σ of g_out over the cross pixels that selected i.
 CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const Neighbourhood& h,
                                int64_t i) {
