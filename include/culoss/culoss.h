@@ -231,8 +231,9 @@ CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTen
  * same tables, so a binding can build its own checks and documentation from them instead of
  * copying them, in the way of zstd's ZSTD_cParam_getBounds:
  *
- *     for (int p = 1; culoss_param_name((culoss_param)p); ++p)
- *       if (culoss_param_applies(CULOSS_DICE, (culoss_param)p)) {
+ *     for (int p = 1; p <= 255; ++p)
+ *       if (culoss_param_name((culoss_param)p) &&
+ *           culoss_param_applies(CULOSS_DICE, (culoss_param)p)) {
  *         double lo, hi, def;
  *         int open;
  *         culoss_param_get_bounds(CULOSS_DICE, (culoss_param)p, &lo, &hi, &open);
@@ -244,14 +245,15 @@ CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTen
 typedef enum {
   CULOSS_TYPE_INT = 0,   /* culoss_loss_set_int / culoss_loss_get_int */
   CULOSS_TYPE_FLOAT = 1, /* culoss_loss_set_float / culoss_loss_get_float */
-  CULOSS_TYPE_FLOATS = 2 /* culoss_loss_set_floats (one value per class; not readable back) */
+  CULOSS_TYPE_FLOATS = 2 /* culoss_loss_set_floats (one value per class, or per spatial axis
+                            for CULOSS_PARAM_SPACING; not readable back) */
 } culoss_param_type;
 
 /* The name of a kind, e.g. "CULOSS_DICE"; NULL for a value that is no culoss_kind. Kinds are
- * numbered from 1 without gaps: the first NULL ends them. */
+ * appended by value and may leave gaps: look them up among 1..255. */
 CULOSS_API const char* culoss_kind_name(culoss_kind kind);
 /* The name of a parameter, e.g. "CULOSS_PARAM_ALPHA"; NULL for a value that is no
- * culoss_param. Parameters are numbered from 1 without gaps. */
+ * culoss_param. Parameters are appended by value and may leave gaps (1..255). */
 CULOSS_API const char* culoss_param_name(culoss_param param);
 /* The name of one value of an enum-valued int parameter, without its prefix: "SIGMOID" for
  * (CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID), "BATCH_FREQUENCY" for
