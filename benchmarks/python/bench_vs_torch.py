@@ -58,8 +58,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
 ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
-              "lovasz_hinge"]
-SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax"}
+              "lovasz_hinge", "hausdorff_dt", "cldice"]
+SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax", "hausdorff_dt",
+                  "cldice"}
 
 
 # ------------------------------------------------------------------------------ imports
@@ -281,6 +282,18 @@ def peers_for(loss, shape):
             "kornia lovasz_hinge_loss", "kornia", "LovaszHinge", {"per_image": True},
             lambda x, t: m.lovasz_hinge_loss(x, t["labels_bin"]), target="dense",
             only2d=True, need_c1=True)])
+    elif loss == "hausdorff_dt":
+        add("monai.losses", lambda m: [Peer(
+            "MONAI HausdorffDTLoss", "monai", "HausdorffDT", {},
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.HausdorffDTLoss(softmax=True, to_onehot_y=True, include_background=True)),
+            note="distance maps by scipy.ndimage on the CPU; float32 maps")])
+    elif loss == "cldice":
+        add("monai.losses", lambda m: [Peer(
+            "MONAI SoftclDiceLoss", "monai", "ClDice", {"average": "micro"},
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.SoftclDiceLoss(softmax=True, to_onehot_y=True, smooth=1e-12)),
+            note="smooth=1e-12 (MONAI's 1e-4 in the harmonic mean is culoss's 0)")])
     return out
 
 
