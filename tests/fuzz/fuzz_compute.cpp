@@ -160,9 +160,15 @@ double pick_double(Reader& r) {
   return d;
 }
 
+// The values in use: 1..23 and 25, 26 (parameters), 1..13 and 15..17 (kinds); the others are
+// unknown to this build and must be refused.
+bool known_param(int p) { return (p >= 1 && p <= 23) || p == 25 || p == 26; }
+bool known_kind(int k) { return (k >= 1 && k <= 13) || (k >= 15 && k <= 17); }
+
 int pick_param(Reader& r) {
   static const int odd[] = {
-      0, 24, -1, 100, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), 255};
+      0, 24, -1, 100, std::numeric_limits<int>::min(), std::numeric_limits<int>::max(), 255,
+      25, 26};
   const uint8_t s = r.byte();
   if (s < 230) return 1 + s % 23;
   return odd[(s - 230) % count_of(odd)];
@@ -170,8 +176,10 @@ int pick_param(Reader& r) {
 
 int pick_kind(Reader& r) {
   static const int odd[] = {0, 14, -1, 100, std::numeric_limits<int>::min(), 13, 12, 11};
+  static const int added[] = {15, 16, 17};  // appended kinds: bytes 0xe0..0xef
   const uint8_t s = r.byte();
-  if (s < 0xf0) return 1 + s % 13;
+  if (s < 0xe0) return 1 + s % 13;
+  if (s < 0xf0) return added[(s - 0xe0) % count_of(added)];
   return odd[(s - 0xf0) % count_of(odd)];
 }
 
@@ -464,7 +472,7 @@ void apply_ops(Reader& r, Desc& d) {
         check_status_range(s, "culoss_loss_set_int");
         note("  set_int(%d, %lld) -> %d\n", param, static_cast<long long>(v), s);
         expect_failed(s, d.h == nullptr, "culoss_loss_set_int", "NULL descriptor");
-        expect_failed(s, param < 1 || param > 23, "culoss_loss_set_int", "unknown parameter");
+        expect_failed(s, !known_param(param), "culoss_loss_set_int", "unknown parameter");
         if (s != CULOSS_SUCCESS) break;
         if (param == CULOSS_PARAM_ACTIVATION) d.activation = v;
         if (param == CULOSS_PARAM_CLASS_AXIS) d.class_axis = v;
@@ -484,6 +492,8 @@ void apply_ops(Reader& r, Desc& d) {
         if (param == CULOSS_PARAM_SMOOTH_NR) d.smooth_nr = v;
         if (param == CULOSS_PARAM_SMOOTH_DR) d.smooth_dr = v;
         if (!float_param_tame(param, v)) d.tame = false;
+        // Distance exponents above 2 make HAUSDORFF_DT's values and half gradients overflow.
+        if (param == CULOSS_PARAM_ALPHA && d.kind == CULOSS_HAUSDORFF_DT && v > 2) d.tame = false;
         break;
       }
       case 4: {  // set_floats from a guarded read-only array of exactly `count` values
@@ -516,6 +526,9 @@ void apply_ops(Reader& r, Desc& d) {
         expect_failed(s, !values_valid, "culoss_loss_set_floats", "negative or non-finite value");
         if (buf) FUZZ_CHECK(buf->canaries_intact(), "set_floats wrote around its values");
         if (s == CULOSS_SUCCESS && !values_tame) d.tame = false;
+        if (s == CULOSS_SUCCESS && param == CULOSS_PARAM_SPACING)  // distances grow with it
+          for (int64_t k = 0; k < count; ++k)
+            if (!(values[k] <= 1.0)) d.tame = false;
         break;
       }
       case 5: {  // get_int (sometimes into NULL)
@@ -578,7 +591,7 @@ void build_desc(Reader& r, Desc& d, int depth) {
   check_status_range(s, "culoss_loss_create");
   note("%*screate(kind %d) -> %d\n", depth * 2, "", d.kind, s);
   expect_failed(s, null_out, "culoss_loss_create", "NULL out");
-  expect_failed(s, d.kind < 1 || d.kind > 13, "culoss_loss_create", "unknown kind");
+  expect_failed(s, !known_kind(d.kind), "culoss_loss_create", "unknown kind");
   if (s != CULOSS_SUCCESS) {
     FUZZ_CHECK(d.h == nullptr, "a failed culoss_loss_create left a non-NULL handle");
     d.h = nullptr;

@@ -47,6 +47,8 @@ ODD_DTYPES = {"i64": 208, "u8": 209, "f32x2": 210, "f8": 211, "code7": 212, "bit
 
 # Kinds and parameters (culoss.h).
 DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GDL, BCE, CE, FOCAL, COMBO, MARGINAL, HINGE, LSOFTMAX, SUM = range(1, 14)
+HAUSDORFF_DT, BOUNDARY, CLDICE = 15, 16, 17
+SPACING, ITERATIONS = 25, 26
 (ACTIVATION, CLASS_AXIS, REDUCTION, IGNORE_INDEX, SMOOTH_NR, SMOOTH_DR, SQUARED, BATCH, INCLUDE_BG,
  CLASS_WEIGHTS, ALPHA, BETA, GAMMA, WEIGHT_TYPE, POS_WEIGHT, CLASS_BALANCE, LABEL_SMOOTHING,
  CE_RATIO, PER_IMAGE, CLASSES, SKIP_EMPTY, AVERAGE, CHECK_TARGETS) = range(1, 24)
@@ -111,7 +113,8 @@ class Enc:
 
     # ---- descriptor
     def desc(self, kind, ops=(), terms=(), add_self=False, depth=0):
-        self.byte(kind - 1 if 1 <= kind <= 13 else {0: 240, 14: 241, -1: 242}[kind])
+        self.byte(kind - 1 if 1 <= kind <= 13 else
+                  {15: 0xe0, 16: 0xe1, 17: 0xe2, 0: 240, 14: 241, -1: 242}[kind])
         self.byte(0)  # create into a real handle
         assert len(ops) < 8
         self.pick(len(ops))
@@ -119,16 +122,17 @@ class Enc:
             what, param = op[0], op[1]
             if what == "int":
                 self.pick(0)
-                self.byte(param - 1 if 1 <= param <= 23 else 230 + [0, 24, -1, 100].index(param))
+                self.byte(param - 1 if 1 <= param <= 23 else
+                          230 + [0, 24, -1, 100, None, None, 255, 25, 26].index(param))
                 self.int_(op[2])
             elif what == "float":
                 self.pick(3)
-                self.byte(param - 1)
+                self.byte(param - 1)  # (float parameters are all among 1..23)
                 self.double(op[2])
             elif what == "floats":
                 values = op[2]
                 self.pick(4)
-                self.byte(param - 1)
+                self.byte(param - 1 if param <= 23 else 230 + 7 + (param - 25))
                 if values is None:  # NULL values, count 1
                     self.pick(0)
                     self.pick(2)
@@ -315,6 +319,21 @@ CORPUS = {
     "lovasz_softmax_all_f16": dict(
         desc=(LSOFTMAX, [("int", CLASSES, 0)], []), input={"shape": [2, 3, 7], "dtype": 160 + F["f16"]},
         target={"fill": 1}),
+    "hausdorff_dt_3d_spacing": dict(
+        desc=(HAUSDORFF_DT, [("floats", SPACING, [0.5, 1.0, 0.5]), ("int", REDUCTION, 2)], []),
+        input={"shape": [2, 3, 3, 4, 5]}, target={}, loss_out={"how": 3}),
+    "boundary_sigmoid_dense": dict(
+        desc=(BOUNDARY, [("int", ACTIVATION, 1)], []), input={"shape": [2, 2, 7, 6]},
+        target={"how": 1, "fill": 1}),
+    "cldice_iterations_f16": dict(
+        desc=(CLDICE, [("int", ITERATIONS, 5), ("int", AVERAGE, 1)], []),
+        input={"shape": [2, 3, 8, 7], "dtype": 160 + F["f16"]}, target={}),
+    "cldice_one_axis_refused": dict(desc=(CLDICE, [], []), input={"shape": [2, 3, 8]}, target={}),
+    "sum_dice_cldice_boundary": dict(
+        desc=(SUM, [], [(DICE, [], 1.0), (CLDICE, [], 0.5), (BOUNDARY, [], 0.25)]),
+        input={"shape": [2, 3, 6, 5]}, target={}),
+    "stats_round_trip_cldice": dict(mode=6, desc=(CLDICE, [], []), input={"shape": [2, 3, 5, 6]},
+                                    target={}, loss_out={"f64": True}),
     "sum_dice_ce": dict(
         desc=(SUM, [("int", CHECK_TARGETS, 0)],
               [(DICE, [("int", INCLUDE_BG, 0)], 1.0), (CE, [], 0.5)]),
