@@ -125,7 +125,8 @@ struct ErodeOp {
   const double* x;
   double* y;
   int64_t* sel;  // NULL: not kept
-  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
     if (!sel) {
       y[i] = erode_value(x, h, i);
       return;
@@ -140,7 +141,8 @@ struct SkeletonAccumulateOp {
   const double *x, *E;
   double* s;
   bool first;
-  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
     const double z = x[i] - dilate_value(E, h, i);
     const double delta = z > 0.0 ? z : 0.0;
     if (first) {
@@ -160,7 +162,8 @@ struct SkeletonBackOp {
   int64_t* sel;
   const double* s_prev;  // NULL at level 0 (s_0 = δ_0)
   double *g_s, *g_x, *t;
-  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
     const double z = x[i] - dilate_at(E, h, i, &sel[i]);
     const double delta = z > 0.0 ? z : 0.0;
     double g_delta = g_s[i];
@@ -181,7 +184,8 @@ struct ErodeBackOp {
   const int64_t* sel;
   double* g_in;
   bool accumulate;
-  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
     const double v = erode_back_at(g_out, sel, h, i);
     g_in[i] = accumulate ? g_in[i] + v : v;
   }
@@ -192,7 +196,8 @@ struct DilateBackOp {
   const int64_t* sel;
   double* g_in;
   bool accumulate;
-  CULOSS_HD void operator()(int64_t i, const Neighbourhood& h) const {
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
     const double v = dilate_back_at(g_out, sel, h, i);
     g_in[i] = accumulate ? g_in[i] + v : v;
   }

@@ -67,6 +67,29 @@ CULOSS_HD void for_cross(const Neighbourhood& h, int64_t i, F&& f) {
     if (h.hi[a] > 0) f(i + h.stride[a]);
 }
 
+// A pixel with every neighbour in range, on a grid of K axes: the same visits with loop bounds
+// known at compile time (the CPU's rows use it away from the borders; results are identical).
+template <int K>
+struct Interior {
+  int64_t stride[kMaxSpatialAxes];
+};
+
+template <int K, class F>
+CULOSS_HD void for_cross(const Interior<K>& h, int64_t i, F&& f) {
+  for (int a = 0; a < K; ++a) f(i - h.stride[a]);
+  f(i);
+  for (int a = K - 1; a >= 0; --a) f(i + h.stride[a]);
+}
+
+template <int K, class F>
+CULOSS_HD void for_window(const Interior<K>& h, int64_t i, F&& f) {
+  constexpr int r0 = K >= 1 ? 1 : 0, r1 = K >= 2 ? 1 : 0, r2 = K >= 3 ? 1 : 0;
+  const int64_t s0 = h.stride[0], s1 = K >= 2 ? h.stride[1] : 0, s2 = K >= 3 ? h.stride[2] : 0;
+  for (int d0 = -r0; d0 <= r0; ++d0)
+    for (int d1 = -r1; d1 <= r1; ++d1)
+      for (int d2 = -r2; d2 <= r2; ++d2) f(i + d0 * s0 + d1 * s1 + d2 * s2);
+}
+
 // Calls f(j) for the in-range pixels of the 3^k window around i in increasing index order (the
 // offsets in row-major order of (d_0, ..., d_{k-1}) ∈ {−1, 0, 1}^k).
 template <class F>
@@ -78,7 +101,8 @@ CULOSS_HD void for_window(const Neighbourhood& h, int64_t i, F&& f) {
 }
 
 // erode(x) at i; *sel = the selected element.
-CULOSS_HD double erode_at(const double* x, const Neighbourhood& h, int64_t i, int64_t* sel) {
+template <class H>
+CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, int64_t* sel) {
   double best = x[i];
   int64_t at = -1;
   for_cross(h, i, [&](int64_t j) {
@@ -92,7 +116,8 @@ CULOSS_HD double erode_at(const double* x, const Neighbourhood& h, int64_t i, in
 }
 
 // dilate(x) at i; *sel = the selected element.
-CULOSS_HD double dilate_at(const double* x, const Neighbourhood& h, int64_t i, int64_t* sel) {
+template <class H>
+CULOSS_HD double dilate_at(const double* x, const H& h, int64_t i, int64_t* sel) {
   double best = x[i];
   int64_t at = -1;
   for_window(h, i, [&](int64_t j) {
@@ -107,19 +132,22 @@ CULOSS_HD double dilate_at(const double* x, const Neighbourhood& h, int64_t i, i
 
 // The values alone (no selection to track: the forward of the skeleton), which compile to plain
 // min / max instructions.
-CULOSS_HD double erode_value(const double* x, const Neighbourhood& h, int64_t i) {
+template <class H>
+CULOSS_HD double erode_value(const double* x, const H& h, int64_t i) {
   double best = x[i];
   for_cross(h, i, [&](int64_t j) { best = x[j] < best ? x[j] : best; });
   return best;
 }
-CULOSS_HD double dilate_value(const double* x, const Neighbourhood& h, int64_t i) {
+template <class H>
+CULOSS_HD double dilate_value(const double* x, const H& h, int64_t i) {
   double best = x[i];
   for_window(h, i, [&](int64_t j) { best = x[j] > best ? x[j] : best; });
   return best;
 }
 
 // Backward of erode at input i: Σ of g_out over the cross pixels that selected i.
-CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const Neighbourhood& h,
+template <class H>
+CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const H& h,
                                int64_t i) {
   double s = 0.0;
   for_cross(h, i, [&](int64_t j) {
@@ -129,7 +157,8 @@ CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const Ne
 }
 
 // Backward of dilate at input i: Σ of g_out over the window pixels that selected i.
-CULOSS_HD double dilate_back_at(const double* g_out, const int64_t* sel, const Neighbourhood& h,
+template <class H>
+CULOSS_HD double dilate_back_at(const double* g_out, const int64_t* sel, const H& h,
                                 int64_t i) {
   double s = 0.0;
   for_window(h, i, [&](int64_t j) {

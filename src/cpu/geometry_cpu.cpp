@@ -20,16 +20,36 @@ struct CpuExec {
     });
   }
   // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
-  // only its last-axis bounds change along the row.
+  // only its last-axis bounds change along the row; a row away from the borders of the other
+  // axes visits its inner pixels with compile-time bounds (Interior<K>).
   template <class Op>
   void run_grid(const Grid& g, int64_t images, const Op& op) const {
-    const int last = g.k - 1;
-    const int64_t n = g.extent[last], rows = images * (g.P / n);
-    for_each_chunk(Partition(rows, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
+    switch (g.k) {
+      case 1:
+        return rows<1>(g, images, op);
+      case 2:
+        return rows<2>(g, images, op);
+      default:
+        return rows<3>(g, images, op);
+    }
+  }
+  template <int K, class Op>
+  void rows(const Grid& g, int64_t images, const Op& op) const {
+    const int last = K - 1;
+    const int64_t n = g.extent[last], count = images * (g.P / n);
+    Interior<K> inner{};
+    for (int a = 0; a < K; ++a) inner.stride[a] = g.stride[a];
+    for_each_chunk(Partition(count, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const int64_t start = r * n;
         Neighbourhood h = neighbourhood(g, start % g.P);
+        bool interior_row = true;
+        for (int a = 0; a < last; ++a) interior_row = interior_row && h.lo[a] < 0 && h.hi[a] > 0;
         for (int64_t c = 0; c < n; ++c) {
+          if (interior_row && c > 0 && c + 1 < n) {
+            op(start + c, inner);
+            continue;
+          }
           h.lo[last] = c > 0 ? -1 : 0;
           h.hi[last] = c + 1 < n ? 1 : 0;
           op(start + c, h);

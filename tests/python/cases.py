@@ -38,6 +38,12 @@ CASES = [
     ("LovaszHinge", {"per_image": True, "reduction": "none"}),
     ("LovaszSoftmax", {}),
     ("LovaszSoftmax", {"classes": "all", "per_image": True, "reduction": "none"}),
+    ("HausdorffDT", {}),
+    ("HausdorffDT", {"include_background": False, "reduction": "none", "alpha": 1.5}),
+    ("Boundary", {}),
+    ("Boundary", {"reduction": "sum", "activation": "sigmoid"}),
+    ("ClDice", {}),
+    ("ClDice", {"average": "micro", "iterations": 2, "reduction": "none"}),
 ]
 
 
