@@ -13,7 +13,8 @@ import numpy as np
 
 KIND = {"Dice": 1, "Jaccard": 2, "Tversky": 3, "FocalTversky": 4, "GeneralizedDice": 5,
         "BCE": 6, "CrossEntropy": 7, "Focal": 8, "Combo": 9, "MarginalCrossEntropy": 10,
-        "LovaszHinge": 11, "LovaszSoftmax": 12, "Sum": 13}
+        "LovaszHinge": 11, "LovaszSoftmax": 12, "Sum": 13, "HausdorffDT": 15, "Boundary": 16,
+        "ClDice": 17}
 PARAM = {"activation": 1, "class_axis": 2, "reduction": 3, "ignore_index": 4, "smooth_nr": 5,
          "smooth_dr": 6, "squared_denominator": 7, "batch": 8, "include_background": 9,
          "class_weights": 10, "alpha": 11, "beta": 12, "gamma": 13, "weight_type": 14,
