@@ -61,8 +61,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
 ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
-              "lovasz_hinge", "mcc", "topk_ce"]
-SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax", "topk_ce"}
+              "lovasz_hinge", "mcc", "topk_ce", "hausdorff_dt", "cldice"]
+SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax", "topk_ce",
+                  "hausdorff_dt", "cldice"}
 
 
 # ------------------------------------------------------------------------------ imports
@@ -305,6 +306,18 @@ def peers_for(loss, shape):
             {"activation": "sigmoid", "batch": True, "average": "micro"},
             (lambda f: lambda x, t: f(torch.sigmoid(x), t["dense"]))(m.MCCLoss()),
             target="dense")])
+    elif loss == "hausdorff_dt":
+        add("monai.losses", lambda m: [Peer(
+            "MONAI HausdorffDTLoss", "monai", "HausdorffDT", {},
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.HausdorffDTLoss(softmax=True, to_onehot_y=True, include_background=True)),
+            note="distance maps by scipy.ndimage on the CPU; float32 maps")])
+    elif loss == "cldice":
+        add("monai.losses", lambda m: [Peer(
+            "MONAI SoftclDiceLoss", "monai", "ClDice", {"average": "micro"},
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.SoftclDiceLoss(softmax=True, to_onehot_y=True, smooth=1e-12)),
+            note="smooth=1e-12 (MONAI's 1e-4 in the harmonic mean is culoss's 0)")])
     return out
 
 
@@ -528,7 +541,8 @@ class Bench:
                     "ce": "CrossEntropy", "dice_ce": "Dice+CrossEntropy", "bce": "BCE",
                     "focal": "Focal",
                     "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge",
-                    "mcc": "MCC", "topk_ce": "TopKCrossEntropy"}[loss]
+                    "mcc": "MCC", "topk_ce": "TopKCrossEntropy", "hausdorff_dt": "HausdorffDT",
+                    "cldice": "ClDice"}[loss]
             configs[config_key(kind, {})] = (kind, {})
         culoss_ms = self.culoss_ms.setdefault((loss, shape), {})
         refs = {}

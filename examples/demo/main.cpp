@@ -29,6 +29,7 @@
 #include "net.h"
 #include "render.h"
 #include "rng.h"
+#include "vessels.h"
 
 namespace demo {
 namespace {
@@ -51,6 +52,7 @@ struct Options {
   int threads = 0;    // 0: one per core (at most 8)
   int progress = -1;  // -1: when stdout is a terminal
   bool quick = false, check_gradients = false;
+  std::string scene = "shapes";  // or "vessels" (vessels.cpp)
 };
 
 void usage(std::FILE* f) {
@@ -66,6 +68,8 @@ void usage(std::FILE* f) {
       "step spent inside culoss.\n"
       "\n"
       "options:\n"
+      "  --scene NAME       shapes (the losses compared on shapes) or vessels (thin curves:\n"
+      "                     Dice against Dice + clDice) [shapes]\n"
       "  --steps N          training steps per loss [400]\n"
       "  --batch N          images per step [8]\n"
       "  --size N           image side in pixels, 16..256 [48]\n"
@@ -150,6 +154,10 @@ Options parse(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       usage(stdout);
       std::exit(0);
+    } else if (arg == "--scene") {
+      o.scene = next();
+      if (o.scene != "shapes" && o.scene != "vessels")
+        bad_option("--scene takes shapes or vessels; got " + o.scene);
     } else if (arg == "--steps") {
       o.steps = int(parse_int(arg, next(), 1, 1000000));
       given_steps = true;
@@ -663,6 +671,9 @@ int main(int argc, char** argv) {
   using namespace demo;
   const Options o = parse(argc, argv);
   if (o.check_gradients) return check_gradients(o.seed);
+  if (o.scene == "vessels")
+    return run_vessels(VesselOptions{o.steps, o.batch, o.size, o.width, o.train, o.test, o.lr,
+                                     o.seed, o.out});
   const auto t_start = Clock::now();
 
   std::unique_ptr<LossRunner> runner;

@@ -80,6 +80,9 @@ typedef enum {
   CULOSS_LOVASZ_SOFTMAX = 12,
   CULOSS_SUM = 13,
   CULOSS_MCC = 14, /* Matthews correlation coefficient loss (a region loss) (0.2) */
+  CULOSS_HAUSDORFF_DT = 15, /* distance-transform Hausdorff loss (Karimi & Salcudean) (0.2) */
+  CULOSS_BOUNDARY = 16,     /* boundary loss on the target's signed distance (Kervadec) (0.2) */
+  CULOSS_CLDICE = 17,       /* soft clDice on soft skeletons (Shit et al.), 2-D and 3-D (0.2) */
   CULOSS_TOPK_CE = 18 /* cross-entropy of the hardest TOP_FRACTION of the pixels (0.2) */
 } culoss_kind;
 
@@ -91,14 +94,15 @@ typedef enum {
   CULOSS_PARAM_CLASS_AXIS = 2,          /* int, negative counts from the end [1] */
   CULOSS_PARAM_REDUCTION = 3,           /* int, culoss_reduction [MEAN] */
   CULOSS_PARAM_IGNORE_INDEX = 4,        /* int, label excluded everywhere [-100] */
-  CULOSS_PARAM_SMOOTH_NR = 5,           /* float >= 0, numerator smoothing [1e-5] */
-  CULOSS_PARAM_SMOOTH_DR = 6,           /* float >= 0, denominator smoothing [1e-5] */
+  CULOSS_PARAM_SMOOTH_NR = 5,           /* float >= 0, numerator smoothing [1e-5; CLDICE 1] */
+  CULOSS_PARAM_SMOOTH_DR = 6,           /* float >= 0, denominator smoothing [1e-5; CLDICE 1] */
   CULOSS_PARAM_SQUARED_DENOMINATOR = 7, /* int 0/1, sum p^2 and t^2 (V-Net) [0] */
   CULOSS_PARAM_BATCH = 8,               /* int 0/1, statistics summed over the batch [0] */
   CULOSS_PARAM_INCLUDE_BACKGROUND = 9,  /* int 0/1, 0 leaves class 0 out [1] */
   CULOSS_PARAM_CLASS_WEIGHTS = 10,      /* floats >= 0, one per class [all 1] */
   CULOSS_PARAM_ALPHA = 11,              /* float, Tversky FP weight [0.5; 0.3 focal Tversky],
-                                           focal alpha [0.25, < 0 disables], Combo [0.5] */
+                                           focal alpha [0.25, < 0 disables], Combo [0.5],
+                                           Hausdorff DT distance exponent [2] */
   CULOSS_PARAM_BETA = 12,               /* float, Tversky FN weight [0.5; 0.7 focal Tversky] */
   CULOSS_PARAM_GAMMA = 13,              /* float, focal [2]; focal Tversky [0.75] */
   CULOSS_PARAM_WEIGHT_TYPE = 14,        /* int, culoss_weight_type [SQUARE] */
@@ -113,6 +117,9 @@ typedef enum {
   CULOSS_PARAM_CHECK_TARGETS = 23,      /* int 0/1, validate targets (CUDA: syncs) [1] */
   CULOSS_PARAM_SOFT_LABEL = 24,         /* int 0/1, soft-label statistics (DICE, JACCARD, TVERSKY,
                                            FOCAL_TVERSKY, MCC); not with SQUARED_DENOMINATOR [0] */
+  CULOSS_PARAM_SPACING = 25,           /* floats > 0, pixel size per spatial axis, HAUSDORFF_DT
+                                           and BOUNDARY [all 1] */
+  CULOSS_PARAM_ITERATIONS = 26,        /* int in [1, 50], CLDICE skeleton iterations [3] */
   CULOSS_PARAM_TOP_FRACTION = 27        /* float in (0, 1], TOPK_CE: fraction of the counted
                                            pixels kept [0.1] */
 } culoss_param;
@@ -230,8 +237,9 @@ CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTen
  * same tables, so a binding can build its own checks and documentation from them instead of
  * copying them, in the way of zstd's ZSTD_cParam_getBounds:
  *
- *     for (int p = 1; culoss_param_name((culoss_param)p); ++p)
- *       if (culoss_param_applies(CULOSS_DICE, (culoss_param)p)) {
+ *     for (int p = 1; p <= 255; ++p)
+ *       if (culoss_param_name((culoss_param)p) &&
+ *           culoss_param_applies(CULOSS_DICE, (culoss_param)p)) {
  *         double lo, hi, def;
  *         int open;
  *         culoss_param_get_bounds(CULOSS_DICE, (culoss_param)p, &lo, &hi, &open);
@@ -243,7 +251,8 @@ CULOSS_API culoss_status culoss_compute_from_stats(culoss_loss loss, const DLTen
 typedef enum {
   CULOSS_TYPE_INT = 0,   /* culoss_loss_set_int / culoss_loss_get_int */
   CULOSS_TYPE_FLOAT = 1, /* culoss_loss_set_float / culoss_loss_get_float */
-  CULOSS_TYPE_FLOATS = 2 /* culoss_loss_set_floats (one value per class; not readable back) */
+  CULOSS_TYPE_FLOATS = 2 /* culoss_loss_set_floats (one value per class, or per spatial axis
+                            for CULOSS_PARAM_SPACING; not readable back) */
 } culoss_param_type;
 
 /* The name of a kind, e.g. "CULOSS_DICE"; NULL for a value that is no culoss_kind. Kinds are
@@ -265,7 +274,8 @@ CULOSS_API int culoss_param_applies(culoss_kind kind, culoss_param param);
 CULOSS_API culoss_status culoss_param_get_type(culoss_param param, culoss_param_type* type);
 /*
  * The values `kind` accepts for `param`: lower <= value <= upper, or value < upper when
- * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded. Float values must also be
+ * *upper_open is 1; -HUGE_VAL / HUGE_VAL where a side is unbounded (a strictly positive
+ * parameter, CULOSS_PARAM_SPACING, reports the smallest positive double). Float values must also be
  * finite; CULOSS_TYPE_FLOATS bounds each element. An enum parameter may accept only some of
  * the values in its bounds (e.g. CULOSS_ACTIVATION_NONE and _SOFTMAX for CULOSS_CROSS_ENTROPY),
  * and a float parameter may exclude its lower bound (CULOSS_PARAM_TOP_FRACTION: 0 < value <= 1):

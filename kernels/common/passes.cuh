@@ -17,6 +17,12 @@ struct ElementArgs {
   const float* pixel_weight;  // NULL: all 1
 };
 
+// Where the maps of class c of pixel q of image n are (TermPixel::map).
+CULOSS_HD const double* element_maps(const Program& prog, const ElementArgs& a, int64_t n,
+                                     int64_t c, int64_t q) {
+  return prog.maps ? prog.maps + (n * a.L.C + c) * a.L.P + q : nullptr;
+}
+
 // What every term of a pixel shares: where its classes are, its label/mask, its softmax.
 template <class R>
 struct PixelState {
@@ -78,11 +84,23 @@ CULOSS_HD void pixel_stats(const Program& prog, const ElementArgs& a, const T* x
     const int64_t e = valid ? s.base + c * s.stride : 0;
     const R t = valid ? target_value(a.target, s.px, c, e) : R(0);
     const R xc = valid && prog.stats_need_prediction ? to_real<R>(x[e]) : R(0);
-    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, x0, t0, n * a.L.P + q};
+    const TermPixel<R> tp{c,
+                          C,
+                          xc,
+                          t,
+                          s.px.v,
+                          s.px.m,
+                          s.soft,
+                          s.argmax,
+                          x0,
+                          t0,
+                          n * a.L.P + q,
+                          valid ? element_maps(prog, a, n, c, q) : nullptr,
+                          a.L.N * C * a.L.P};
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       if (ts.stat_count == 0) continue;
-      R slots[kMaxStatSlots] = {};
+      R slots[kMaxTermStats] = {};
       if (valid)
         visit_term(ts.kind, [&](auto unit) { decltype(unit)::stats(prog, ts, tp, slots); });
       for (int k = 0; k < ts.stat_count; ++k) sink(c, ts.stat_offset + k, slots[k]);
@@ -126,7 +144,8 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
   // Calls f(unit, i, spec, gradient factor, out) for every term i at class c, out being its loss
   // and derivative.
   auto each_term = [&](int64_t c, R xc, R t, auto&& f) {
-    const TermPixel<R> tp{c, C, xc, t, s.px.v, s.px.m, s.soft, s.argmax, R(0), R(0), pix};
+    const TermPixel<R> tp{c,    C,    xc,   t,   s.px.v, s.px.m, s.soft, s.argmax, R(0),
+                          R(0), pix,  element_maps(prog, a, n, c, q), a.L.N * C * a.L.P};
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       visit_term(ts.kind, [&](auto unit) {
@@ -175,6 +194,61 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
   }
   if (prog.none_mode == NONE_PIXELS) store_as(none_out, none_dtype, pix, none_pixel);
   return pixel_loss;
+}
+
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+// Calls f(unit, spec, element) for every term with geometry maps at every class c of pixel q of
+// image n; `element` is what the term sees there, its maps included.
+template <class R, class T, class F>
+CULOSS_HD void each_map_term(const Program& prog, const ElementArgs& a, const T* x, int64_t n,
+                             int64_t q, F&& f) {
+  const PixelState<R> s = pixel_state<R>(prog, a, x, n, q);
+  for (int64_t c = 0; c < a.L.C; ++c) {
+    const int64_t e = s.base + c * s.stride;
+    const TermPixel<R> tp{c,    a.L.C, to_real<R>(x[e]), target_value(a.target, s.px, c, e),
+                          s.px.v, s.px.m, s.soft,           s.argmax,
+                          R(0), R(0),  n * a.L.P + q, element_maps(prog, a, n, c, q),
+                          a.L.N * a.L.C * a.L.P};
+    for (int i = 0; i < prog.count; ++i)
+      visit_term(prog.term[i].kind, [&](auto unit) {
+        if (decltype(unit)::kMaps > 0) f(unit, prog.term[i], tp);
+      });
+  }
+}
+
+// Geometry seed (before step 2) at pixel q of image n: every map term writes its seeds (masks,
+// probabilities) into its maps, at every pixel, ignored ones included.
+template <class R, class T>
+CULOSS_HD void pixel_seed(const Program& prog, const ElementArgs& a, const T* x, double* maps,
+                          int64_t n, int64_t q) {
+  const int64_t plane = a.L.N * a.L.C * a.L.P;
+  each_map_term<R>(prog, a, x, n, q, [&](auto unit, const TermSpec& ts, const TermPixel<R>& tp) {
+    using Unit = decltype(unit);
+    R out[Unit::kMaps > 0 ? Unit::kMaps : 1];
+    for (int k = 0; k < Unit::kMaps; ++k) out[k] = R(0);
+    Unit::seed(ts, tp, out);
+    double* at = maps + (n * a.L.C + tp.c) * a.L.P + q;
+    for (int k = 0; k < Unit::kMaps; ++k)
+      at[(ts.map_offset + k) * plane] = static_cast<double>(out[k]);
+  });
+}
+
+// After step 3, for terms whose gradient flows back through their maps: the derivative of the loss
+// with respect to the map (from the coefficients of (n, c)), written to the term's upstream map
+// for the geometry backward.
+template <class R, class T>
+CULOSS_HD void pixel_upstream(const Program& prog, const ElementArgs& a, const T* x, double* maps,
+                              const double* coefs, int64_t n, int64_t q) {
+  const int64_t plane = a.L.N * a.L.C * a.L.P;
+  each_map_term<R>(prog, a, x, n, q, [&](auto unit, const TermSpec& ts, const TermPixel<R>& tp) {
+    using Unit = decltype(unit);
+    if (!Unit::kMapGrad) return;
+    const double* coef = coefs + (n * a.L.C + tp.c) * prog.coef_width + ts.coef_offset;
+    maps[(ts.map_offset + Unit::kUpstreamMap) * plane + (n * a.L.C + tp.c) * a.L.P + q] =
+        static_cast<double>(Unit::upstream(ts, tp, coef));
+  });
 }
 
 // Target and weight validity for CHECK_TARGETS (the CPU scan and the CUDA check kernel).

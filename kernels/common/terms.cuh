@@ -23,7 +23,7 @@
 namespace culoss {
 
 constexpr int kMaxTerms = 8;
-constexpr int kMaxStatSlots = 4;  // statistics slots of one term (region MCC: I, SP, ST, SV)
+constexpr int kMaxTermStats = 8;  // statistics slots of one term per (image, class) (MCC: 4)
 
 // Term kinds inside a program (COMBO and SUM never appear: they are expanded).
 enum TermKind : int {
@@ -33,7 +33,29 @@ enum TermKind : int {
   TK_FOCAL_BINARY = 3,
   TK_FOCAL_SOFTMAX = 4,
   TK_MARGINAL = 5,  // cross-entropy tolerant of missing annotations
-  TK_TOPK_CE = 6,   // cross-entropy of the selected (hardest) pixels
+  TK_TOPK_CE = 6,       // cross-entropy of the selected (hardest) pixels
+  TK_HAUSDORFF_DT = 7,  // squared error weighted by distance transforms (kernels/terms/distance.cuh)
+  TK_BOUNDARY = 8,      // prediction times the target's signed distance (kernels/terms/distance.cuh)
+  TK_CLDICE = 9,        // soft clDice on soft skeletons (kernels/terms/cldice.cuh)
+};
+
+// Geometry maps (docs/adding-a-loss.md, "Geometry maps"): a term may keep per-element maps of
+// every (image, class) in the workspace, seeded per element before step 2 and transformed per
+// (image, class) by one of the algorithms of kernels/geometry. Which algorithm is the unit's
+// kGeometry; the backends run it without knowing the kind.
+enum GeometryOp : int {
+  GEO_NONE = 0,
+  GEO_DISTANCE = 1,  // each map is a 0/1 mask, replaced by a function of its two distance maps
+  GEO_SKELETON = 2,  // soft skeletons of the seeded prediction and target, and their backward
+};
+constexpr int kMaxSpatialAxes = 3;
+
+// The spatial grid of one (image, class): k axes, row-major, P = Π extent pixels.
+struct Grid {
+  int k;
+  int64_t extent[kMaxSpatialAxes];
+  int64_t stride[kMaxSpatialAxes];  // of each axis in the flat pixel index
+  int64_t P;
 };
 
 struct TermSpec {
@@ -56,6 +78,12 @@ struct TermSpec {
   int64_t export_offset;        // distributed: region (Σ wgt·ℓ, Σ wgt) or marginal background
   double top_fraction;          // TK_TOPK_CE: share of the counted pixels selected
   const unsigned char* selected;  // TK_TOPK_CE: 1 per selected pixel (bound per call)
+  bool include_background;      // element-wise terms that take INCLUDE_BACKGROUND
+  // Geometry maps (kMaps > 0): this term's first map and their count; distance transforms are
+  // weighted by spacing² per axis; skeletons iterate `iterations` times.
+  int map_offset, map_count;
+  double spacing2[kMaxSpatialAxes];
+  int iterations;
 };
 
 // Where a NONE reduction writes: per (image, class) group (region), per element, per pixel.
@@ -77,6 +105,12 @@ struct Program {
   // totals, then each term's export slots, then the pixel count.
   bool value_in_stats;
   int64_t export_count, export_pixels;
+  // Geometry maps: map_width planes of N x C x P doubles (plane m, image (n, c), pixel q at
+  // m·N·C·P + (n·C + c)·P + q), over the grid of one (image, class).
+  int map_width;
+  Grid grid;
+  bool any_map_grad;  // some term's gradient flows back through its maps (after step 3)
+  const double* maps;  // bound per call: the maps in the workspace (NULL when map_width = 0)
 };
 
 // ---- probabilities of a binary (per-element) term --------------------------------------------
@@ -158,6 +192,15 @@ CULOSS_HD ClassProb<R> class_prob(int activation, const PixelActivation<R>& soft
   return cp;
 }
 
+// dℓ/dp of a term on the activated input p → what the element pass takes: h_c = p · dℓ/dp for a
+// softmax, dℓ/dx for a sigmoid, dℓ/dp for probabilities.
+template <class R>
+CULOSS_HD R activation_chain(int activation, R p, R dl_dp) {
+  if (activation == ACT_SOFTMAX) return p * dl_dp;
+  if (activation == ACT_SIGMOID) return dl_dp * p * (R(1) - p);
+  return dl_dp;
+}
+
 // ---- the interface of a term unit -------------------------------------------------------------
 
 // What a term sees of class c of one pixel.
@@ -170,12 +213,34 @@ struct TermPixel {
   int64_t argmax;           // the pixel's lowest class with the largest input
   R x0, t0;                 // class 0 of the pixel
   int64_t pix;              // the flat pixel n * P + q
+  // Geometry maps at this element: map m of the program is map[m * map_plane] (NULL when the
+  // program has none).
+  const double* map;
+  int64_t map_plane;
 };
 
 template <class R>
 struct TermOut {
   R loss;  // ℓ at this element (before the term's scale)
   R d;     // h_c for softmax-style terms, else dℓ/dx (dℓ/dp for probability inputs)
+};
+
+// Defaults of the geometry hooks for units without maps (kernels/terms/all.cuh lists them).
+struct NoMaps {
+  static constexpr int kMaps = 0;
+  static constexpr int kGeometry = GEO_NONE;
+  static constexpr int kMinAxes = 0;          // fewest spatial axes the term accepts
+  static constexpr bool kMapGrad = false;     // its gradient flows back through its maps
+  static constexpr int kUpstreamMap = 0;      // kMapGrad: the map that receives dℓ/d(map)
+  static constexpr bool kRegionParams = false;  // planning fills TermSpec::region
+  static constexpr bool kIncludeBackground = false;  // it takes INCLUDE_BACKGROUND itself
+  template <class R>
+  CULOSS_HD static void seed(const TermSpec&, const TermPixel<R>&, R*) {}
+  CULOSS_HD static double distance_value(const TermSpec&, int, double, double) { return 0.0; }
+  template <class R>
+  CULOSS_HD static R upstream(const TermSpec&, const TermPixel<R>&, const double*) {
+    return R(0);
+  }
 };
 
 // The workspace of step 3.

@@ -12,12 +12,24 @@
 //   stats(prog, ts, px, slots)          statistics of class c at a counted pixel
 //   finalize(ts, i, step)               step 3: statistics → value, coefficients, scale
 //   element(ts, px, coef, argmax_coef)  step 4: loss and derivative at class c
+// and the geometry hooks (defaults in NoMaps, kernels/common/terms.cuh):
+//   kMaps, kGeometry       per-element maps of every (image, class) and the algorithm that
+//                          transforms them (GeometryOp; kernels/geometry/geometry.cuh)
+//   kMinAxes               fewest spatial axes the term accepts (0: any shape)
+//   kMapGrad, kUpstreamMap its gradient flows back through the maps, seeded in this map
+//   kRegionParams          planning fills TermSpec::region (groups, smoothing, class weights)
+//   kIncludeBackground     it takes INCLUDE_BACKGROUND (TermSpec::include_background)
+//   seed(ts, px, out)      the term's map seeds at one element (before step 2)
+//   distance_value(ts, m, d, d̄)   GEO_DISTANCE: the value of mask m from its two distances
+//   upstream(ts, px, coef) kMapGrad: dℓ/d(map) at one element (after step 3)
 // (element-wise terms get stats and finalize from ElementwiseTerm, with hooks). Code that knows
 // the term at compile time calls Term:: directly, e.g. a pass specialised for one kind.
 #pragma once
 
 #include "kernels/terms/bce.cuh"
+#include "kernels/terms/cldice.cuh"
 #include "kernels/terms/cross_entropy.cuh"
+#include "kernels/terms/distance.cuh"
 #include "kernels/terms/focal_binary.cuh"
 #include "kernels/terms/focal_softmax.cuh"
 #include "kernels/terms/marginal_ce.cuh"
@@ -47,6 +59,12 @@ CULOSS_HD void visit_term(int kind, F&& f) {
       return f(MarginalCeTerm{});
     case TK_TOPK_CE:
       return f(TopKCeTerm{});
+    case TK_HAUSDORFF_DT:
+      return f(HausdorffDtTerm{});
+    case TK_BOUNDARY:
+      return f(BoundaryTerm{});
+    case TK_CLDICE:
+      return f(ClDiceTerm{});
   }
 }
 

@@ -10,7 +10,7 @@
 namespace culoss {
 
 template <class Term>
-struct ElementwiseTerm {
+struct ElementwiseTerm : NoMaps {
   static constexpr bool kScaledCoefs = false;  // the element pass multiplies by grad_scale · scale
   static constexpr bool kElementValue = true;  // its value is summed in the element pass
   static constexpr int kNone = NONE_ELEMENTS;  // REDUCTION_NONE writes one value per element
@@ -50,6 +50,10 @@ struct ElementwiseTerm {
     Term::counts(px, slots);
     if (prog.value_in_stats) Term::value_stats(ts, px, slots + (ts.value_offset - ts.stat_offset));
   }
+
+  // Whether class c counts at all (a term taking INCLUDE_BACKGROUND leaves class 0 out): an
+  // excluded class has weight 0 and no part in the MEAN divisor.
+  CULOSS_HD static bool counts_class(const TermSpec&, int64_t) { return true; }
 
   // ω⁺ and ω⁻ of class c: the class weight for both.
   CULOSS_HD static void class_weights(const TermSpec&, const double*, int64_t, double wc, double,
@@ -92,7 +96,12 @@ struct ElementwiseTerm {
       const double wc = cw ? cw[c] : 1.0;
       const double tsum = ts.stat_count > 0 ? f.class_total(c, first) : 0.0;      // Σ m t
       const double msum = ts.stat_count > 1 ? f.class_total(c, first + 1) : 0.0;  // Σ m
-      double pos, neg;
+      double pos = 0.0, neg = 0.0;
+      if (!Term::counts_class(ts, c)) {
+        b.class_coef_a[c] = 0.0;
+        b.class_coef_b[c] = 0.0;
+        continue;
+      }
       Term::class_weights(ts, pw, c, wc, tsum, msum, pos, neg);
       b.class_coef_a[c] = pos;
       b.class_coef_b[c] = neg;

@@ -10,7 +10,8 @@
 
 namespace culoss {
 
-struct RegionTerm {
+struct RegionTerm : NoMaps {
+  static constexpr bool kRegionParams = true;
   static constexpr int kCoefs = 2;  // a, b
   static constexpr bool kScaledCoefs = true;
   static constexpr bool kElementValue = false;
@@ -22,7 +23,7 @@ struct RegionTerm {
 
   static bool needs_counts(const TermSpec&, bool, bool) { return true; }
   static int count_slots(const TermSpec& t) { return t.region.stat_slots(); }
-  static_assert(kCountSlots <= kMaxStatSlots, "the statistics pass has room for kMaxStatSlots");
+  static_assert(kCountSlots <= kMaxTermStats, "the statistics pass has room for kMaxTermStats");
 
   template <class R>
   CULOSS_HD static void stats(const Program&, const TermSpec& ts, const TermPixel<R>& px,

@@ -2,6 +2,8 @@
 // status and the thread's last-error message: nothing throws across the C boundary.
 #include <culoss/culoss.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <new>
 #include <string>
@@ -282,7 +284,9 @@ culoss_status culoss_param_get_bounds(culoss_kind kind, culoss_param param, doub
                                       double* upper, int* upper_open) {
   return guard([&] {
     const ParamRule& r = param_rule(raw_enum(kind), raw_enum(param));
-    if (lower) *lower = r.lower;
+    // An open lower bound (a positive size) is reported as the next double above it, which keeps
+    // "lower <= value" exact without another output.
+    if (lower) *lower = r.lower_open ? std::nextafter(r.lower, HUGE_VAL) : r.lower;
     if (upper) *upper = r.upper;
     if (upper_open) *upper_open = r.upper_open ? 1 : 0;
   });

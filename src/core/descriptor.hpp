@@ -39,6 +39,8 @@ struct Params {
   int64_t check_targets;
   int64_t soft_label;
   double top_fraction;
+  std::vector<double> spacing;  // empty: all 1
+  int64_t iterations;
 };
 
 }  // namespace culoss

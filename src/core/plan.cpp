@@ -45,6 +45,7 @@ class Builder {
         return;
       case Family::Region:
       case Family::Elementwise:
+      case Family::Distance:
         push(reads_binary_targets(d.kind, d.params) ? k.binary_term : k.term, d, k, weight,
              d.params.reduction);
         if (k.term == TK_TOPK_CE) top_k(d, k);
@@ -96,12 +97,14 @@ class Builder {
     t.value_offset = -1;
     t.export_offset = -1;
     t.coef_offset = prog.coef_width;
+    t.include_background = p.include_background != 0;
     const Layout& L = call_.layout;
     t.static_count = L.N * L.C * L.P;
     adjust(t);
-    if (t.kind == TK_REGION) region(t, p, k.region);
     visit_term(unit, [&](auto u) {
       using Unit = decltype(u);
+      if (Unit::kRegionParams) region(t, p, k.region);  // before count_slots, which reads it
+      if (Unit::kMaps > 0) geometry(t, p, k, Unit::kMaps, Unit::kMinAxes, Unit::kMapGrad);
       t.coef_count = Unit::kCoefs;
       // Statistics: the unit's counts when finalize needs them, and distributed its value sums.
       t.needs_target_stats = Unit::needs_counts(t, call_.distributed, call_.index_target);
@@ -129,6 +132,45 @@ class Builder {
     TermSpec& t = plan_.prog.term[plan_.top_k];
     t.top_fraction = d.params.top_fraction;
     t.selected = nullptr;  // bound per call (bind_program)
+  }
+
+  // A term with geometry maps: its maps, the grid of one (image, class) (the input's spatial
+  // axes: its shape without the batch and class axes) and the geometry parameters.
+  void geometry(TermSpec& t, const Params& p, const KindInfo& k, int maps, int min_axes,
+                bool map_grad) {
+    Program& prog = plan_.prog;
+    const std::vector<int64_t>& shape = call_.pixel_shape;  // (N, spatial...)
+    const int axes = static_cast<int>(shape.size()) - 1;
+    if (axes > kMaxSpatialAxes)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, k.name, " supports 1 to ", kMaxSpatialAxes,
+           " spatial axes; input ", shape_string(call_.input.shape), " has ", axes,
+           " (the shape without its batch and class axes)");
+    if (axes < min_axes)
+      fail(CULOSS_ERROR_NOT_SUPPORTED, k.name, " needs ",
+           min_axes == 1 ? "1 to 3 spatial axes" : "2 or 3 spatial axes", "; input ",
+           shape_string(call_.input.shape), " has ", axes,
+           " (the shape without its batch and class axes)");
+    if (!p.spacing.empty() && static_cast<int>(p.spacing.size()) != axes)
+      fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_SPACING has ", p.spacing.size(),
+           " values but input ", shape_string(call_.input.shape), " has ", axes,
+           " spatial axes");
+    Grid& g = prog.grid;
+    g.k = axes;
+    g.P = 1;
+    for (int a = axes - 1; a >= 0; --a) {
+      g.extent[a] = shape[a + 1];
+      g.stride[a] = g.P;
+      g.P *= g.extent[a];
+    }
+    for (int a = 0; a < kMaxSpatialAxes; ++a) {
+      const double s = a < axes && !p.spacing.empty() ? p.spacing[a] : 1.0;
+      t.spacing2[a] = s * s;
+    }
+    t.iterations = static_cast<int>(p.iterations);
+    t.map_offset = prog.map_width;
+    t.map_count = maps;
+    prog.map_width += maps;
+    prog.any_map_grad |= map_grad;
   }
 
   void region(TermSpec& t, const Params& p, int kind) {
@@ -232,11 +274,36 @@ Buffers carve(Carver& carver, const Call& call, const Plan& plan) {
   b.value = carver.take<double>(1);
   b.out_values = carver.take<double>(plan.output_count);
   b.selected = carver.take<unsigned char>(plan.top_k >= 0 ? L.N * L.P : 0);
+  b.geo = carve_geometry(carver, call, plan);
   return b;
+}
+
+GeometryBuffers carve_geometry(Carver& carver, const Call& call, const Plan& plan) {
+  const Layout& L = call.layout;
+  const Program& prog = plan.prog;
+  bool distance = false, skeleton = false;
+  for (int i = 0; i < prog.count; ++i)
+    visit_term(prog.term[i].kind, [&](auto unit) {
+      distance |= decltype(unit)::kGeometry == GEO_DISTANCE;
+      skeleton |= decltype(unit)::kGeometry == GEO_SKELETON;
+    });
+  const int64_t count = prog.map_width > 0 ? L.N * L.C * L.P : 0;
+  GeometryBuffers g{};
+  g.images = L.N * L.C;
+  g.P = L.P;
+  g.maps = carver.take<double>(prog.map_width * count);
+  const int planes = skeleton ? kSkeletonPlanes : distance ? kDistancePlanes : 0;
+  for (int i = 0; i < planes; ++i) g.plane[i] = carver.take<double>(count);
+  for (int i = 0; i < (skeleton ? kSkeletonSelections : 0); ++i)
+    g.sel[i] = carver.take<int64_t>(count);
+  g.v = carver.take<int64_t>(distance ? count : 0);
+  g.z = carver.take<double>(distance ? 2 * count : 0);  // n + 1 per line of n ≥ 1 pixels
+  return g;
 }
 
 Program bind_program(const Plan& plan, const Buffers& b, const Call& call) {
   Program prog = plan.prog;
+  prog.maps = prog.map_width > 0 ? b.geo.maps : nullptr;
   for (int i = 0; i < prog.count; ++i) {  // (read by region terms only)
     TermSpec& t = prog.term[i];
     t.region.class_weights =

@@ -10,6 +10,7 @@
 
 #include "core/tensor.hpp"
 #include "kernels/common/finalize.cuh"
+#include "kernels/geometry/geometry.cuh"
 
 namespace culoss {
 
@@ -65,15 +66,19 @@ struct Buffers {
   double* value;       // 1: what step 3 adds to the loss
   double* out_values;  // output_count (host-bound loss_out on CUDA)
   unsigned char* selected;  // N x P with a TOPK_CE term: 1 where a pixel is selected
+  GeometryBuffers geo;  // maps and the transforms' scratch (empty without map terms)
 };
 
 Plan make_plan(const Call& call);
 // The plan's buffers; each backend carves its own slices (partials of its passes) after them.
 Buffers carve(Carver& carver, const Call& call, const Plan& plan);
+// The geometry part of carve: O(N·C·P) whatever the parameters (skeleton iterations included).
+GeometryBuffers carve_geometry(Carver& carver, const Call& call, const Plan& plan);
 
 // The program with its pointers bound for this call: region terms read their class weights
 // from the weight table `b.weights` (on the backend's device) and, distributed, their batch
-// totals from the summed statistics; a TOPK_CE term reads its selection from `b.selected`.
+// totals from the summed statistics; a TOPK_CE term reads its selection from `b.selected`, map
+// terms their geometry maps from `b.geo.maps`.
 Program bind_program(const Plan& plan, const Buffers& b, const Call& call);
 
 // Finalize buffers over a carved workspace; NONE region outputs go to `none_out`.

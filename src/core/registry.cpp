@@ -29,6 +29,7 @@ constexpr ParamRule reals(double lo, double hi, double def, bool open = false) {
 }
 // (0, 1]: a share of something that must keep at least a part of it.
 constexpr ParamRule fraction(double def) { return {0, 1, false, 0, def, /*lower_open=*/true}; }
+constexpr ParamRule positive(double def) { return {0, kInf, false, 0, def, true}; }
 
 const char* const kActivations[] = {"NONE", "SIGMOID", "SOFTMAX"};
 const char* const kReductions[] = {"MEAN", "SUM", "NONE"};
@@ -105,6 +106,10 @@ const ParamRow kParams[] = {
                             flag(1), nullptr, CULOSS_INT(check_targets)},
                           {{CULOSS_PARAM_SOFT_LABEL, "CULOSS_PARAM_SOFT_LABEL", T::Int, flag(0),
                             nullptr, CULOSS_INT(soft_label)},
+                          {{CULOSS_PARAM_SPACING, "CULOSS_PARAM_SPACING", T::Floats, positive(1),
+                            nullptr, CULOSS_FLOATS(spacing)},
+                          {{CULOSS_PARAM_ITERATIONS, "CULOSS_PARAM_ITERATIONS", T::Int,
+                            ints(1, 50, 3), nullptr, CULOSS_INT(iterations)},
                           {{CULOSS_PARAM_TOP_FRACTION, "CULOSS_PARAM_TOP_FRACTION", T::Float,
                             fraction(0.1), nullptr, CULOSS_FLOAT(top_fraction)},
                           };
@@ -303,6 +308,40 @@ const KindInfo kKinds[] = {
      (kRegion & ~pbit(CULOSS_PARAM_SMOOTH_NR)) | pbit(CULOSS_PARAM_AVERAGE) | kSoftLabel,
      {},
      0},
+    {CULOSS_HAUSDORFF_DT,
+     "CULOSS_HAUSDORFF_DT",
+     F::Distance,
+     TF::BinaryIfSigmoid,
+     TK_HAUSDORFF_DT,
+     TK_HAUSDORFF_DT,
+     -1,
+     false,
+     kCommon | pbit(CULOSS_PARAM_INCLUDE_BACKGROUND) | pbit(CULOSS_PARAM_ALPHA) |
+         pbit(CULOSS_PARAM_SPACING),
+     {real(CULOSS_PARAM_ALPHA, 0, kInf, 2)},
+     1},
+    {CULOSS_BOUNDARY,
+     "CULOSS_BOUNDARY",
+     F::Distance,
+     TF::BinaryIfSigmoid,
+     TK_BOUNDARY,
+     TK_BOUNDARY,
+     -1,
+     false,
+     kCommon | pbit(CULOSS_PARAM_INCLUDE_BACKGROUND) | pbit(CULOSS_PARAM_SPACING),
+     {},
+     0},
+    {CULOSS_CLDICE,
+     "CULOSS_CLDICE",
+     F::Region,
+     TF::BinaryIfSigmoid,
+     TK_CLDICE,
+     TK_CLDICE,
+     -1,
+     false,
+     kRegion | pbit(CULOSS_PARAM_AVERAGE) | pbit(CULOSS_PARAM_ITERATIONS),
+     {real(CULOSS_PARAM_SMOOTH_NR, 0, kInf, 1), real(CULOSS_PARAM_SMOOTH_DR, 0, kInf, 1)},
+     2},
     // Cross-entropy of the pixels with the largest losses: an element-wise term whose pixels
     // are chosen by a batch-wide selection before the passes (the backends' top-k step).
     {CULOSS_TOPK_CE,
@@ -350,7 +389,7 @@ std::string expected_values(const ParamInfo& info, const ParamRule& r) {
   }
   os << "finite and ";
   if (r.upper == kInf)
-    os << ">= " << r.lower;
+    os << (r.lower_open ? "> " : ">= ") << r.lower;
   else if (r.lower == -kInf)
     os << "at most " << r.upper;
   else
@@ -532,6 +571,9 @@ std::vector<int64_t> output_axes(culoss_kind kind, const Params& p, int64_t ndim
     case Family::Elementwise:  // per element (binary) or per pixel
       for (int64_t a = 0; a < ndim; ++a)
         if (binary || a != axis) axes.push_back(a);
+      return axes;
+    case Family::Distance:  // per element, classes included
+      for (int64_t a = 0; a < ndim; ++a) axes.push_back(a);
       return axes;
     case Family::Lovasz:  // per problem (image or batch), and per channel for binary problems
       if (p.per_image) axes.push_back(0);

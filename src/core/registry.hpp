@@ -27,7 +27,7 @@ struct ParamRule {
   bool upper_open;      // value < upper rather than <=
   uint32_t values;      // an enum: bit v set when value v is accepted; 0: every value in bounds
   double default_value;
-  bool lower_open = false;  // value > lower rather than >= (culoss_param_accepts tells)
+  bool lower_open = false;  // value > lower rather than >= (TOP_FRACTION, SPACING)
 
   bool accepts(ParamType type, double value) const;
 };
@@ -53,6 +53,8 @@ enum class Family {
   Elementwise,  // a loss per element or pixel (counts from statistics when needed)
   Lovasz,       // a sort per problem
   Composite,    // a fixed sum of terms of other families (COMBO: cross-entropy and Dice)
+  Distance,     // a loss per element weighted by distance maps of its (image, class): NONE
+                // writes the input's shape whatever the activation
   Sum,          // a weighted sum of other kinds' terms
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/geometry_cpu.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/topk.hpp"
 #include "kernels/common/finalize.cuh"
@@ -184,6 +185,7 @@ void compute(const Call& call, const Plan& plan) {
   if (plan.top_k >= 0) select_top_k(call, plan, b, topk);  // before the passes read `selected`
   const Layout& L = call.layout;
 
+  geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     if (prog.has_stats) statistics<T>(call, prog, b.stats, partials.stats);
@@ -191,6 +193,7 @@ void compute(const Call& call, const Plan& plan) {
         prog, finalize_buffers(b, call, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
         call.grad_scale, 0, 1, [] {}, [](double v) { return v; });
     if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
+    geometry_backward(call, prog, b.coefs, b.geo);
     double element_total = 0.0;
     if (plan.element_pass) {
       element_total = dispatch_grad<T>(

@@ -11,6 +11,7 @@
 #include "cuda/backend.hpp"
 #include "cuda/cuda_util.hpp"
 #include "cuda/topk.hpp"
+#include "cuda/geometry_cuda.hpp"
 #include "kernels/fused/fused_kernels.cuh"
 
 namespace culoss {
@@ -117,6 +118,9 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
   const T* x = static_cast<const T*>(call.input.data);
   const int64_t S = prog.stat_width, row = L.C * S, pixels = L.N * L.P;
 
+  // Maps of distance / skeleton terms (geometry_cuda.cu)
+  geometry_forward(call, prog, b.geo, stream);
+
   // Step 2: statistics
   if (prog.has_stats && pixels > 0) {
     const int64_t bpi = part.blocks_per_image;
@@ -149,6 +153,7 @@ void run(const Call& call, const Plan& plan, const Program& prog, const Buffers&
       prog, finalize_buffers(b, call, out, out_dtype), L.N, L.C, call.grad_scale);
   check(cudaGetLastError(), "finalize_kernel launch");
   if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
+  geometry_backward(call, prog, b.coefs, b.geo, stream);
 
   // Step 4: the fused element pass
   if (plan.element_pass && pixels > 0) {

@@ -40,6 +40,9 @@ const char* kind_name(culoss_kind k) {
     case CULOSS_SUM: return "CULOSS_SUM";
     case CULOSS_MCC: return "CULOSS_MCC";
     case CULOSS_TOPK_CE: return "CULOSS_TOPK_CE";
+    case CULOSS_HAUSDORFF_DT: return "CULOSS_HAUSDORFF_DT";
+    case CULOSS_BOUNDARY: return "CULOSS_BOUNDARY";
+    case CULOSS_CLDICE: return "CULOSS_CLDICE";
   }
   return "?";
 }
@@ -71,6 +74,8 @@ const char* param_name(culoss_param p) {
     case CULOSS_PARAM_CHECK_TARGETS: return "CULOSS_PARAM_CHECK_TARGETS";
     case CULOSS_PARAM_SOFT_LABEL: return "CULOSS_PARAM_SOFT_LABEL";
     case CULOSS_PARAM_TOP_FRACTION: return "CULOSS_PARAM_TOP_FRACTION";
+    case CULOSS_PARAM_SPACING: return "CULOSS_PARAM_SPACING";
+    case CULOSS_PARAM_ITERATIONS: return "CULOSS_PARAM_ITERATIONS";
   }
   return "?";
 }

@@ -28,16 +28,18 @@ TEST(ApiRegistry, NamesOfKindsAndParameters) {
   EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(0)));
   EXPECT_STREQ("CULOSS_PARAM_TOP_FRACTION", culoss_param_name(CULOSS_PARAM_TOP_FRACTION));
   EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(200)));
-  // The named values. (This branch holds kind 18 and parameter 27 of 0.2 without the values
-  // between: kinds 14-17 and parameters 24-26 come with other branches, after which the values
-  // run from 1 without gaps again and the counts are 18 and 27.)
+  EXPECT_STREQ("CULOSS_CLDICE", culoss_kind_name(CULOSS_CLDICE));
+  EXPECT_STREQ("CULOSS_PARAM_ITERATIONS", culoss_param_name(CULOSS_PARAM_ITERATIONS));
+  // numbered from 1 without gaps (a binding may scan 1..255), every name well formed
   int kinds = 0, params = 0;
-  for (int v = 1; v <= 255; ++v) {
-    kinds += culoss_kind_name(static_cast<culoss_kind>(v)) ? 1 : 0;
-    params += culoss_param_name(static_cast<culoss_param>(v)) ? 1 : 0;
-  }
-  EXPECT_EQ(15, kinds);
-  EXPECT_EQ(25, params);
+  while (culoss_kind_name(static_cast<culoss_kind>(kinds + 1))) ++kinds;
+  while (culoss_param_name(static_cast<culoss_param>(params + 1))) ++params;
+  for (int v = kinds + 1; v <= 255; ++v)
+    EXPECT_EQ(nullptr, culoss_kind_name(static_cast<culoss_kind>(v)));
+  for (int v = params + 1; v <= 255; ++v)
+    EXPECT_EQ(nullptr, culoss_param_name(static_cast<culoss_param>(v)));
+  EXPECT_EQ(18, kinds);
+  EXPECT_EQ(27, params);
 }
 
 TEST(ApiRegistry, EnumValueNames) {
@@ -150,7 +152,8 @@ const Bounds kBounds[] = {
     {CULOSS_GENERALIZED_DICE, CULOSS_PARAM_WEIGHT_TYPE, 0, 2, 0, CULOSS_WEIGHT_SQUARE},
     {CULOSS_LOVASZ_SOFTMAX, CULOSS_PARAM_CLASSES, 0, 1, 0, CULOSS_CLASSES_PRESENT},
     {CULOSS_SUM, CULOSS_PARAM_CHECK_TARGETS, 0, 1, 0, 1},
-    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 0, 1, 0, 0.1},  // the lower bound is open
+    // an open lower bound is reported as the next double above it
+    {CULOSS_TOPK_CE, CULOSS_PARAM_TOP_FRACTION, 4.9406564584124654e-324, 1, 0, 0.1},
     {CULOSS_TOPK_CE, CULOSS_PARAM_REDUCTION, 0, 2, 0, CULOSS_REDUCTION_MEAN},
 };
 

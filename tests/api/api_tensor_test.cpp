@@ -1258,6 +1258,12 @@ const char* kind_name(culoss_kind k) {
       return "CULOSS_MCC";
     case CULOSS_TOPK_CE:
       return "CULOSS_TOPK_CE";
+    case CULOSS_HAUSDORFF_DT:
+      return "CULOSS_HAUSDORFF_DT";
+    case CULOSS_BOUNDARY:
+      return "CULOSS_BOUNDARY";
+    case CULOSS_CLDICE:
+      return "CULOSS_CLDICE";
   }
   return "?";
 }

@@ -162,9 +162,10 @@ double pick_double(Reader& r) {
 
 // Kinds and parameters of 0.2, reached by bytes of their own (appended, so that every other
 // byte keeps its meaning and the corpus its scenarios).
-const int kAddedKinds[] = {CULOSS_TOPK_CE, CULOSS_MCC};  // bytes 0xf8, ...
-const int kAddedParams[] = {CULOSS_PARAM_TOP_FRACTION, CULOSS_PARAM_SOFT_LABEL};  // bytes 237, ...
-
+const int kAddedKinds[] = {CULOSS_TOPK_CE, CULOSS_MCC, CULOSS_HAUSDORFF_DT, CULOSS_BOUNDARY,
+                           CULOSS_CLDICE};  // bytes 0xf8, ...
+const int kAddedParams[] = {CULOSS_PARAM_TOP_FRACTION, CULOSS_PARAM_SOFT_LABEL,
+                            CULOSS_PARAM_SPACING, CULOSS_PARAM_ITERATIONS};  // bytes 237, ...
 
 int pick_param(Reader& r) {
   static const int odd[] = {
@@ -493,6 +494,8 @@ void apply_ops(Reader& r, Desc& d) {
         if (param == CULOSS_PARAM_SMOOTH_NR) d.smooth_nr = v;
         if (param == CULOSS_PARAM_SMOOTH_DR) d.smooth_dr = v;
         if (!float_param_tame(param, v)) d.tame = false;
+        // Distance exponents above 2 make HAUSDORFF_DT's values and half gradients overflow.
+        if (param == CULOSS_PARAM_ALPHA && d.kind == CULOSS_HAUSDORFF_DT && v > 2) d.tame = false;
         break;
       }
       case 4: {  // set_floats from a guarded read-only array of exactly `count` values
@@ -525,6 +528,9 @@ void apply_ops(Reader& r, Desc& d) {
         expect_failed(s, !values_valid, "culoss_loss_set_floats", "negative or non-finite value");
         if (buf) FUZZ_CHECK(buf->canaries_intact(), "set_floats wrote around its values");
         if (s == CULOSS_SUCCESS && !values_tame) d.tame = false;
+        if (s == CULOSS_SUCCESS && param == CULOSS_PARAM_SPACING)  // distances grow with it
+          for (int64_t k = 0; k < count; ++k)
+            if (!(values[k] <= 1.0)) d.tame = false;
         break;
       }
       case 5: {  // get_int (sometimes into NULL)

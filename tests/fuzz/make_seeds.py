@@ -48,6 +48,7 @@ ODD_DTYPES = {"i64": 208, "u8": 209, "f32x2": 210, "f8": 211, "code7": 212, "bit
 # Kinds and parameters (culoss.h).
 (DICE, JACCARD, TVERSKY, FOCAL_TVERSKY, GDL, BCE, CE, FOCAL, COMBO, MARGINAL, HINGE, LSOFTMAX, SUM,
  MCC) = range(1, 15)
+HAUSDORFF_DT, BOUNDARY, CLDICE = 15, 16, 17
 (ACTIVATION, CLASS_AXIS, REDUCTION, IGNORE_INDEX, SMOOTH_NR, SMOOTH_DR, SQUARED, BATCH, INCLUDE_BG,
  CLASS_WEIGHTS, ALPHA, BETA, GAMMA, WEIGHT_TYPE, POS_WEIGHT, CLASS_BALANCE, LABEL_SMOOTHING,
  CE_RATIO, PER_IMAGE, CLASSES, SKIP_EMPTY, AVERAGE, CHECK_TARGETS, SOFT_LABEL) = range(1, 25)
@@ -55,8 +56,9 @@ ODD_DTYPES = {"i64": 208, "u8": 209, "f32x2": 210, "f8": 211, "code7": 212, "bit
 # so that every byte of 0.1 keeps its meaning and the corpus its scenarios.
 TOPK_CE = 18
 TOP_FRACTION = 27
-ADDED_KINDS = {TOPK_CE: 0xF8, MCC: 0xF9}
-ADDED_PARAMS = {TOP_FRACTION: 237, SOFT_LABEL: 238}
+SPACING, ITERATIONS = 25, 26
+ADDED_KINDS = {TOPK_CE: 0xF8, MCC: 0xF9, HAUSDORFF_DT: 0xFA, BOUNDARY: 0xFB, CLDICE: 0xFC}
+ADDED_PARAMS = {TOP_FRACTION: 237, SOFT_LABEL: 238, SPACING: 239, ITERATIONS: 240}
 
 
 def param_byte(param):
@@ -344,6 +346,21 @@ CORPUS = {
     "lovasz_softmax_all_f16": dict(
         desc=(LSOFTMAX, [("int", CLASSES, 0)], []), input={"shape": [2, 3, 7], "dtype": 160 + F["f16"]},
         target={"fill": 1}),
+    "hausdorff_dt_3d_spacing": dict(
+        desc=(HAUSDORFF_DT, [("floats", SPACING, [0.5, 1.0, 0.5]), ("int", REDUCTION, 2)], []),
+        input={"shape": [2, 3, 3, 4, 5]}, target={}, loss_out={"how": 3}),
+    "boundary_sigmoid_dense": dict(
+        desc=(BOUNDARY, [("int", ACTIVATION, 1)], []), input={"shape": [2, 2, 7, 6]},
+        target={"how": 1, "fill": 1}),
+    "cldice_iterations_f16": dict(
+        desc=(CLDICE, [("int", ITERATIONS, 5), ("int", AVERAGE, 1)], []),
+        input={"shape": [2, 3, 8, 7], "dtype": 160 + F["f16"]}, target={}),
+    "cldice_one_axis_refused": dict(desc=(CLDICE, [], []), input={"shape": [2, 3, 8]}, target={}),
+    "sum_dice_cldice_boundary": dict(
+        desc=(SUM, [], [(DICE, [], 1.0), (CLDICE, [], 0.5), (BOUNDARY, [], 0.25)]),
+        input={"shape": [2, 3, 6, 5]}, target={}),
+    "stats_round_trip_cldice": dict(mode=6, desc=(CLDICE, [], []), input={"shape": [2, 3, 5, 6]},
+                                    target={}, loss_out={"f64": True}),
     "sum_dice_ce": dict(
         desc=(SUM, [("int", CHECK_TARGETS, 0)],
               [(DICE, [("int", INCLUDE_BG, 0)], 1.0), (CE, [], 0.5)]),

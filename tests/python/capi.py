@@ -13,14 +13,14 @@ import numpy as np
 
 KIND = {"Dice": 1, "Jaccard": 2, "Tversky": 3, "FocalTversky": 4, "GeneralizedDice": 5,
         "BCE": 6, "CrossEntropy": 7, "Focal": 8, "Combo": 9, "MarginalCrossEntropy": 10,
-        "LovaszHinge": 11, "LovaszSoftmax": 12, "Sum": 13, "MCC": 14,
-        "TopKCrossEntropy": 18}
+        "LovaszHinge": 11, "LovaszSoftmax": 12, "Sum": 13, "MCC": 14, "HausdorffDT": 15,
+        "Boundary": 16, "ClDice": 17, "TopKCrossEntropy": 18}
 PARAM = {"activation": 1, "class_axis": 2, "reduction": 3, "ignore_index": 4, "smooth_nr": 5,
          "smooth_dr": 6, "squared_denominator": 7, "batch": 8, "include_background": 9,
          "class_weights": 10, "alpha": 11, "beta": 12, "gamma": 13, "weight_type": 14,
          "pos_weight": 15, "class_balance": 16, "label_smoothing": 17, "ce_ratio": 18,
          "per_image": 19, "classes": 20, "skip_empty": 21, "average": 22, "check_targets": 23,
-         "soft_label": 24, "top_fraction": 27}
+         "soft_label": 24, "spacing": 25, "iterations": 26, "top_fraction": 27}
 ENUM = {"none": None, "activation": {"none": 0, "sigmoid": 1, "softmax": 2},
         "reduction": {"mean": 0, "sum": 1, "none": 2},
         "weight_type": {"square": 0, "simple": 1, "uniform": 2},

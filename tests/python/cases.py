@@ -46,6 +46,12 @@ CASES = [
     ("TopKCrossEntropy", {}),
     ("TopKCrossEntropy", {"top_fraction": 0.3, "class_weights": [0.2, 1.0, 3.0],
                           "label_smoothing": 0.05, "ignore_index": 255}),
+    ("HausdorffDT", {}),
+    ("HausdorffDT", {"include_background": False, "reduction": "none", "alpha": 1.5}),
+    ("Boundary", {}),
+    ("Boundary", {"reduction": "sum", "activation": "sigmoid"}),
+    ("ClDice", {}),
+    ("ClDice", {"average": "micro", "iterations": 2, "reduction": "none"}),
 ]
 
 

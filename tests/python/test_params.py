@@ -13,7 +13,7 @@ from cases import make_inputs
 
 KINDS = ["Dice", "Jaccard", "Tversky", "FocalTversky", "GeneralizedDice", "BCE", "CrossEntropy",
          "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax", "MCC",
-         "TopKCrossEntropy"]
+         "HausdorffDT", "Boundary", "ClDice", "TopKCrossEntropy"]
 
 
 def test_one_class_per_kind():
@@ -38,6 +38,7 @@ VALUES = {
     "skip_empty": (True, True), "average": ("micro", "micro"), "check_targets": (False, False),
     "soft_label": (True, True),
     "top_fraction": (0.25, 0.25),
+    "iterations": (7, 7),
 }
 
 
@@ -45,7 +46,7 @@ VALUES = {
 def test_every_keyword_reaches_its_c_parameter(kind, capi):
     cls = getattr(culoss, kind)
     for name in _loss.KIND_PARAMS[cls.kind]:
-        if name in ("class_weights", "pos_weight"):
+        if name in ("class_weights", "pos_weight", "spacing"):
             continue
         value, expected = VALUES[name]
         if kind in ("Combo", "TopKCrossEntropy") and name == "reduction":

@@ -25,7 +25,9 @@ MODULES = {"Dice": ct.DiceLoss, "Jaccard": ct.JaccardLoss, "Tversky": ct.Tversky
            "BCE": ct.BCELoss, "CrossEntropy": ct.CrossEntropyLoss, "Focal": ct.FocalLoss,
            "Combo": ct.ComboLoss, "MarginalCrossEntropy": ct.MarginalCrossEntropyLoss,
            "LovaszHinge": ct.LovaszHingeLoss, "LovaszSoftmax": ct.LovaszSoftmaxLoss,
-           "MCC": ct.MCCLoss, "TopKCrossEntropy": ct.TopKCrossEntropyLoss}
+           "MCC": ct.MCCLoss, "TopKCrossEntropy": ct.TopKCrossEntropyLoss,
+           "HausdorffDT": ct.HausdorffDTLoss, "Boundary": ct.BoundaryLoss,
+           "ClDice": ct.ClDiceLoss}
 
 
 def tensors(kind, params, rng, shape=(2, 3, 3, 4), dtype=torch.float64, device="cpu"):

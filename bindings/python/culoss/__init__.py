@@ -39,6 +39,9 @@ LovaszHinge = _KIND_CLASSES["LovaszHinge"]
 LovaszSoftmax = _KIND_CLASSES["LovaszSoftmax"]
 MCC = _KIND_CLASSES["MCC"]
 TopKCrossEntropy = _KIND_CLASSES["TopKCrossEntropy"]
+HausdorffDT = _KIND_CLASSES["HausdorffDT"]
+Boundary = _KIND_CLASSES["Boundary"]
+ClDice = _KIND_CLASSES["ClDice"]
 
 
 def library_path() -> str:
@@ -90,6 +93,7 @@ __all__ = [
     "CrossEntropy", "Focal", "Combo", "MarginalCrossEntropy", "LovaszHinge", "LovaszSoftmax",
     "MCC",
     "TopKCrossEntropy",
+    "HausdorffDT", "Boundary", "ClDice",
     "from_spec", "library_path", "library_version", "last_error", "load_library",
     "set_num_threads", "get_num_threads",
     "CulossError", "InvalidArgumentError", "ShapeMismatchError", "UnsupportedDtypeError",

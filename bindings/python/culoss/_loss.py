@@ -76,8 +76,11 @@ class _Registry:
     def expected(self, kind: int, pid: int) -> str:
         """The accepted values as words: ">= 0", "at most 1", "in [0, 1)", "in (0, 1]"."""
         lower, upper, is_open = self.bounds(kind, pid)
-        # a lower bound the setter refuses is open (the bounds query reports the upper one only)
+        # a lower bound the setter refuses is open; the library reports an open bound at 0 as the
+        # smallest positive double
         lower_open = math.isfinite(lower) and not self.accepts(kind, pid, lower)
+        if 0.0 < lower < 1e-300:
+            lower, lower_open = 0.0, True
         if upper == math.inf:
             return "%s %g" % (">" if lower_open else ">=", lower)
         if lower == -math.inf:
@@ -774,6 +777,11 @@ _DOCS = {
                 "(each + s_dr) per (image, class)."),
     "TopKCrossEntropy": (18, "Cross-entropy of the top_fraction of the pixels with the largest "
                              "losses over the batch (nnU-Net's TopKLoss)."),
+    "HausdorffDT": (15, "Hausdorff distance-transform loss: mean of (p - t)^2 (f_P^alpha + "
+                        "f_T^alpha), f the exact distance maps of the thresholded masks."),
+    "Boundary": (16, "Boundary loss: mean of p * phi, phi the target's signed distance map."),
+    "ClDice": (17, "Soft clDice: 1 - harmonic mean of the topology precision and sensitivity "
+                   "of soft skeletons (2-D and 3-D)."),
 }
 _KIND_NAMES = {kind: name for name, (kind, _) in _DOCS.items()}
 _KIND_NAMES[SUM] = "Sum"

@@ -49,6 +49,7 @@ __all__ = [
     "MarginalCrossEntropyLoss", "LovaszHingeLoss", "LovaszSoftmaxLoss", "HAVE_CUSTOM_OP",
     "MCCLoss",
     "TopKCrossEntropyLoss",
+    "HausdorffDTLoss", "BoundaryLoss", "ClDiceLoss",
 ]
 
 _cache: Dict[str, Loss] = {}
@@ -363,3 +364,6 @@ LovaszHingeLoss = _module_class("LovaszHingeLoss", "LovaszHinge")
 LovaszSoftmaxLoss = _module_class("LovaszSoftmaxLoss", "LovaszSoftmax")
 MCCLoss = _module_class("MCCLoss", "MCC")
 TopKCrossEntropyLoss = _module_class("TopKCrossEntropyLoss", "TopKCrossEntropy")
+HausdorffDTLoss = _module_class("HausdorffDTLoss", "HausdorffDT")
+BoundaryLoss = _module_class("BoundaryLoss", "Boundary")
+ClDiceLoss = _module_class("ClDiceLoss", "ClDice")

@@ -1,0 +1,96 @@
+// CPU executor of the geometry steps (kernels/geometry/geometry.cuh: seeds, exact distance
+// transforms, soft skeletons and their backward). The algorithms are the shared ones; here each
+// data-parallel op runs in fixed chunks on the thread pool, every element (or line) written by
+// exactly one task, so any thread count gives the same bits.
+#include "cpu/geometry_cpu.hpp"
+
+#include "core/dispatch.hpp"
+#include "cpu/thread_pool.hpp"
+#include "kernels/geometry/geometry.cuh"
+
+namespace culoss::cpu {
+
+namespace {
+
+struct CpuExec {
+  template <class Op>
+  void run(int64_t count, const Op& op, int64_t grain) const {
+    for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) op(i);
+    });
+  }
+  // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
+  // only its last-axis bounds change along the row; a row away from the borders of the other
+  // axes visits its inner pixels with compile-time bounds (Interior<K>).
+  template <class Op>
+  void run_grid(const Grid& g, int64_t images, const Op& op) const {
+    switch (g.k) {
+      case 1:
+        return rows<1>(g, images, op);
+      case 2:
+        return rows<2>(g, images, op);
+      default:
+        return rows<3>(g, images, op);
+    }
+  }
+  template <int K, class Op>
+  void rows(const Grid& g, int64_t images, const Op& op) const {
+    const int last = K - 1;
+    const int64_t n = g.extent[last], count = images * (g.P / n);
+    Interior<K> inner{};
+    for (int a = 0; a < K; ++a) inner.stride[a] = g.stride[a];
+    for_each_chunk(Partition(count, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const int64_t start = r * n;
+        Neighbourhood h = neighbourhood(g, start % g.P);
+        bool interior_row = true;
+        for (int a = 0; a < last; ++a) interior_row = interior_row && h.lo[a] < 0 && h.hi[a] > 0;
+        for (int64_t c = 0; c < n; ++c) {
+          if (interior_row && c > 0 && c + 1 < n) {
+            op(start + c, inner);
+            continue;
+          }
+          h.lo[last] = c > 0 ? -1 : 0;
+          h.hi[last] = c + 1 < n ? 1 : 0;
+          op(start + c, h);
+        }
+      }
+    });
+  }
+};
+
+ElementArgs args(const Call& call) {
+  return ElementArgs{call.layout, call.target_view(), call.pixel_weight_data()};
+}
+
+}  // namespace
+
+void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo) {
+  if (prog.map_width == 0) return;
+  CpuExec ex;
+  const Layout& L = call.layout;
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    ex.run(L.N * L.P,
+           SeedOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data), geo.maps},
+           chunk_pixels(L.C));
+  });
+  geometry_transform(ex, prog, geo);
+}
+
+void geometry_backward(const Call& call, const Program& prog, const double* coefs,
+                       const GeometryBuffers& geo) {
+  if (!prog.any_map_grad || !call.grad.present) return;
+  CpuExec ex;
+  const Layout& L = call.layout;
+  dispatch_float(call.input.dtype, [&](auto t) {
+    using T = decltype(t);
+    ex.run(L.N * L.P,
+           UpstreamOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data),
+                                 geo.maps, coefs},
+           chunk_pixels(L.C));
+  });
+  geometry_backward(ex, prog, geo);
+}
+
+}  // namespace culoss::cpu
