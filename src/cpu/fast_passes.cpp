@@ -68,6 +68,70 @@ HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t 
   }
 }
 
+#if HWY_TARGET != HWY_SCALAR  // one lane: every pixel goes through stage_labels
+// The labels of a full vector of pixels from flat pixel `pix` as 32-bit lanes, with `ok` false
+// where the label does not fit in 32 bits (then it is no class; for int64 labels).
+template <class L>
+HWY_INLINE hn::Vec<hn::RebindToSigned<D>> load_labels32(D d, const L* lab,
+                                                          hn::Mask<hn::RebindToSigned<D>>& ok) {
+  const hn::RebindToSigned<D> d32;
+  if constexpr (std::is_same_v<L, int64_t>) {
+    const hn::Repartition<int64_t, D> d64;
+    const size_t half = hn::Lanes(d64);
+    const auto a = hn::BitCast(d32, hn::LoadU(d64, lab));
+    const auto b = hn::BitCast(d32, hn::LoadU(d64, lab + half));
+    const auto lo = hn::ConcatEven(d32, b, a), hi = hn::ConcatOdd(d32, b, a);
+    ok = hn::Eq(hi, hn::ShiftRight<31>(lo));  // the int64 is the sign extension of its low half
+    return lo;
+  } else if constexpr (std::is_same_v<L, int32_t>) {
+    ok = hn::Eq(hn::Zero(d32), hn::Zero(d32));
+    return hn::LoadU(d32, lab);
+  } else {
+    const hn::Rebind<uint8_t, decltype(d32)> d8;
+    ok = hn::Eq(hn::Zero(d32), hn::Zero(d32));
+    return hn::PromoteTo(d32, hn::LoadU(d8, lab));
+  }
+}
+
+// Labels of a full vector of pixels as vectors (stage_labels for a whole vector without a trip
+// through memory): the class as a float, −1 where not counted, and v.
+template <class L>
+HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V& cls, V& v) {
+  const hn::RebindToSigned<D> d32;
+  const L* lab = static_cast<const L*>(f.labels) + pix;
+  hn::Mask<decltype(d32)> fits;
+  const auto l32 = load_labels32<L>(d, lab, fits);
+  const auto in_range = hn::And(
+      fits, hn::And(hn::Not(hn::Lt(l32, hn::Zero(d32))),
+                    hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(f.C)))));
+  auto counted = in_range;
+  if (f.ignore_index >= 0 && f.ignore_index < f.C)  // only then can a class be the ignore index
+    counted = hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), in_range);
+  if (check && !hn::AllTrue(d32, counted)) {  // some lane is ignored or invalid: find out which
+    float c[kBufLanes], w[kBufLanes];
+    stage_labels<L>(f, true, pix, hn::Lanes(d), hn::Lanes(d), c, w);
+  }
+  const auto counted_f = hn::RebindMask(d, counted);
+  cls = hn::IfThenElse(counted_f, hn::ConvertTo(d, l32), hn::Set(d, -1.0f));
+  v = hn::IfThenElseZero(counted_f, f.pixel_weight ? hn::LoadU(d, f.pixel_weight + pix)
+                                                   : hn::Set(d, 1.0f));
+}
+
+#endif
+
+// Labels of `count` pixels: whole vectors in registers, a tail through stage_labels.
+template <class L>
+HWY_INLINE void labels(D d, const FastCall& f, bool check, int64_t pix, size_t count, V& cls,
+                       V& v) {
+#if HWY_TARGET != HWY_SCALAR
+  if (count == hn::Lanes(d)) return vector_labels<L>(d, f, check, pix, cls, v);
+#endif
+  HWY_ALIGN float c[kBufLanes], w[kBufLanes];
+  stage_labels<L>(f, check, pix, count, hn::Lanes(d), c, w);
+  cls = hn::Load(d, c);
+  v = hn::Load(d, w);
+}
+
 // The inputs of `count` pixels at element `e` (class 0) of every class: a pointer with class
 // stride `stride`, straight into the input for full float vectors, else a float copy in `buf`
 // (zeros past `count`) — a tail never reads past the tensor.
@@ -119,7 +183,6 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
   const D d;
   const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C;
-  HWY_ALIGN float cls[kBufLanes], vw[kBufLanes];
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
   V acc[FQ_COUNT][kFastMaxClasses];
   double sum[FQ_COUNT][kFastMaxClasses];
@@ -132,8 +195,8 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
   int pending = 0;
   for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
-    stage_labels<L>(f, f.check_labels, n * f.P + q, count, lanes, cls, vw);
-    const V lab = hn::Load(d, cls), v = hn::Load(d, vw);
+    V lab, v;
+    labels<L>(d, f, f.check_labels, n * f.P + q, count, lab, v);
     V mx, inv;
     if (f.stats_need_p) {
       int64_t stride;
@@ -207,7 +270,6 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
   const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C, P = f.P;
-  HWY_ALIGN float cls[kBufLanes], vw[kBufLanes];
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
   float h[kFastMaxClasses * kBufLanes];
   Folded k;
@@ -224,8 +286,8 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
     const int64_t image_end = std::min(end, (n + 1) * P);
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
-    stage_labels<L>(f, false, pix, count, lanes, cls, vw);
-    const V lab = hn::Load(d, cls), v = hn::Load(d, vw);
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
     int64_t stride;
     const int64_t e0 = n * C * P + q;
     const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
