@@ -291,8 +291,8 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     int64_t stride;
     const int64_t e0 = n * C * P + q;
     const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
-    V mx, inv, log_sum;
-    softmax(d, C, x, stride, e, mx, inv, &log_sum);
+    V mx, inv, log_sum = hn::Zero(d);
+    softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
     V H = hn::Zero(d), loss = hn::Zero(d);
     for (int64_t c = 0; c < C; ++c) {
       const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);

@@ -250,6 +250,20 @@ TEST(FastPath, OnePixelAndInRangeIgnoreIndex) {
   }
 }
 
+// The gradient written over the float32 input (grad_input is the input's DLTensor).
+TEST(FastPath, GradientOverTheInput) {
+  std::mt19937 rng(1609);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
+    RegionCase rc = make_case(rng, kind, {2, 4, 13, 9}, testing_util::f32(), testing_util::i64());
+    RunConfig separate, in_place;
+    in_place.in_place = true;
+    const RunResult a = run_region(rc, separate), b = run_region(rc, in_place);
+    ASSERT_TRUE(a.ok() && b.ok()) << a.error << b.error;
+    EXPECT_EQ(a.loss_bytes, b.loss_bytes);
+    EXPECT_EQ(a.grad_bytes, b.grad_bytes);
+  }
+}
+
 // CHECK_TARGETS: the fast path refuses the first bad label with the generic path's status and
 // message, before anything is written.
 TEST(FastPath, InvalidLabelRefusedAsTheGenericPass) {
