@@ -388,6 +388,9 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <cpuid.h>
 
+#include <cstdlib>
+#include <string>
+
 namespace culoss::cpu {
 
 namespace {
@@ -432,8 +435,20 @@ CpuFeatures cpu_features() {
   return f;
 }
 
+// CULOSS_CPU_SIMD=AVX2, SSE4 or baseline caps the instruction set below what the CPU has (the
+// tests run the fast path on each; read once per process).
+CpuFeatures capped(CpuFeatures f) {
+  const char* cap = std::getenv("CULOSS_CPU_SIMD");
+  if (!cap) return f;
+  const std::string c(cap);
+  if (c == "AVX2" || c == "SSE4" || c == "baseline") f.avx3 = false;
+  if (c == "SSE4" || c == "baseline") f.avx2 = false;
+  if (c == "baseline") f.sse4 = false;
+  return f;
+}
+
 Target select_target() {
-  const CpuFeatures cpu = cpu_features();
+  const CpuFeatures cpu = capped(cpu_features());
   (void)cpu;
 #if HWY_TARGETS & HWY_AVX3
   if (cpu.avx3) return {&N_AVX3::StatsChunk, &N_AVX3::ElementChunk, "AVX3"};

@@ -69,8 +69,9 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
 
-// The instruction set the vector passes run on this machine ("AVX2", "AVX3", "SSE4", "EMU128"),
-// or "none" when the library was built without Highway (then nothing is covered).
+// The instruction set the vector passes run on this machine ("AVX3", "AVX2", "SSE4", "baseline"),
+// chosen once per process from CPUID (the environment variable CULOSS_CPU_SIMD=AVX2, SSE4 or
+// baseline caps it), or "none" when the library was built without Highway (nothing covered).
 const char* fast_target_name();
 
 }  // namespace culoss::cpu
