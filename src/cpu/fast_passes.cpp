@@ -135,18 +135,21 @@ HWY_INLINE void labels(D d, const FastCall& f, bool check, int64_t pix, size_t c
 // The inputs of `count` pixels at element `e` (class 0) of every class: a pointer with class
 // stride `stride`, straight into the input for full float vectors, else a float copy in `buf`
 // (zeros past `count`) — a tail never reads past the tensor.
+// Channels-last input (pixel stride C) is gathered into `buf` the same way.
 template <class T>
 HWY_INLINE const float* stage_inputs(const FastCall& f, int64_t e, size_t count, size_t lanes,
                                      float* buf, int64_t& stride) {
   const T* x = static_cast<const T*>(f.x) + e;
   if constexpr (std::is_same_v<T, float>) {
-    if (count == lanes) {
-      stride = f.P;
+    if (count == lanes && f.pixel_stride == 1) {
+      stride = f.class_stride;
       return x;
     }
   }
+  const int64_t cs = f.class_stride, ps = f.pixel_stride;
   for (int64_t c = 0; c < f.C; ++c) {
-    for (size_t j = 0; j < count; ++j) buf[c * kBufLanes + j] = to_real<float>(x[c * f.P + j]);
+    for (size_t j = 0; j < count; ++j)
+      buf[c * kBufLanes + j] = to_real<float>(x[c * cs + static_cast<int64_t>(j) * ps]);
     for (size_t j = count; j < lanes; ++j) buf[c * kBufLanes + j] = 0.0f;
   }
   stride = kBufLanes;
@@ -200,7 +203,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     V mx, inv;
     if (f.stats_need_p) {
       int64_t stride;
-      const float* x = stage_inputs<T>(f, n * C * f.P + q, count, lanes, xbuf, stride);
+      const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
       softmax(d, C, x, stride, e, mx, inv, nullptr);
     }
     for (int64_t c = 0; c < C; ++c) {
@@ -289,7 +292,7 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     V lab, v;
     labels<L>(d, f, false, pix, count, lab, v);
     int64_t stride;
-    const int64_t e0 = n * C * P + q;
+    const int64_t e0 = f.element(n, q);
     const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
     V mx, inv, log_sum = hn::Zero(d);
     softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
@@ -314,15 +317,16 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
     if (f.grad) {
       float* g = f.grad + e0;
+      const int64_t cs = f.class_stride, ps = f.pixel_stride;
       for (int64_t c = 0; c < C; ++c) {
         const V gc = hn::NegMulAdd(hn::LoadU(d, e + c * kBufLanes), H,
                                    hn::LoadU(d, h + c * kBufLanes));  // h − p H
-        if (count == lanes) {
-          hn::StoreU(gc, d, g + c * P);
-        } else {
+        if (count == lanes && ps == 1) {
+          hn::StoreU(gc, d, g + c * cs);
+        } else {  // a tail, or channels-last: lane by lane
           float lane[kBufLanes];
           hn::StoreU(gc, d, lane);
-          std::memcpy(g + c * P, lane, count * sizeof(float));
+          for (size_t j = 0; j < count; ++j) g[c * cs + static_cast<int64_t>(j) * ps] = lane[j];
         }
       }
     }

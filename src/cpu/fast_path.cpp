@@ -32,7 +32,7 @@ bool kind_covered(culoss_kind kind) {
 bool param_handled(int param) {
   switch (param) {
     case CULOSS_PARAM_ACTIVATION:       // the terms must use the softmax (checked on the program)
-    case CULOSS_PARAM_CLASS_AXIS:       // the layout must be channels-first (checked on the call)
+    case CULOSS_PARAM_CLASS_AXIS:       // channels-first or channels-last (checked on the call)
     case CULOSS_PARAM_REDUCTION:        // NONE per element or pixel is refused by none_mode
     case CULOSS_PARAM_IGNORE_INDEX:     // read per pixel
     case CULOSS_PARAM_CLASS_WEIGHTS:    // in the coefficients
@@ -110,7 +110,9 @@ bool fast_covers(const Call& call, const Plan& plan) {
       call.input.dtype != DType::BF16)
     return false;
   if (call.grad.present && call.grad.dtype != DType::F32) return false;
-  if (L.pre != 1 || L.inner != L.P || L.C < 2 || L.C > kFastMaxClasses) return false;
+  const bool channels_first = L.pre == 1 && L.inner == L.P;
+  const bool channels_last = L.inner == 1 && L.pre == L.P;
+  if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
   if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
   for (int i = 0; i < prog.count; ++i) {
@@ -145,6 +147,9 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.C = L.C;
   f.P = L.P;
   f.ignore_index = call.ignore_index;
+  const bool channels_first = L.pre == 1 && L.inner == L.P;  // (N, C) counts as channels-first
+  f.class_stride = channels_first ? L.P : 1;
+  f.pixel_stride = channels_first ? 1 : L.C;
   // Without pixel weights the statistics pass reads every label before anything is written and
   // refuses a bad one itself (the same chunk-ordered error as check_targets); with weights (to be
   // checked after every label) or without a statistics pass, compute runs check_targets.

@@ -4,8 +4,9 @@
 //
 // What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
-// Dice), alone or in a CULOSS_SUM of them, channels-first input (NCHW, NCDHW) of float32, float16
-// or bfloat16, class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32
+// Dice), alone or in a CULOSS_SUM of them, channels-first input (NCHW, NCDHW; channels-last too,
+// gathered lane by lane) of float32, float16 or bfloat16, class-index targets (int64, int32,
+// uint8), 2 <= C <= kFastMaxClasses, float32
 // gradient, not distributed; every other parameter of the descriptor at its default (a parameter
 // the fast path does not know is "not covered" until someone teaches it). Everything else runs the
 // generic passes. Steps 1 and 3 (planning, finalize) are the same code for both.
@@ -40,6 +41,12 @@ struct FastCall {
   DType label_dtype;
   const float* pixel_weight;  // NULL: all 1
   int64_t N, C, P, ignore_index;
+  // Where class c of pixel q of image n is: element(n, q) + c * class_stride, the next pixel
+  // pixel_stride further (channels-first: P and 1; channels-last: 1 and C).
+  int64_t class_stride, pixel_stride;
+  int64_t element(int64_t n, int64_t q) const {
+    return class_stride == 1 ? (n * P + q) * C : n * C * P + q;
+  }
   bool check_labels;  // CHECK_TARGETS fused into the statistics pass
   // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
   int stat_width, slot_count;

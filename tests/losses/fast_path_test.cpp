@@ -44,21 +44,22 @@ struct ThreadsGuard {
 // A softmax case with class-index labels; `ignore_frac` of the pixels carry the ignore index.
 RegionCase make_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> shape,
                      DLDataType in_dt, DLDataType lab_dt, double ignore_frac = 0.1,
-                     double logit_scale = 3.0) {
+                     double logit_scale = 3.0, int class_axis = 1) {
   RegionCase rc;
   rc.opt = default_options(kind);
   rc.opt.activation = CULOSS_ACTIVATION_SOFTMAX;
+  rc.opt.class_axis = class_axis;
   rc.shape = std::move(shape);
   rc.input_dtype = in_dt;
   rc.index_target = true;
   rc.target_dtype = lab_dt;
-  const int64_t C = rc.shape[1];
+  const int64_t C = num_classes(rc);
   rc.opt.ignore_index = lab_dt.bits == 8 ? 255 : -100;
   std::normal_distribution<double> normal(0.0, logit_scale);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   rc.input.resize(static_cast<size_t>(numel(rc.shape)));
   for (double& x : rc.input) x = normal(rng);
-  rc.labels.resize(static_cast<size_t>(numel(without_axis(rc.shape, 1))));
+  rc.labels.resize(static_cast<size_t>(numel(without_axis(rc.shape, class_axis))));
   for (int64_t& l : rc.labels)
     l = u(rng) < ignore_frac ? rc.opt.ignore_index : static_cast<int64_t>(u(rng) * C) % C;
   return rc;
@@ -67,7 +68,7 @@ RegionCase make_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> s
 // Random options the fast path takes (all but the activation, layout and target form).
 void randomize_options(std::mt19937& rng, RegionCase& rc) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  const int64_t C = rc.shape[1];
+  const int64_t C = num_classes(rc);
   RegionOptions& o = rc.opt;
   if (o.kind == CULOSS_CROSS_ENTROPY) {
     o.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
@@ -147,6 +148,23 @@ TEST(FastPath, MatchesReferenceOnEveryShape) {
     for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
       RegionCase rc = make_case(rng, kind, shape, testing_util::f32(), testing_util::i64());
       EXPECT_TRUE(matches_ref(rc));
+    }
+}
+
+// Channels-last input (class axis last), gathered lane by lane.
+TEST(FastPath, ChannelsLastMatchesReferencesAndGenericPass) {
+  std::mt19937 rng(1610);
+  const std::vector<std::vector<int64_t>> shapes = {{2, 7, 5, 4}, {3, 33, 5}, {2, 16, 16, 3}};
+  int it = 0;
+  for (culoss_kind kind : kKinds)
+    for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()}) {
+      RegionCase rc = make_case(rng, kind, shapes[static_cast<size_t>(it++) % shapes.size()],
+                                in_dt, testing_util::i64(), 0.1, 3.0, /*class_axis=*/-1);
+      randomize_options(rng, rc);
+      EXPECT_TRUE(matches_ref(rc));
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      EXPECT_TRUE(matches_generic(rc, cfg));
     }
 }
 
