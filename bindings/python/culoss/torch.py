@@ -217,8 +217,21 @@ class _Function(torch.autograd.Function):
             raise RuntimeError("culoss: this forward ran without a gradient (the input did not "
                                "require grad, or grad mode was off)")
         (grad,) = ctx.saved_tensors
+        if _unit_scale(grad, grad_value, ctx.input_dtype):
+            # loss.backward() of a CPU loss: grad x 1 is grad, bit for bit; handing the saved
+            # gradient on saves a pass and an allocation of the input's size (autograd copies
+            # it when the graph is kept for another backward)
+            return (grad, None, None, None, None, None)
         return (_scale(grad, grad_value, ctx.spec, ctx.input_dtype),
                 None, None, None, None, None)
+
+
+def _unit_scale(grad: Tensor, grad_value: Tensor, input_dtype: torch.dtype) -> bool:
+    """grad_output is a CPU scalar 1 that needs no graph, and the saved gradient has the
+    input's dtype: the gradient is the saved one as it is (no device sync on the CPU)."""
+    return (grad_value.dim() == 0 and grad_value.device.type == "cpu"
+            and not grad_value.requires_grad and grad.dtype == input_dtype
+            and grad_value.item() == 1.0)
 
 
 def _eager(input: Tensor) -> bool:
