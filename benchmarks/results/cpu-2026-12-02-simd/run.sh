@@ -6,6 +6,9 @@
 #
 #   bash benchmarks/results/cpu-2026-12-02-simd/run.sh OUTDIR [ROUNDS]
 #
+# GBENCH=0 / VS_TORCH=0 / COMPILE=0 / CPU_TIME=0 skip a part. Then:
+#   python3 benchmarks/results/cpu-2026-12-02-simd/summarize.py OUTDIR    # OUTDIR/summary.md
+#
 # needs build-bench/benchmarks/culoss_bench (CPU-only Release build with
 # -DCULOSS_BUILD_BENCHMARKS=ON) and the Python package installed in the current python3
 # (CMAKE_ARGS=-DCULOSS_ENABLE_CUDA=OFF pip install ./bindings/python), built with libhwy-dev.
@@ -24,6 +27,7 @@ mkdir -p "$OUT/gbench" "$OUT/vs_torch"
 # Google Benchmark, interleaved: generic passes and fast path alternate, the order flipping
 # every round, so that the load of a shared machine falls on both.
 for r in $(seq 1 "$ROUNDS"); do
+  [ "${GBENCH:-1}" = 0 ] && break
   if (( r % 2 )); then order="generic fast"; else order="fast generic"; fi
   for v in $order; do
     echo "== $(date -u +%T) culoss_bench $v round $r, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt"
@@ -36,13 +40,21 @@ done
 # culoss.torch against the peers, eager (every loss of the script, both shapes), then
 # torch.compile at the first shape.
 for r in $(seq 1 "$ROUNDS"); do
+  [ "${VS_TORCH:-1}" = 0 ] && break
   echo "== $(date -u +%T) bench_vs_torch eager round $r, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt"
   "$PY" "$REPO/benchmarks/python/bench_vs_torch.py" --device cpu --no-compile \
     --shapes 8x4x128x128,2x4x64x64x64 --repeat 20 --warmup 3 \
     --out "$OUT/vs_torch/eager-r$r" >"$OUT/vs_torch/eager-r$r.log" 2>&1
 done
-echo "== $(date -u +%T) bench_vs_torch torch.compile, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt"
-"$PY" "$REPO/benchmarks/python/bench_vs_torch.py" --device cpu --compile \
-  --shapes 8x4x128x128 --losses ce,dice,dice_ce --repeat 20 --warmup 3 \
-  --out "$OUT/vs_torch/compile" >"$OUT/vs_torch/compile.log" 2>&1 || true
+if [ "${COMPILE:-1}" != 0 ]; then
+  echo "== $(date -u +%T) bench_vs_torch torch.compile, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt"
+  "$PY" "$REPO/benchmarks/python/bench_vs_torch.py" --device cpu --compile \
+    --shapes 8x4x128x128 --losses ce,dice,dice_ce --repeat 20 --warmup 3 \
+    --out "$OUT/vs_torch/compile" >"$OUT/vs_torch/compile.log" 2>&1 || true
+fi
+# One thread, CPU time (robust to the load of a shared machine): cpu_time.py.
+if [ "${CPU_TIME:-1}" != 0 ]; then
+  echo "== $(date -u +%T) cpu_time.py, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt"
+  "$PY" "$HERE/cpu_time.py" --out "$OUT/cpu_time.md" >"$OUT/cpu_time.log" 2>&1
+fi
 echo "== $(date -u +%T) done" | tee -a "$OUT/log.txt"
