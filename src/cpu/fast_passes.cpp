@@ -340,6 +340,94 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   return total;
 }
 
+// Binary cross-entropy with a sigmoid on dense targets, flat pixels [begin, end), channels-first:
+// per (image, class) a run of pixels, vectors along it. BceTerm::element with the sigmoid:
+//   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
+// t′ = t (1 − ε) + ε / 2, softplus(±x) = max(±x, 0) + log1p(e^−|x|), p = σ(x), q = σ(−x);
+// the loss times scale, the gradient times grad_scale · scale.
+template <class T, class TT>
+double bce_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P;
+  const TermSpec& ts = f.prog->term[0];
+  const double scale = f.scale[0], g = f.grad_scale * f.scale[0];
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0f);
+  const V keep = hn::Set(d, static_cast<float>(1.0 - ts.label_smoothing));
+  const V shift = hn::Set(d, static_cast<float>(ts.label_smoothing / 2.0));
+  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes];
+  V loss_acc = zero;
+  double total = 0.0;
+  int pending = 0;
+  for (int64_t pix = begin; pix < end;) {
+    const int64_t n = pix / P, q0 = pix % P;
+    const int64_t image_end = std::min(end, (n + 1) * P);
+    for (int64_t c = 0; c < C; ++c) {
+      const double* coef = f.coefs + (n * C + c) * f.prog->coef_width + ts.coef_offset;
+      const V gp = hn::Set(d, narrow_coef<float>(g * coef[0]));
+      const V gn = hn::Set(d, narrow_coef<float>(g * coef[1]));
+      const V lp = hn::Set(d, narrow_coef<float>(scale * coef[0]));
+      const V ln = hn::Set(d, narrow_coef<float>(scale * coef[1]));
+      for (int64_t q = q0; q < q0 + (image_end - pix); q += static_cast<int64_t>(lanes)) {
+        const size_t count =
+            static_cast<size_t>(std::min<int64_t>(lanes, q0 + (image_end - pix) - q));
+        const int64_t e = n * C * P + c * P + q;
+        const T* xs = static_cast<const T*>(f.x) + e;
+        const TT* tsrc = static_cast<const TT*>(f.labels) + e;
+        const float* w = f.pixel_weight ? f.pixel_weight + n * P + q : nullptr;
+        V x, t, v;
+        bool direct = count == lanes;
+        if constexpr (!std::is_same_v<T, float> || !std::is_same_v<TT, float>) direct = false;
+        if (direct) {
+          x = hn::LoadU(d, reinterpret_cast<const float*>(xs));
+          t = hn::LoadU(d, reinterpret_cast<const float*>(tsrc));
+          v = w ? hn::LoadU(d, w) : one;
+        } else {  // a tail or 16-bit inputs: lane by lane, zeros past `count`
+          for (size_t j = 0; j < lanes; ++j) {
+            const bool in = j < count;
+            xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
+            tb[j] = in ? static_cast<float>(tsrc[j]) : 0.0f;
+            vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
+          }
+          x = hn::Load(d, xb);
+          t = hn::Load(d, tb);
+          v = hn::Load(d, vb);
+        }
+        const V ex = hn::Exp(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
+        const V l1p = hn::Log1p(d, ex);
+        const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
+        const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
+        const V inv = hn::Div(one, hn::Add(one, ex));
+        const auto nonneg = hn::Ge(x, zero);
+        const V p = hn::IfThenElse(nonneg, inv, hn::Mul(ex, inv));
+        const V qv = hn::IfThenElse(nonneg, hn::Mul(ex, inv), inv);
+        const V tsm = hn::MulAdd(t, keep, shift);  // t′
+        const V off = hn::Sub(one, tsm);
+        const V loss = hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg, hn::Mul(hn::Mul(ln, off), sp_pos)));
+        loss_acc = hn::Add(loss_acc, loss);
+        if (f.grad) {
+          const V gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), p), hn::Mul(hn::Mul(gp, tsm), qv)));
+          float* out = f.grad + e;
+          if (count == lanes) {
+            hn::StoreU(gr, d, out);
+          } else {
+            float lane[kBufLanes];
+            hn::StoreU(gr, d, lane);
+            for (size_t j = 0; j < count; ++j) out[j] = lane[j];
+          }
+        }
+        if (++pending == kFastFlush) {
+          flush(d, loss_acc, total);
+          pending = 0;
+        }
+      }
+    }
+    pix = image_end;
+  }
+  flush(d, loss_acc, total);
+  return total;
+}
+
 // The dtype pair of a call, dispatched once per chunk.
 template <template <class, class> class Fn, class... A>
 auto with_types(const FastCall& f, A&&... args) {
@@ -381,7 +469,29 @@ struct ElementFn {
 void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
   with_types<StatsFn>(f, n, q0, q1, row);
 }
+template <class T, class TT>
+struct BceFn {
+  static double run(const FastCall& f, int64_t begin, int64_t end) {
+    return bce_chunk_t<T, TT>(f, begin, end);
+  }
+};
+
 double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
+  if (f.bce) {  // dense targets: float32 or uint8
+    auto by_target = [&](auto t) {
+      using T = decltype(t);
+      return f.label_dtype == DType::U8 ? BceFn<T, uint8_t>::run(f, begin, end)
+                                        : BceFn<T, float>::run(f, begin, end);
+    };
+    switch (f.x_dtype) {
+      case DType::F16:
+        return by_target(half_t{});
+      case DType::BF16:
+        return by_target(bf16_t{});
+      default:
+        return by_target(float{});
+    }
+  }
   return with_types<ElementFn>(f, begin, end);
 }
 

@@ -20,6 +20,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_FOCAL_TVERSKY:
     case CULOSS_GENERALIZED_DICE:
     case CULOSS_CROSS_ENTROPY:
+    case CULOSS_BCE:
       return true;
     default:
       return false;
@@ -36,6 +37,7 @@ bool param_handled(int param) {
     case CULOSS_PARAM_REDUCTION:        // NONE per element or pixel is refused by none_mode
     case CULOSS_PARAM_IGNORE_INDEX:     // read per pixel
     case CULOSS_PARAM_CLASS_WEIGHTS:    // in the coefficients
+    case CULOSS_PARAM_POS_WEIGHT:       // in the coefficients (BCE)
     case CULOSS_PARAM_LABEL_SMOOTHING:  // read per term
     case CULOSS_PARAM_SQUARED_DENOMINATOR:  // read per term
     case CULOSS_PARAM_SMOOTH_NR:            // finalize only, from here on
@@ -102,6 +104,16 @@ bool fast_covers(const Call& call, const Plan& plan) {
   if (!call.loss || !descriptor_covered(*call.loss)) return false;
   if (call.distributed || call.export_stats || call.global_stats || prog.value_in_stats)
     return false;
+  if (prog.count == 1 && prog.term[0].kind == TK_BCE) {  // the binary cross-entropy pass
+    const TermSpec& t = prog.term[0];
+    const bool channels_first = L.pre == 1 && L.inner == L.P;
+    return !call.index_target && t.activation == ACT_SIGMOID && !prog.has_stats &&
+           prog.none_mode == NONE_OFF && !t.batch_frequency && channels_first &&
+           (call.target.dtype == DType::F32 || call.target.dtype == DType::U8) &&
+           (call.input.dtype == DType::F32 || call.input.dtype == DType::F16 ||
+            call.input.dtype == DType::BF16) &&
+           (!call.grad.present || call.grad.dtype == DType::F32);
+  }
   if (!call.index_target || call.binary_mask) return false;
   if (call.target.dtype != DType::I64 && call.target.dtype != DType::I32 &&
       call.target.dtype != DType::U8)
@@ -172,6 +184,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset, FQ_MT);
     }
     if (t.kind == TK_CE) f.any_ce = true;
+    if (t.kind == TK_BCE) f.bce = true;
   }
   f.prog = &prog;
   f.coefs = b.coefs;

@@ -11,6 +11,9 @@
 // the fast path does not know is "not covered" until someone teaches it). Everything else runs the
 // generic passes. Steps 1 and 3 (planning, finalize) are the same code for both.
 //
+// Also binary cross-entropy alone (BceTerm, kernels/terms/bce.cuh) with ACTIVATION_SIGMOID on
+// dense float32 or uint8 targets, channels-first.
+//
 // Precision: probabilities, losses and gradients in float; the statistics and the loss summed in
 // float per SIMD lane over at most kFastFlush vectors, then in double per lane and over the lanes
 // in a fixed order; chunks as in the generic passes. So the result is bitwise the same for any
@@ -60,6 +63,9 @@ struct FastCall {
   double grad_scale;
   float* grad;  // NULL: no gradient
   bool any_ce;  // some term has an element value (the pass sums a loss)
+  // Binary cross-entropy with a sigmoid on dense targets (`labels` holds the targets, of the
+  // input's shape): a program of that one term, element by element.
+  bool bce;
 };
 
 // Whether the fast path covers this call (the one selection predicate).

@@ -168,6 +168,75 @@ TEST(FastPath, ChannelsLastMatchesReferencesAndGenericPass) {
     }
 }
 
+// Binary cross-entropy with a sigmoid on dense targets (float32 soft values or a uint8 mask).
+RegionCase bce_case(std::mt19937& rng, std::vector<int64_t> shape, DLDataType in_dt,
+                    DLDataType tgt_dt) {
+  RegionCase rc;
+  rc.opt = default_options(CULOSS_BCE);
+  rc.shape = std::move(shape);
+  rc.input_dtype = in_dt;
+  rc.target_dtype = tgt_dt;
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  rc.input.resize(static_cast<size_t>(numel(rc.shape)));
+  for (double& x : rc.input) x = normal(rng);
+  rc.target.resize(rc.input.size());
+  for (double& t : rc.target) t = tgt_dt.bits == 8 ? (u(rng) < 0.3 ? 1.0 : 0.0) : u(rng);
+  const int64_t C = num_classes(rc);
+  if (u(rng) < 0.5) rc.opt.reduction = CULOSS_REDUCTION_SUM;
+  if (u(rng) < 0.5) rc.opt.label_smoothing = 0.2 * u(rng);
+  if (u(rng) < 0.5) {
+    rc.opt.pos_weight.resize(static_cast<size_t>(C));
+    for (double& w : rc.opt.pos_weight) w = 0.5 + 2.0 * u(rng);
+  }
+  if (u(rng) < 0.5) {
+    rc.opt.class_weights.resize(static_cast<size_t>(C));
+    for (double& w : rc.opt.class_weights) w = 0.2 + u(rng);
+  }
+  if (u(rng) < 0.4) {
+    rc.pixel_weight.resize(static_cast<size_t>(numel(without_axis(rc.shape, 1))));
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+  if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+  return rc;
+}
+
+TEST(FastPath, BinaryCrossEntropyMatchesReferenceAndGenericPass) {
+  ThreadsGuard guard;
+  std::mt19937 rng(1611);
+  const std::vector<std::vector<int64_t>> shapes = {
+      {2, 1, 7, 5}, {3, 2, 33}, {1, 1, 1, 1}, {2, 3, 16, 16}, {2, 1, 70, 71}};
+  int it = 0;
+  for (const DLDataType& in_dt : {testing_util::f32(), testing_util::f16(), testing_util::bf16()})
+    for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()})
+      for (int k = 0; k < 2; ++k) {
+        RegionCase rc = bce_case(rng, shapes[static_cast<size_t>(it++) % shapes.size()], in_dt,
+                                 tgt_dt);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+  RegionCase big = bce_case(rng, {3, 2, 97, 131}, testing_util::f32(), testing_util::f32());
+  RunConfig cfg;
+  cfg.grad_f32 = true;
+  RunResult first;
+  for (int threads : {1, 2, 3, 16}) {
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(threads));
+    const RunResult r = run_region(big, cfg);
+    ASSERT_TRUE(r.ok()) << r.error;
+    if (threads == 1) {
+      first = r;
+      continue;
+    }
+    EXPECT_EQ(first.loss_bytes, r.loss_bytes) << threads << " threads";
+    EXPECT_EQ(first.grad_bytes, r.grad_bytes) << threads << " threads";
+  }
+  RegionCase saturated = bce_case(rng, {2, 2, 9, 5}, testing_util::f32(), testing_util::u8());
+  for (size_t i = 0; i < saturated.input.size(); ++i) saturated.input[i] = i % 3 ? -1e4 : 1e4;
+  EXPECT_TRUE(matches_generic(saturated, cfg));
+}
+
 // A SUM of covered terms (Dice + cross-entropy, the fused DiceCE) equals the generic passes.
 TEST(FastPath, SumOfTermsMatchesGenericPass) {
   std::mt19937 rng(1603);
