@@ -4,7 +4,7 @@ work done that a loaded machine disturbs far less than wall-clock time: time.pro
 (CLOCK_PROCESS_CPUTIME_ID) over `--calls` calls after warm-up, median of `--rounds` rounds, the
 implementations interleaved round by round. Peers as in bench_vs_torch.py, configured to
 culoss's definition: F.cross_entropy; MONAI DiceLoss / DiceCELoss / TverskyLoss with softmax and
-one-hot targets.
+one-hot targets; F.binary_cross_entropy_with_logits on a dense 0/1 float target.
 
     python3 cpu_time.py [--shapes 8x4x128x128,2x4x64x64x64] [--out cpu_time.md]
 """
@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--shapes", default="8x4x128x128,2x4x64x64x64")
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--losses", default="cross-entropy,Dice,Dice + CE,Tversky,BCE")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)  # culoss.torch follows torch.get_num_threads()
@@ -34,7 +35,7 @@ def main():
         g = torch.Generator().manual_seed(0)
         x = torch.randn(*shape, generator=g).requires_grad_()
         y = torch.randint(0, shape[1], (shape[0],) + tuple(shape[2:]), generator=g)
-        y1 = y.unsqueeze(1)
+        dense = (torch.rand(shape, generator=g) < 0.3).float()
         md = ml.DiceLoss(softmax=True, to_onehot_y=True)
         mdc = ml.DiceCELoss(softmax=True, to_onehot_y=True)
         mt = ml.TverskyLoss(softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7)
@@ -45,12 +46,17 @@ def main():
              "MONAI DiceCELoss", lambda a, b: mdc(a, b.unsqueeze(1))),
             ("Tversky", ct.TverskyLoss(alpha=0.3, beta=0.7), "MONAI TverskyLoss",
              lambda a, b: mt(a, b.unsqueeze(1))),
+            ("BCE", ct.BCELoss(), "F.binary_cross_entropy_with_logits",
+             F.binary_cross_entropy_with_logits),
         ]
-        del y1
         for name, mine, peer_name, peer in pairs:
+            if name not in args.losses.split(","):
+                continue
+            target = dense if name == "BCE" else y
+
             def step(fn):
                 x.grad = None
-                fn(x, y).backward()
+                fn(x, target).backward()
             times = {"culoss": [], "peer": []}
             for fn in (mine, peer):
                 for _ in range(3):
