@@ -6,10 +6,10 @@
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
 // Dice), alone or in a CULOSS_SUM of them, channels-first input (NCHW, NCDHW; channels-last too,
 // gathered lane by lane) of float32, float16 or bfloat16, class-index targets (int64, int32,
-// uint8), 2 <= C <= kFastMaxClasses, float32
-// gradient, not distributed; every other parameter of the descriptor at its default (a parameter
-// the fast path does not know is "not covered" until someone teaches it). Everything else runs the
-// generic passes. Steps 1 and 3 (planning, finalize) are the same code for both.
+// uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not distributed; every other parameter of
+// the descriptor at its default (a parameter the fast path does not know is "not covered" until
+// someone teaches it). Everything else runs the generic passes. Steps 1 and 3 (planning,
+// finalize) are the same code for both.
 //
 // Also binary cross-entropy alone (BceTerm, kernels/terms/bce.cuh) with ACTIVATION_SIGMOID on
 // dense float32 or uint8 targets, channels-first.
