@@ -8,8 +8,11 @@
 // (no allocation on the hot path), CHECK_TARGETS=0, loss_out on the device, and the L2 flushed
 // before every iteration by a 64 MiB cudaMemsetAsync outside the timed region. Without a device the
 // CUDA benchmarks are skipped with "no CUDA device". See benchmarks/README.md for the counters.
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -69,6 +72,33 @@ std::vector<Problem> cpu_problems() {
   };
 }
 
+// CPU memory-bandwidth check: cross-entropy at 16M logits (4x4x1024x1024 float32, int64
+// labels), reported as a fraction of the bandwidth of a copy of the same bytes measured in the
+// same run (copy_GBps, roofline_fraction).
+const Problem kCpuBandwidthProblem = softmax({4, 4, 1024, 1024}, Dtype::F32, Target::I64);
+
+// Bandwidth of a memcpy moving `bytes` (half read, half written) on culoss's thread count, each
+// thread copying one contiguous part; the best of 5 runs.
+double cpu_copy_GBps(int64_t bytes) {
+  const size_t half = static_cast<size_t>(bytes / 2);
+  std::vector<char> src(half, 1), dst(half, 0);
+  const int threads = std::max(1, culoss_get_num_threads());
+  double best = 1e300;
+  for (int run = 0; run < 5; ++run) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i)
+      pool.emplace_back([&, i] {
+        const size_t b = half * i / threads, e = half * (i + 1) / threads;
+        std::memcpy(dst.data() + b, src.data() + b, e - b);
+      });
+    for (std::thread& t : pool) t.join();
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return static_cast<double>(bytes) / best / 1e9;
+}
+
 // CUDA: the benchmark shapes of benchmarks/README.md (performance targets).
 std::vector<Problem> cuda_problems() {
   return {
@@ -102,9 +132,11 @@ std::vector<Problem> cuda_problems() {
   };
 }
 
-void bench_cpu(benchmark::State& state, culoss_kind kind, const Problem& pr, bool backward) {
+void bench_cpu(benchmark::State& state, culoss_kind kind, const Problem& pr, bool backward,
+               bool copy_baseline = false) {
   try {
     Dataset& ds = dataset_for(pr, /*device=*/false);
+    const double copy_GBps = copy_baseline ? cpu_copy_GBps(pr.one_pass_bytes(backward)) : 0.0;
     Loss loss;
     configure_loss(loss, kind, pr);
     size_t ws_bytes = 0;
@@ -131,7 +163,7 @@ void bench_cpu(benchmark::State& state, culoss_kind kind, const Problem& pr, boo
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s == CULOSS_SUCCESS) report_bandwidth(state, pr, backward, seconds, 0.0);
+    if (s == CULOSS_SUCCESS) report_bandwidth(state, pr, backward, seconds, copy_GBps);
   } catch (const std::exception& e) {
     state.SkipWithError(e.what());
   }
@@ -213,6 +245,16 @@ void register_all() {
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }
+  for (bool backward : {false, true}) {
+    const Problem pr = kCpuBandwidthProblem;
+    const std::string name = "cpu/CrossEntropy/" + mode_name(backward) + "/" + pr.name();
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [pr, backward](benchmark::State& st) {
+                                   bench_cpu(st, CULOSS_CROSS_ENTROPY, pr, backward, true);
+                                 })
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (const Problem& pr : cuda_problems())
     for (const KindRow& k : kKinds)
       for (bool backward : {false, true}) {

@@ -131,8 +131,9 @@ int main(int argc, char** argv) {
   MPI_Scatterv(ref_all, counts, displs, MPI_FLOAT, ref_grad, counts[rank], MPI_FLOAT, 0,
                MPI_COMM_WORLD);
 
-  /* The loss: the same on every rank, equal to the single process's up to the reduction's
-   * rounding. The gradient (float32): within a few float32 ulps of the single process's. */
+  /* The loss: the same on every rank, equal to the single process's up to float32 rounding
+   * (the single call may run the CPU's float32 SIMD fast path, the statistics API runs the
+   * double passes: docs/reference.md). The gradient (float32): within a few float32 ulps. */
   double loss_min = loss, loss_max = loss;
   MPI_Allreduce(MPI_IN_PLACE, &loss_min, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
   MPI_Allreduce(MPI_IN_PLACE, &loss_max, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
     if (!(d <= 4e-7 * fabs(ref_grad[i]) + 1e-6 * grad_scale)) ++bad;
   }
   const double loss_err = fabs(loss - ref_loss);
-  if (!(loss_err <= 1e-12 * fabs(ref_loss) + 1e-15)) ++bad;
+  if (!(loss_err <= 1e-5 * fabs(ref_loss) + 1e-7)) ++bad;
   if (loss_min != loss_max) ++bad;
   printf("mpi_dice: rank %d of %d: images [%lld, %lld), %lld statistics, loss %.15f, "
          "|loss - single| %.3g, max |grad - single| %.3g\n",

@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 [ -f /usr/include/dlpack/dlpack.h ] || need+=(libdlpack-dev)
+# Google Highway (headers only): the CPU backend's SIMD fast path (without it, generic passes only).
+[ -f /usr/include/hwy/contrib/math/math-inl.h ] || need+=(libhwy-dev)
 command -v cmake >/dev/null || need+=(cmake)
 command -v g++ >/dev/null || need+=(g++)
 command -v pkg-config >/dev/null || need+=(pkg-config)

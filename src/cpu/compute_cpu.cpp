@@ -8,6 +8,7 @@
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/geometry_cpu.hpp"
+#include "cpu/fast_path.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/topk.hpp"
 #include "kernels/common/finalize.cuh"
@@ -111,13 +112,13 @@ CULOSS_CPU_FLATTEN double element_chunk(const Program& prog, const ElementArgs& 
   return sum;
 }
 
-// Step 2: per-(image, class) sums. An image of one chunk is summed pixel by pixel straight into
-// its row; larger images into one partial row per (image, chunk), which are then added in chunk
-// order. Either way the order of the additions depends on the shape alone.
-template <class T>
-void statistics(const Call& call, const Program& prog, double* stats, double* partial) {
-  const ElementArgs a = element_args(call);
-  const T* x = static_cast<const T*>(call.input.data);
+// Step 2: per-(image, class) sums; chunk(n, q0, q1, row) sums pixels [q0, q1) of image n into
+// `row` (the generic stats_chunk or the fast path's). An image of one chunk is summed straight
+// into its row; larger images into one partial row per (image, chunk), which are then added in
+// chunk order. Either way the order of the additions depends on the shape alone.
+template <class Chunk>
+void statistics(const Call& call, const Program& prog, double* stats, double* partial,
+                Chunk&& chunk) {
   const Layout& L = call.layout;
   const int64_t row = L.C * prog.stat_width;
   const Partition pixels = image_chunks(L);
@@ -125,14 +126,13 @@ void statistics(const Call& call, const Program& prog, double* stats, double* pa
   if (K <= 1) {  // whole images, several to a task when they are small
     for_each_chunk(Partition(L.N, chunk_pixels(L.C) / std::max<int64_t>(L.P, 1)),
                    [&](int64_t, int64_t n0, int64_t n1) {
-                     for (int64_t n = n0; n < n1; ++n)
-                       stats_chunk(prog, a, x, n, 0, L.P, stats + n * row);
+                     for (int64_t n = n0; n < n1; ++n) chunk(n, int64_t(0), L.P, stats + n * row);
                    });
     return;
   }
   for_each_chunk(Partition(L.N * K, 1), [&](int64_t u, int64_t, int64_t) {
     const int64_t k = u % K;
-    stats_chunk(prog, a, x, u / K, pixels.begin(k), pixels.end(k), partial + u * row);
+    chunk(u / K, pixels.begin(k), pixels.end(k), partial + u * row);
   });
   for (int64_t n = 0; n < L.N; ++n)
     for (int64_t j = 0; j < row; ++j) {
@@ -142,17 +142,13 @@ void statistics(const Call& call, const Program& prog, double* stats, double* pa
     }
 }
 
-// Step 4: one pass writing dℓ/dx and the NONE outputs; returns the element-wise loss sum, added
-// per chunk of pixels and then over the chunks in order.
-template <class T, class G>
-double element_pass(const Call& call, const Program& prog, const Buffers& b, G* grad,
-                    double* partial) {
-  const ElementArgs a = element_args(call);
-  const T* x = static_cast<const T*>(call.input.data);
+// Step 4: one pass writing dℓ/dx and the NONE outputs; chunk(begin, end) does pixels [begin,
+// end) and returns their loss sum, which is added over the chunks in order.
+template <class Chunk>
+double element_pass(const Call& call, double* partial, Chunk&& chunk) {
   const Partition pixels = pixel_chunks(call.layout);
-  for_each_chunk(pixels, [&](int64_t i, int64_t begin, int64_t end) {
-    partial[i] = element_chunk(prog, a, x, grad, call, b, begin, end);
-  });
+  for_each_chunk(pixels,
+                 [&](int64_t i, int64_t begin, int64_t end) { partial[i] = chunk(begin, end); });
   double total = 0.0;
   for (int64_t i = 0; i < pixels.count(); ++i) total += partial[i];
   return total;
@@ -169,7 +165,9 @@ size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
 }
 
 void compute(const Call& call, const Plan& plan) {
-  if (call.check_targets) check_targets(call);  // before anything is written
+  const bool fast = fast_covers(call, plan);
+  // Before anything is written; the fast path may check the labels in its statistics pass.
+  if (call.check_targets && !(fast && fast_checks_targets(call, plan.prog))) check_targets(call);
   std::vector<unsigned char> owned;
   void* base = call.workspace;
   if (!base) {
@@ -184,11 +182,25 @@ void compute(const Call& call, const Plan& plan) {
   const Program prog = bind_program(plan, b, call);
   if (plan.top_k >= 0) select_top_k(call, plan, b, topk);  // before the passes read `selected`
   const Layout& L = call.layout;
+  const FastCall fc = fast ? make_fast_call(call, prog, b) : FastCall{};
 
   geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
-    if (prog.has_stats) statistics<T>(call, prog, b.stats, partials.stats);
+    const ElementArgs a = element_args(call);
+    const T* x = static_cast<const T*>(call.input.data);
+    if (prog.has_stats) {
+      if (fast)
+        statistics(call, prog, b.stats, partials.stats,
+                   [&](int64_t n, int64_t q0, int64_t q1, double* row) {
+                     fast_stats_chunk(fc, n, q0, q1, row);
+                   });
+      else
+        statistics(call, prog, b.stats, partials.stats,
+                   [&](int64_t n, int64_t q0, int64_t q1, double* row) {
+                     stats_chunk(prog, a, x, n, q0, q1, row);
+                   });
+    }
     finalize_program(
         prog, finalize_buffers(b, call, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
         call.grad_scale, 0, 1, [] {}, [](double v) { return v; });
@@ -196,9 +208,17 @@ void compute(const Call& call, const Plan& plan) {
     geometry_backward(call, prog, b.coefs, b.geo);
     double element_total = 0.0;
     if (plan.element_pass) {
-      element_total = dispatch_grad<T>(
-          call.grad.present, call.grad.dtype, call.grad.data,
-          [&](auto* grad) { return element_pass<T>(call, prog, b, grad, partials.loss); });
+      if (fast)
+        element_total = element_pass(call, partials.loss, [&](int64_t begin, int64_t end) {
+          return fast_element_chunk(fc, begin, end);
+        });
+      else
+        element_total = dispatch_grad<T>(
+            call.grad.present, call.grad.dtype, call.grad.data, [&](auto* grad) {
+              return element_pass(call, partials.loss, [&](int64_t begin, int64_t end) {
+                return element_chunk(prog, a, x, grad, call, b, begin, end);
+              });
+            });
     }
     if (prog.none_mode == NONE_OFF)
       store_as(call.loss_out.data, call.loss_out.dtype, 0, b.value[0] + element_total);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/api_util.hpp"
+#include "common/cpu_passes.hpp"
 
 namespace {
 
@@ -1513,6 +1514,8 @@ TEST(ApiOneClass, RegionKindsReadLabelsAsABinaryMaskWithActivationNone) {
 // one class: SIGMOID (region kinds, BCE, FOCAL, COMBO), NONE (every kind that takes it) and the
 // Lovász hinge.
 TEST(ApiOneClass, EveryKindReadsLabelsAsABinaryMask) {
+  // to 1e-12: both calls on the generic passes (the fast path takes BCE on dense targets only)
+  const culoss_test::GenericCpuPasses generic_passes;
   struct Case {
     culoss_kind kind;
     int activation;  // -1: leave it (LOVASZ_HINGE has none)

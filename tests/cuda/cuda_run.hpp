@@ -17,6 +17,15 @@
 
 #include "common/test_tensor.hpp"
 #include "cuda/compare.hpp"
+
+#include <cstdlib>
+
+namespace cuda_test_env {
+// The CPU results these tests compare against come from the generic passes (double), as the
+// tolerances of compare.hpp assume, not from the CPU's float32 SIMD fast path
+// (docs/reference.md): set before main, in every test file that includes this header.
+inline const bool kGenericCpu = setenv("CULOSS_CPU_FAST_PATH", "0", 1) == 0;
+}  // namespace cuda_test_env
 #include "cuda/cuda_tensor.hpp"
 
 namespace testing_util {

@@ -95,6 +95,29 @@ def test_sum_module(rng):
     torch.testing.assert_close(v, ref)
 
 
+def test_repeated_backward_and_scaled_output(rng):
+    """loss.backward() hands the saved gradient on as it is (a unit grad_output): a graph kept
+    for more backward calls still accumulates the same gradient each time, and a scaled or
+    non-leaf use still gets it scaled."""
+    x = torch.tensor(rng.standard_normal((2, 3, 5, 4)), dtype=torch.float32, requires_grad=True)
+    t = torch.tensor(rng.integers(0, 3, (2, 5, 4)))
+    for module in (ct.DiceLoss(), ct.CrossEntropyLoss()):
+        x.grad = None
+        loss = module(x, t)
+        loss.backward(retain_graph=True)
+        g1 = x.grad.clone()
+        loss.backward(retain_graph=True)
+        assert torch.equal(x.grad, 2 * g1)
+        loss.backward()
+        assert torch.equal(x.grad, 3 * g1)
+        x.grad = None
+        (module(x, t) * 2.5).backward()
+        torch.testing.assert_close(x.grad, 2.5 * g1)
+        x.grad = None
+        (module(x * 1.0, t)).backward()  # through a non-leaf
+        assert torch.equal(x.grad, g1)
+
+
 def test_no_grad_and_inputs_without_grad(rng):
     x, t = tensors("Dice", {}, rng)
     module = ct.DiceLoss()

@@ -9,7 +9,9 @@ The forward runs a single culoss call that computes the value and the gradient w
 the input; the backward multiplies that saved gradient by ``grad_output`` (broadcast over the
 axes a ``reduction="none"`` value stands for). The call is the custom operator
 ``torch.ops.culoss.compute`` (``torch.library.custom_op``, PyTorch >= 2.4), so ``torch.compile``
-keeps it as one opaque node; older PyTorch gets a ``torch.autograd.Function``.
+keeps it as one opaque node; eager calls on plain tensors (and older PyTorch) run the same
+forward and backward as a ``torch.autograd.Function``, which skips the operator's dispatch
+overhead.
 
 Mixed precision: float16/bfloat16 inputs are read as they are (value in float32); the saved
 gradient is kept in float32 so that small gradients do not underflow before the loss scale of
@@ -122,10 +124,16 @@ def _forward_fake(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor],
     return value, grad
 
 
+# (spec, ndim) -> the input axes of the value (a library query, asked once per key)
+_axes_cache: Dict[Tuple[str, int], Tuple[int, ...]] = {}
+
+
 def _scale(grad: Tensor, grad_value: Tensor, spec: str, input_dtype: torch.dtype) -> Tensor:
     """grad_input = saved gradient x grad_output, broadcast over the value's axes."""
-    loss = _loss_for(spec)
-    axes = loss.output_axes(grad.dim()) or ()
+    key = (spec, grad.dim())
+    axes = _axes_cache.get(key)
+    if axes is None:
+        axes = _axes_cache[key] = _loss_for(spec).output_axes(grad.dim()) or ()
     if axes:
         view = [1] * grad.dim()
         for i, a in enumerate(axes):
@@ -183,31 +191,64 @@ if HAVE_CUSTOM_OP:
     torch.library.register_autograd("culoss::compute_from_stats", _backward,
                                     setup_context=_setup_context)
 
-    def _apply(input, target, pixel_weight, spec, need_grad, stats=None):
+    def _apply_op(input, target, pixel_weight, spec, need_grad, stats=None):
         if stats is None:
             value, _grad = _compute_op(input, target, pixel_weight, spec, need_grad)
         else:
             value, _grad = _compute_from_stats_op(input, target, pixel_weight, stats, spec,
                                                   need_grad)
         return value
-else:  # pragma: no cover - old PyTorch
-    class _Function(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, input, target, pixel_weight, spec, need_grad, stats=None):
-            value, grad = _forward_impl(input, target, pixel_weight, spec, need_grad, stats)
-            ctx.spec = spec
-            ctx.input_dtype = input.dtype
-            ctx.save_for_backward(grad)
-            return value
 
-        @staticmethod
-        def backward(ctx, grad_value):
-            (grad,) = ctx.saved_tensors
-            return (_scale(grad, grad_value, ctx.spec, ctx.input_dtype),
-                    None, None, None, None, None)
 
-    def _apply(input, target, pixel_weight, spec, need_grad, stats=None):
+class _Function(torch.autograd.Function):
+    """The same forward and backward as the custom operator, without the operator's dispatch:
+    what an eager call runs (its Python overhead is a fraction of the operator's, which
+    matters for small CPU problems). Older PyTorch runs it always."""
+
+    @staticmethod
+    def forward(ctx, input, target, pixel_weight, spec, need_grad, stats=None):
+        value, grad = _forward_impl(input, target, pixel_weight, spec, need_grad, stats)
+        ctx.spec = spec
+        ctx.need_grad = need_grad
+        ctx.input_dtype = input.dtype
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        if not ctx.need_grad:
+            raise RuntimeError("culoss: this forward ran without a gradient (the input did not "
+                               "require grad, or grad mode was off)")
+        (grad,) = ctx.saved_tensors
+        if _unit_scale(grad, grad_value, ctx.input_dtype):
+            # loss.backward() of a CPU loss: grad x 1 is grad, bit for bit; handing the saved
+            # gradient on saves a pass and an allocation of the input's size (autograd copies
+            # it when the graph is kept for another backward)
+            return (grad, None, None, None, None, None)
+        return (_scale(grad, grad_value, ctx.spec, ctx.input_dtype),
+                None, None, None, None, None)
+
+
+def _unit_scale(grad: Tensor, grad_value: Tensor, input_dtype: torch.dtype) -> bool:
+    """grad_output is a CPU scalar 1 that needs no graph, and the saved gradient has the
+    input's dtype: the gradient is the saved one as it is (no device sync on the CPU)."""
+    return (grad_value.dim() == 0 and grad_value.device.type == "cpu"
+            and not grad_value.requires_grad and grad.dtype == input_dtype
+            and grad_value.item() == 1.0)
+
+
+def _eager(input: Tensor) -> bool:
+    """A plain tensor outside torch.compile and tracing: no need for the custom operator."""
+    if type(input) is not torch.Tensor or input.device.type == "meta":
+        return False
+    compiling = getattr(torch.compiler, "is_compiling", None)
+    return not (compiling is not None and compiling()) and not torch.jit.is_tracing()
+
+
+def _apply(input, target, pixel_weight, spec, need_grad, stats=None):
+    if not HAVE_CUSTOM_OP or _eager(input):
         return _Function.apply(input, target, pixel_weight, spec, need_grad, stats)
+    return _apply_op(input, target, pixel_weight, spec, need_grad, stats)
 
 
 def _resolve_group(process_group: Any, distributed: bool) -> Tuple[bool, Any]:

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Summary of the runs of this folder (run.sh) as summary.md.
+
+culoss.torch against its peers: the median over the runs of each run's median of 20 forward +
+backward calls; per (loss, shape) the peer with the smallest ratio peer time / culoss time,
+each peer against culoss computing the same definition (same `config`), eager and under
+torch.compile (> 1: culoss faster).
+Google Benchmark: the fast path against the generic passes of the same library
+(CULOSS_CPU_FAST_PATH=0), median real time over the rounds, and the 16M-logit cross-entropy
+against the copy bandwidth measured in the same run.
+
+    python3 summarize.py OUTDIR      # reads OUTDIR/vs_torch/*/results.json, OUTDIR/gbench/*.json
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+
+
+def med(v):
+    return statistics.median(v) if v else None
+
+
+def fmt(v, f="%.2f"):
+    return "–" if v is None else f % v
+
+
+def vs_torch():
+    rows = []
+    for path in sorted(glob.glob(os.path.join(OUT, "vs_torch", "*", "results.json"))):
+        run = os.path.basename(os.path.dirname(path))
+        for r in json.load(open(path))["rows"]:
+            if r.get("ms") is not None:
+                rows.append(dict(r, run=run))
+    lines = ["## culoss.torch and its peers (forward + backward, float32, int64 labels)", "",
+             "Per loss: the peer with the smallest ratio peer time / culoss time, each peer "
+             "against culoss computing the same definition (its `config`); > 1: culoss faster.",
+             "", "| shape | loss | hardest eager peer (config) | peer ms | culoss ms | ratio | "
+             "hardest torch.compile peer (config) | peer ms | culoss ms | ratio |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    losses = list(dict.fromkeys(r["loss"] for r in rows))
+    for shape in shapes:
+        for loss in losses:
+            rs = [r for r in rows if r["shape"] == shape and r["loss"] == loss]
+            culoss = {}
+            for r in rs:
+                if r["mode"] == "culoss":
+                    culoss.setdefault(r["config"], []).append(r["ms"])
+            if not culoss:
+                continue
+            cells = []
+            for mode in ("eager", "compile"):
+                peers = {}
+                for r in rs:
+                    if r["mode"].startswith(mode) and r["config"] in culoss:
+                        peers.setdefault((r["impl"], r["config"]), []).append(r["ms"])
+                if not peers:
+                    cells.append("– | – | – | –")
+                    continue
+                ratio = {k: med(v) / med(culoss[k[1]]) for k, v in peers.items()}
+                k = min(ratio, key=ratio.get)
+                cells.append("%s (`%s`) | %.3f | %.3f | %.2f×" % (
+                    k[0], k[1], med(peers[k]), med(culoss[k[1]]), ratio[k]))
+            lines.append("| %s | %s | %s |" % (shape, loss, " | ".join(cells)))
+    return lines
+
+
+def gbench():
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(OUT, "gbench", "*.json"))):
+        variant = os.path.basename(path).split("-")[0]
+        try:
+            data = json.load(open(path))
+        except ValueError:
+            continue
+        for b in data.get("benchmarks", []):
+            if b.get("error_occurred"):
+                continue
+            name = b["name"].replace("/real_time", "")
+            runs.setdefault((name, variant), []).append(b)
+    names = list(dict.fromkeys(n for n, _ in runs))
+    lines = ["", "## culoss_bench CPU cases: fast path and generic passes (same library)", "",
+             "| case | generic µs | fast µs | fast / generic speed-up |", "|---|---:|---:|---:|"]
+    bw = []
+    for n in names:
+        g = med([b["real_time"] for b in runs.get((n, "generic"), [])])
+        f = med([b["real_time"] for b in runs.get((n, "fast"), [])])
+        lines.append("| %s | %s | %s | %s |" % (n, fmt(g, "%.0f"), fmt(f, "%.0f"),
+                                              fmt(g / f if g and f else None) + "×"))
+        for b in runs.get((n, "fast"), []):
+            if "copy_GBps" in b:
+                bw.append((n, b["roofline_GBps"], b["copy_GBps"], b["roofline_fraction"],
+                           b["two_pass_fraction"]))
+    if bw:
+        lines += ["", "## Cross-entropy at 16M logits against a copy of the same bytes (fast path)",
+                  "", "| case | GB/s (one pass) | copy GB/s (same run) | fraction | "
+                  "two-pass fraction |", "|---|---:|---:|---:|---:|"]
+        for n, one, copy, frac, two in bw:
+            lines.append("| %s | %.2f | %.2f | %.0f%% | %.0f%% |" % (n, one, copy, 100 * frac,
+                                                                  100 * two))
+    return lines
+
+
+def main():
+    lines = ["# Summary (generated by summarize.py)", ""] + vs_torch() + gbench()
+    with open(os.path.join(OUT, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

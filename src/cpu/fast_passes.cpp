@@ -1,0 +1,606 @@
+// The vector passes of the CPU's fast path (fast_path.hpp): statistics and element pass for
+// softmax calls with class-index targets, channels-first. Compiled once per x86 instruction set
+// by Highway's foreach_target (this file includes itself); the set is chosen at run time from
+// CPUID (select_target below), so the library runs on any x86-64.
+//
+// Pixels are contiguous in NCHW and classes are P apart, so the vectors run across pixels: one
+// vector holds `lanes` neighbouring pixels, and the class loop (max, Σ exp, loss, gradient) runs
+// in registers and a small stack buffer. The element math is that of the term units, specialised
+// for index targets (t is 0 or 1) and folded per (image, class) over the terms of the program:
+//   CrossEntropyTerm (kernels/terms/cross_entropy.cuh), softmax: ℓ = −k log p, h = −k with
+//     k = v ω (t (1 − ε) + ε / C), times scale (value) and grad_scale · scale (gradient);
+//   RegionTerm (kernels/terms/region.cuh): h = p · dℓ/dp, region_dloss_dp = v (a t + b dSP/dp),
+//     statistics region_element_stats (I = Σ v p t, SP = Σ v p or v p², ST = Σ v t);
+// and the softmax chain rule of pixel_element: dℓ/dx_c = h_c − p_c Σ h. Summed over the terms:
+//   h_c = v (p (A t + B1 + 2 p B2) − (K1 t + K0)),   ℓ = −v (L1 t + L0) log p_c,
+// with per-(image, class) sums A = Σ a, B1 = Σ b (plain), B2 = Σ b (squared denominator),
+// K1 = Σ grad_scale·scale ω (1 − ε), K0 = Σ grad_scale·scale ω ε / C, L1, L0 the same with scale.
+// tests/losses/test_fast_path.cpp checks them against the generic passes and the references.
+#include "cpu/fast_path.hpp"
+
+#if defined(CULOSS_HAVE_HWY)
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/common/passes.cuh"
+
+// SSSE3 adds nothing over SSE4 for this code, and AVX3_DL (Ice Lake) nothing over AVX3; leaving
+// them out keeps the CPU checks below short.
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_AVX3_DL)
+#endif
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/fast_passes.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace culoss::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr size_t kBufLanes = 16;  // at least the lanes of any x86 target (AVX-512: 16)
+
+// Labels of `count` pixels from flat pixel `pix`: the class as a float (−1 where not counted:
+// ignored, or an unchecked invalid label) and v = m · pixel weight. Lanes past `count` are
+// not counted. With `check`, an invalid label refuses the call (CHECK_TARGETS).
+template <class L>
+HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t count,
+                             size_t lanes, float* cls, float* v) {
+  const L* lab = static_cast<const L*>(f.labels) + pix;
+  for (size_t j = 0; j < count; ++j) {
+    const int64_t l = static_cast<int64_t>(lab[j]);
+    const bool counted = l >= 0 && l < f.C && l != f.ignore_index;
+    if (check && !counted && l != f.ignore_index)
+      fail_invalid_target(*f.call, pix + static_cast<int64_t>(j), &lab[j]);
+    cls[j] = counted ? static_cast<float>(l) : -1.0f;
+    v[j] = counted ? (f.pixel_weight ? f.pixel_weight[pix + j] : 1.0f) : 0.0f;
+  }
+  for (size_t j = count; j < lanes; ++j) {
+    cls[j] = -1.0f;
+    v[j] = 0.0f;
+  }
+}
+
+#if HWY_TARGET != HWY_SCALAR  // one lane: every pixel goes through stage_labels
+// The labels of a full vector of pixels from flat pixel `pix` as 32-bit lanes, with `ok` false
+// where the label does not fit in 32 bits (then it is no class; for int64 labels).
+template <class L>
+HWY_INLINE hn::Vec<hn::RebindToSigned<D>> load_labels32(D d, const L* lab,
+                                                          hn::Mask<hn::RebindToSigned<D>>& ok) {
+  const hn::RebindToSigned<D> d32;
+  if constexpr (std::is_same_v<L, int64_t>) {
+    const hn::Repartition<int64_t, D> d64;
+    const size_t half = hn::Lanes(d64);
+    const auto a = hn::BitCast(d32, hn::LoadU(d64, lab));
+    const auto b = hn::BitCast(d32, hn::LoadU(d64, lab + half));
+    const auto lo = hn::ConcatEven(d32, b, a), hi = hn::ConcatOdd(d32, b, a);
+    ok = hn::Eq(hi, hn::ShiftRight<31>(lo));  // the int64 is the sign extension of its low half
+    return lo;
+  } else if constexpr (std::is_same_v<L, int32_t>) {
+    ok = hn::Eq(hn::Zero(d32), hn::Zero(d32));
+    return hn::LoadU(d32, lab);
+  } else {
+    const hn::Rebind<uint8_t, decltype(d32)> d8;
+    ok = hn::Eq(hn::Zero(d32), hn::Zero(d32));
+    return hn::PromoteTo(d32, hn::LoadU(d8, lab));
+  }
+}
+
+// Labels of a full vector of pixels as vectors (stage_labels for a whole vector without a trip
+// through memory): the class as a float, −1 where not counted, and v.
+template <class L>
+HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V& cls, V& v) {
+  const hn::RebindToSigned<D> d32;
+  const L* lab = static_cast<const L*>(f.labels) + pix;
+  hn::Mask<decltype(d32)> fits;
+  const auto l32 = load_labels32<L>(d, lab, fits);
+  const auto in_range = hn::And(
+      fits, hn::And(hn::Not(hn::Lt(l32, hn::Zero(d32))),
+                    hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(f.C)))));
+  auto counted = in_range;
+  if (f.ignore_index >= 0 && f.ignore_index < f.C)  // only then can a class be the ignore index
+    counted = hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), in_range);
+  if (check && !hn::AllTrue(d32, counted)) {  // some lane is ignored or invalid: find out which
+    float c[kBufLanes], w[kBufLanes];
+    stage_labels<L>(f, true, pix, hn::Lanes(d), hn::Lanes(d), c, w);
+  }
+  const auto counted_f = hn::RebindMask(d, counted);
+  cls = hn::IfThenElse(counted_f, hn::ConvertTo(d, l32), hn::Set(d, -1.0f));
+  v = hn::IfThenElseZero(counted_f, f.pixel_weight ? hn::LoadU(d, f.pixel_weight + pix)
+                                                   : hn::Set(d, 1.0f));
+}
+
+#endif
+
+// Labels of `count` pixels: whole vectors in registers, a tail through stage_labels.
+template <class L>
+HWY_INLINE void labels(D d, const FastCall& f, bool check, int64_t pix, size_t count, V& cls,
+                       V& v) {
+#if HWY_TARGET != HWY_SCALAR
+  if (count == hn::Lanes(d)) return vector_labels<L>(d, f, check, pix, cls, v);
+#endif
+  HWY_ALIGN float c[kBufLanes], w[kBufLanes];
+  stage_labels<L>(f, check, pix, count, hn::Lanes(d), c, w);
+  cls = hn::Load(d, c);
+  v = hn::Load(d, w);
+}
+
+// The inputs of `count` pixels at element `e` (class 0) of every class: a pointer with class
+// stride `stride`, straight into the input for full float vectors, else a float copy in `buf`
+// (zeros past `count`) — a tail never reads past the tensor.
+// Channels-last input (pixel stride C) is gathered into `buf` the same way.
+template <class T>
+HWY_INLINE const float* stage_inputs(const FastCall& f, int64_t e, size_t count, size_t lanes,
+                                     float* buf, int64_t& stride) {
+  const T* x = static_cast<const T*>(f.x) + e;
+  if constexpr (std::is_same_v<T, float>) {
+    if (count == lanes && f.pixel_stride == 1) {
+      stride = f.class_stride;
+      return x;
+    }
+  }
+  const int64_t cs = f.class_stride, ps = f.pixel_stride;
+  for (int64_t c = 0; c < f.C; ++c) {
+    for (size_t j = 0; j < count; ++j)
+      buf[c * kBufLanes + j] = to_real<float>(x[c * cs + static_cast<int64_t>(j) * ps]);
+    for (size_t j = count; j < lanes; ++j) buf[c * kBufLanes + j] = 0.0f;
+  }
+  stride = kBufLanes;
+  return buf;
+}
+
+// The softmax of a vector of pixels: e_c = exp(x_c − max) into `e`, and 1 / Σ e, log Σ e.
+HWY_INLINE void softmax(D d, int64_t C, const float* x, int64_t stride, float* e, V& mx, V& inv,
+                        V* log_sum) {
+  mx = hn::LoadU(d, x);
+  for (int64_t c = 1; c < C; ++c) mx = hn::Max(mx, hn::LoadU(d, x + c * stride));
+  V sum = hn::Zero(d);
+  for (int64_t c = 0; c < C; ++c) {
+    const V ec = hn::Exp(d, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+    hn::StoreU(ec, d, e + c * kBufLanes);
+    sum = hn::Add(sum, ec);
+  }
+  inv = hn::Div(hn::Set(d, 1.0f), sum);
+  if (log_sum) *log_sum = hn::Log(d, sum);
+}
+
+// Lanes of a float accumulator added to `out` in lane order.
+HWY_INLINE void flush(D d, V& acc, double& out) {
+  float lane[kBufLanes];
+  hn::StoreU(acc, d, lane);
+  double s = 0.0;
+  for (size_t j = 0; j < hn::Lanes(d); ++j) s += static_cast<double>(lane[j]);
+  out += s;
+  acc = hn::Zero(d);
+}
+
+template <class T, class L>
+void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C;
+  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
+  V acc[FQ_COUNT][kFastMaxClasses];
+  double sum[FQ_COUNT][kFastMaxClasses];
+  for (int k = 0; k < FQ_COUNT; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      acc[k][c] = hn::Zero(d);
+      sum[k][c] = 0.0;
+    }
+  const V one = hn::Set(d, 1.0f);
+  int pending = 0;
+  for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
+    const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
+    V lab, v;
+    labels<L>(d, f, f.check_labels, n * f.P + q, count, lab, v);
+    V mx, inv;
+    if (f.stats_need_p) {
+      int64_t stride;
+      const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
+      softmax(d, C, x, stride, e, mx, inv, nullptr);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
+      if (f.need[FQ_MT]) acc[FQ_MT][c] = hn::Add(acc[FQ_MT][c], t);
+      if (f.need[FQ_VT]) acc[FQ_VT][c] = hn::MulAdd(v, t, acc[FQ_VT][c]);
+      if (f.stats_need_p) {
+        const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+        const V vp = hn::Mul(v, p);
+        acc[FQ_VPT][c] = hn::MulAdd(vp, t, acc[FQ_VPT][c]);
+        if (f.need[FQ_VP]) acc[FQ_VP][c] = hn::Add(acc[FQ_VP][c], vp);
+        if (f.need[FQ_VPP]) acc[FQ_VPP][c] = hn::MulAdd(vp, p, acc[FQ_VPP][c]);
+      }
+    }
+    if (++pending == kFastFlush || q + static_cast<int64_t>(lanes) >= q1) {
+      for (int k = 0; k < FQ_COUNT; ++k)
+        if (f.need[k])
+          for (int64_t c = 0; c < C; ++c) flush(d, acc[k][c], sum[k][c]);
+      pending = 0;
+    }
+  }
+  const int64_t S = f.stat_width;
+  std::fill(row, row + C * S, 0.0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < f.slot_count; ++j) row[c * S + f.slot[j]] = sum[f.quantity[j]][c];
+}
+
+// The folded coefficients of image n (see the top of the file), narrowed to float.
+struct Folded {
+  float A[kFastMaxClasses], B1[kFastMaxClasses], B2[kFastMaxClasses];
+  float K1[kFastMaxClasses], K0[kFastMaxClasses], L1[kFastMaxClasses], L0[kFastMaxClasses];
+};
+
+void fold(const FastCall& f, int64_t n, Folded& out) {
+  const Program& prog = *f.prog;
+  const int64_t C = f.C, W = prog.coef_width;
+  for (int64_t c = 0; c < C; ++c) {
+    const double* coef = f.coefs + (n * C + c) * W;
+    double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0;
+    for (int i = 0; i < prog.count; ++i) {
+      const TermSpec& ts = prog.term[i];
+      const double* k = coef + ts.coef_offset;
+      if (ts.kind == TK_REGION) {
+        A += k[0];
+        (ts.region.squared ? B2 : B1) += k[1];
+      } else {  // TK_CE
+        const double eps = ts.label_smoothing, g = f.grad_scale * f.scale[i];
+        const double on = k[0] * (1.0 - eps), off = k[0] * eps / static_cast<double>(C);
+        K1 += g * on;
+        K0 += g * off;
+        L1 += f.scale[i] * on;
+        L0 += f.scale[i] * off;
+      }
+    }
+    out.A[c] = narrow_coef<float>(A);
+    out.B1[c] = narrow_coef<float>(B1);
+    out.B2[c] = narrow_coef<float>(B2);
+    out.K1[c] = narrow_coef<float>(K1);
+    out.K0[c] = narrow_coef<float>(K0);
+    out.L1[c] = narrow_coef<float>(L1);
+    out.L0[c] = narrow_coef<float>(L0);
+  }
+}
+
+template <class T, class L>
+double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P;
+  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
+  float h[kFastMaxClasses * kBufLanes];
+  Folded k;
+  const V one = hn::Set(d, 1.0f), two = hn::Set(d, 2.0f);
+  V loss_acc = hn::Zero(d);
+  double total = 0.0;
+  int pending = 0;
+  int64_t folded_image = -1;
+  for (int64_t pix = begin; pix < end;) {
+    const int64_t n = pix / P, q = pix % P;
+    if (n != folded_image) {
+      fold(f, n, k);
+      folded_image = n;
+    }
+    const int64_t image_end = std::min(end, (n + 1) * P);
+    const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
+    int64_t stride;
+    const int64_t e0 = f.element(n, q);
+    const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
+    V mx, inv, log_sum = hn::Zero(d);
+    softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
+    V H = hn::Zero(d), loss = hn::Zero(d);
+    for (int64_t c = 0; c < C; ++c) {
+      const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
+      const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+      hn::StoreU(p, d, e + c * kBufLanes);
+      // p (A t + B1 + 2 p B2) − (K1 t + K0), times v
+      const V region = hn::MulAdd(hn::Set(d, k.A[c]), t,
+                                  hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
+                                             hn::Set(d, k.B1[c])));
+      const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
+      const V hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
+      hn::StoreU(hc, d, h + c * kBufLanes);
+      H = hn::Add(H, hc);
+      if (f.any_ce) {  // −log p = log Σ − (x − max): x − max first, which is exact near max
+        const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+        const V w = hn::Mul(v, hn::MulAdd(hn::Set(d, k.L1[c]), t, hn::Set(d, k.L0[c])));
+        loss = hn::MulAdd(w, nlogp, loss);
+      }
+    }
+    if (f.grad) {
+      float* g = f.grad + e0;
+      const int64_t cs = f.class_stride, ps = f.pixel_stride;
+      for (int64_t c = 0; c < C; ++c) {
+        const V gc = hn::NegMulAdd(hn::LoadU(d, e + c * kBufLanes), H,
+                                   hn::LoadU(d, h + c * kBufLanes));  // h − p H
+        if (count == lanes && ps == 1) {
+          hn::StoreU(gc, d, g + c * cs);
+        } else {  // a tail, or channels-last: lane by lane
+          float lane[kBufLanes];
+          hn::StoreU(gc, d, lane);
+          for (size_t j = 0; j < count; ++j) g[c * cs + static_cast<int64_t>(j) * ps] = lane[j];
+        }
+      }
+    }
+    loss_acc = hn::Add(loss_acc, loss);
+    pix += static_cast<int64_t>(count);
+    if (++pending == kFastFlush || pix >= end) {
+      flush(d, loss_acc, total);
+      pending = 0;
+    }
+  }
+  return total;
+}
+
+// Binary cross-entropy with a sigmoid on dense targets, flat pixels [begin, end), channels-first:
+// per (image, class) a run of pixels, vectors along it. BceTerm::element with the sigmoid:
+//   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
+// t′ = t (1 − ε) + ε / 2, softplus(±x) = max(±x, 0) + log1p(e^−|x|), p = σ(x), q = σ(−x);
+// the loss times scale, the gradient times grad_scale · scale.
+template <class T, class TT>
+double bce_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P;
+  const TermSpec& ts = f.prog->term[0];
+  const double scale = f.scale[0], g = f.grad_scale * f.scale[0];
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0f);
+  const V keep = hn::Set(d, static_cast<float>(1.0 - ts.label_smoothing));
+  const V shift = hn::Set(d, static_cast<float>(ts.label_smoothing / 2.0));
+  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes];
+  V loss_acc = zero;
+  double total = 0.0;
+  int pending = 0;
+  for (int64_t pix = begin; pix < end;) {
+    const int64_t n = pix / P, q0 = pix % P;
+    const int64_t image_end = std::min(end, (n + 1) * P);
+    for (int64_t c = 0; c < C; ++c) {
+      const double* coef = f.coefs + (n * C + c) * f.prog->coef_width + ts.coef_offset;
+      const V gp = hn::Set(d, narrow_coef<float>(g * coef[0]));
+      const V gn = hn::Set(d, narrow_coef<float>(g * coef[1]));
+      const V lp = hn::Set(d, narrow_coef<float>(scale * coef[0]));
+      const V ln = hn::Set(d, narrow_coef<float>(scale * coef[1]));
+      for (int64_t q = q0; q < q0 + (image_end - pix); q += static_cast<int64_t>(lanes)) {
+        const size_t count =
+            static_cast<size_t>(std::min<int64_t>(lanes, q0 + (image_end - pix) - q));
+        const int64_t e = n * C * P + c * P + q;
+        const T* xs = static_cast<const T*>(f.x) + e;
+        const TT* tsrc = static_cast<const TT*>(f.labels) + e;
+        const float* w = f.pixel_weight ? f.pixel_weight + n * P + q : nullptr;
+        V x, t, v;
+        bool direct = count == lanes;
+        if constexpr (!std::is_same_v<T, float> || !std::is_same_v<TT, float>) direct = false;
+        if (direct) {
+          x = hn::LoadU(d, reinterpret_cast<const float*>(xs));
+          t = hn::LoadU(d, reinterpret_cast<const float*>(tsrc));
+          v = w ? hn::LoadU(d, w) : one;
+        } else {  // a tail or 16-bit inputs: lane by lane, zeros past `count`
+          for (size_t j = 0; j < lanes; ++j) {
+            const bool in = j < count;
+            xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
+            tb[j] = in ? static_cast<float>(tsrc[j]) : 0.0f;
+            vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
+          }
+          x = hn::Load(d, xb);
+          t = hn::Load(d, tb);
+          v = hn::Load(d, vb);
+        }
+        const V ex = hn::Exp(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
+        const V l1p = hn::Log1p(d, ex);
+        const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
+        const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
+        const V inv = hn::Div(one, hn::Add(one, ex));
+        const auto nonneg = hn::Ge(x, zero);
+        const V p = hn::IfThenElse(nonneg, inv, hn::Mul(ex, inv));
+        const V qv = hn::IfThenElse(nonneg, hn::Mul(ex, inv), inv);
+        const V tsm = hn::MulAdd(t, keep, shift);  // t′
+        const V off = hn::Sub(one, tsm);
+        const V loss = hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg, hn::Mul(hn::Mul(ln, off), sp_pos)));
+        loss_acc = hn::Add(loss_acc, loss);
+        if (f.grad) {
+          const V gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), p), hn::Mul(hn::Mul(gp, tsm), qv)));
+          float* out = f.grad + e;
+          if (count == lanes) {
+            hn::StoreU(gr, d, out);
+          } else {
+            float lane[kBufLanes];
+            hn::StoreU(gr, d, lane);
+            for (size_t j = 0; j < count; ++j) out[j] = lane[j];
+          }
+        }
+        if (++pending == kFastFlush) {
+          flush(d, loss_acc, total);
+          pending = 0;
+        }
+      }
+    }
+    pix = image_end;
+  }
+  flush(d, loss_acc, total);
+  return total;
+}
+
+// The dtype pair of a call, dispatched once per chunk.
+template <template <class, class> class Fn, class... A>
+auto with_types(const FastCall& f, A&&... args) {
+  auto by_label = [&](auto t) {
+    using T = decltype(t);
+    switch (f.label_dtype) {
+      case DType::I32:
+        return Fn<T, int32_t>::run(f, args...);
+      case DType::U8:
+        return Fn<T, uint8_t>::run(f, args...);
+      default:
+        return Fn<T, int64_t>::run(f, args...);
+    }
+  };
+  switch (f.x_dtype) {
+    case DType::F16:
+      return by_label(half_t{});
+    case DType::BF16:
+      return by_label(bf16_t{});
+    default:
+      return by_label(float{});
+  }
+}
+
+template <class T, class L>
+struct StatsFn {
+  static int run(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+    stats_chunk_t<T, L>(f, n, q0, q1, row);
+    return 0;
+  }
+};
+template <class T, class L>
+struct ElementFn {
+  static double run(const FastCall& f, int64_t begin, int64_t end) {
+    return element_chunk_t<T, L>(f, begin, end);
+  }
+};
+
+void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+  with_types<StatsFn>(f, n, q0, q1, row);
+}
+template <class T, class TT>
+struct BceFn {
+  static double run(const FastCall& f, int64_t begin, int64_t end) {
+    return bce_chunk_t<T, TT>(f, begin, end);
+  }
+};
+
+double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
+  if (f.bce) {  // dense targets: float32 or uint8
+    auto by_target = [&](auto t) {
+      using T = decltype(t);
+      return f.label_dtype == DType::U8 ? BceFn<T, uint8_t>::run(f, begin, end)
+                                        : BceFn<T, float>::run(f, begin, end);
+    };
+    switch (f.x_dtype) {
+      case DType::F16:
+        return by_target(half_t{});
+      case DType::BF16:
+        return by_target(bf16_t{});
+      default:
+        return by_target(float{});
+    }
+  }
+  return with_types<ElementFn>(f, begin, end);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace culoss::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <cpuid.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace culoss::cpu {
+
+namespace {
+
+using StatsPtr = void (*)(const FastCall&, int64_t, int64_t, int64_t, double*);
+using ElementPtr = double (*)(const FastCall&, int64_t, int64_t);
+
+struct Target {
+  StatsPtr stats;
+  ElementPtr element;
+  const char* name;
+};
+
+// What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
+// registers): the features Highway's targets assume (hwy/targets.cc, version 1.0).
+struct CpuFeatures {
+  bool sse4 = false, avx2 = false, avx3 = false;
+};
+
+CpuFeatures cpu_features() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool ssse3 = c & (1u << 9), sse41 = c & (1u << 19), sse42 = c & (1u << 20);
+  const bool pclmul = c & (1u << 1), aes = c & (1u << 25), fma = c & (1u << 12);
+  const bool f16c = c & (1u << 29), osxsave = c & (1u << 27), avx = c & (1u << 28);
+  f.sse4 = ssse3 && sse41 && sse42 && pclmul && aes;
+  if (!f.sse4 || !osxsave || !avx) return f;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6u) != 0x6u) return f;  // SSE and AVX state
+  unsigned a7 = 0, b7 = 0, c7 = 0, d7 = 0;
+  if (!__get_cpuid_count(7, 0, &a7, &b7, &c7, &d7)) return f;
+  unsigned ae = 0, be = 0, ce = 0, de = 0;
+  __get_cpuid(0x80000001u, &ae, &be, &ce, &de);
+  const bool avx2 = b7 & (1u << 5), bmi1 = b7 & (1u << 3), bmi2 = b7 & (1u << 8);
+  const bool lzcnt = ce & (1u << 5);
+  f.avx2 = avx2 && bmi1 && bmi2 && fma && f16c && lzcnt;
+  const bool avx512 = (b7 & (1u << 16)) && (b7 & (1u << 17)) && (b7 & (1u << 30)) &&
+                      (b7 & (1u << 31));  // F, DQ, BW, VL
+  f.avx3 = f.avx2 && avx512 && (xcr0_lo & 0xe0u) == 0xe0u;  // opmask and ZMM state
+  return f;
+}
+
+// CULOSS_CPU_SIMD=AVX2, SSE4 or baseline caps the instruction set below what the CPU has (the
+// tests run the fast path on each; read once per process).
+CpuFeatures capped(CpuFeatures f) {
+  const char* cap = std::getenv("CULOSS_CPU_SIMD");
+  if (!cap) return f;
+  const std::string c(cap);
+  if (c == "AVX2" || c == "SSE4" || c == "baseline") f.avx3 = false;
+  if (c == "SSE4" || c == "baseline") f.avx2 = false;
+  if (c == "baseline") f.sse4 = false;
+  return f;
+}
+
+Target select_target() {
+  const CpuFeatures cpu = capped(cpu_features());
+  (void)cpu;
+#if HWY_TARGETS & HWY_AVX3
+  if (cpu.avx3) return {&N_AVX3::StatsChunk, &N_AVX3::ElementChunk, "AVX3"};
+#endif
+#if HWY_TARGETS & HWY_AVX2
+  if (cpu.avx2) return {&N_AVX2::StatsChunk, &N_AVX2::ElementChunk, "AVX2"};
+#endif
+#if HWY_TARGETS & HWY_SSE4
+  if (cpu.sse4) return {&N_SSE4::StatsChunk, &N_SSE4::ElementChunk, "SSE4"};
+#endif
+  return {&HWY_STATIC_DISPATCH(StatsChunk), &HWY_STATIC_DISPATCH(ElementChunk),
+          "baseline"};
+}
+
+const Target& target() {
+  static const Target t = select_target();
+  return t;
+}
+
+}  // namespace
+
+void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+  target().stats(f, n, q0, q1, row);
+}
+double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  return target().element(f, begin, end);
+}
+const char* fast_target_name() { return target().name; }
+
+}  // namespace culoss::cpu
+#endif  // HWY_ONCE
+
+#else  // no Highway: nothing is covered (fast_covers), these are never called
+
+namespace culoss::cpu {
+void fast_stats_chunk(const FastCall&, int64_t, int64_t, int64_t, double*) {}
+double fast_element_chunk(const FastCall&, int64_t, int64_t) { return 0.0; }
+const char* fast_target_name() { return "none"; }
+}  // namespace culoss::cpu
+
+#endif  // CULOSS_HAVE_HWY

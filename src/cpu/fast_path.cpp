@@ -1,0 +1,197 @@
+// The selection predicate of the CPU's fast path and the preparation of a covered call
+// (fast_path.hpp). The vector passes themselves are in fast_passes.cpp.
+#include "cpu/fast_path.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/registry.hpp"
+
+namespace culoss::cpu {
+
+namespace {
+
+// The kinds whose element math the vector passes implement.
+bool kind_covered(culoss_kind kind) {
+  switch (kind) {
+    case CULOSS_DICE:
+    case CULOSS_JACCARD:
+    case CULOSS_TVERSKY:
+    case CULOSS_FOCAL_TVERSKY:
+    case CULOSS_GENERALIZED_DICE:
+    case CULOSS_CROSS_ENTROPY:
+    case CULOSS_BCE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Parameters the fast path takes at any value: each is either checked on the call or program
+// (activation, class axis, reduction) or used by planning and finalize only, which both paths
+// share. Any other parameter must be at its default.
+bool param_handled(int param) {
+  switch (param) {
+    case CULOSS_PARAM_ACTIVATION:       // the terms must use the softmax (checked on the program)
+    case CULOSS_PARAM_CLASS_AXIS:       // channels-first or channels-last (checked on the call)
+    case CULOSS_PARAM_REDUCTION:        // NONE per element or pixel is refused by none_mode
+    case CULOSS_PARAM_IGNORE_INDEX:     // read per pixel
+    case CULOSS_PARAM_CLASS_WEIGHTS:    // in the coefficients
+    case CULOSS_PARAM_POS_WEIGHT:       // in the coefficients (BCE)
+    case CULOSS_PARAM_LABEL_SMOOTHING:  // read per term
+    case CULOSS_PARAM_SQUARED_DENOMINATOR:  // read per term
+    case CULOSS_PARAM_SMOOTH_NR:            // finalize only, from here on
+    case CULOSS_PARAM_SMOOTH_DR:
+    case CULOSS_PARAM_BATCH:
+    case CULOSS_PARAM_INCLUDE_BACKGROUND:
+    case CULOSS_PARAM_ALPHA:
+    case CULOSS_PARAM_BETA:
+    case CULOSS_PARAM_GAMMA:
+    case CULOSS_PARAM_WEIGHT_TYPE:
+    case CULOSS_PARAM_SKIP_EMPTY:
+    case CULOSS_PARAM_AVERAGE:
+    case CULOSS_PARAM_CHECK_TARGETS:  // fused into the statistics pass, or the generic check
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool at_default(const culoss_loss_s& loss, const ParamInfo& info, const ParamRule& rule) {
+  switch (info.type) {
+    case ParamType::Int:
+      return static_cast<double>(int_value(loss.params, info)) == rule.default_value;
+    case ParamType::Float:
+      return float_value(loss.params, info) == rule.default_value;
+    case ParamType::Floats: {
+      Params copy = loss.params;  // list_value reads a mutable descriptor; lists default empty
+      return list_value(copy, info).empty();
+    }
+  }
+  return false;
+}
+
+bool descriptor_covered(const culoss_loss_s& loss) {
+  if (loss.kind == CULOSS_SUM) {
+    for (const culoss_loss_s& term : loss.terms)
+      if (!descriptor_covered(term)) return false;
+    return !loss.terms.empty();
+  }
+  if (!kind_covered(loss.kind)) return false;
+  for (int p = 1; p <= param_count(); ++p) {
+    const ParamInfo* info = find_param(p);
+    const ParamRule* rule = find_rule(loss.kind, p);
+    if (!info || !rule || param_handled(p)) continue;
+    if (!at_default(loss, *info, *rule)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool fast_covers(const Call& call, const Plan& plan) {
+#if !defined(CULOSS_HAVE_HWY)
+  (void)call;
+  (void)plan;
+  return false;
+#else
+  // CULOSS_CPU_FAST_PATH=0 sends every call to the generic passes: for comparing the two paths
+  // (tests/losses/fast_path_test.cpp, benchmarks). Read per call, so a test can switch it.
+  const char* env = std::getenv("CULOSS_CPU_FAST_PATH");
+  if (env && std::strcmp(env, "0") == 0) return false;
+  const Layout& L = call.layout;
+  const Program& prog = plan.prog;
+  if (!call.loss || !descriptor_covered(*call.loss)) return false;
+  if (call.distributed || call.export_stats || call.global_stats || prog.value_in_stats)
+    return false;
+  if (prog.count == 1 && prog.term[0].kind == TK_BCE) {  // the binary cross-entropy pass
+    const TermSpec& t = prog.term[0];
+    const bool channels_first = L.pre == 1 && L.inner == L.P;
+    return !call.index_target && t.activation == ACT_SIGMOID && !prog.has_stats &&
+           prog.none_mode == NONE_OFF && !t.batch_frequency && channels_first &&
+           (call.target.dtype == DType::F32 || call.target.dtype == DType::U8) &&
+           (call.input.dtype == DType::F32 || call.input.dtype == DType::F16 ||
+            call.input.dtype == DType::BF16) &&
+           (!call.grad.present || call.grad.dtype == DType::F32);
+  }
+  if (!call.index_target || call.binary_mask) return false;
+  if (call.target.dtype != DType::I64 && call.target.dtype != DType::I32 &&
+      call.target.dtype != DType::U8)
+    return false;
+  if (call.input.dtype != DType::F32 && call.input.dtype != DType::F16 &&
+      call.input.dtype != DType::BF16)
+    return false;
+  if (call.grad.present && call.grad.dtype != DType::F32) return false;
+  const bool channels_first = L.pre == 1 && L.inner == L.P;
+  const bool channels_last = L.inner == 1 && L.pre == L.P;
+  if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
+  if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
+  if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
+  for (int i = 0; i < prog.count; ++i) {
+    const TermSpec& t = prog.term[i];
+    if (t.activation != ACT_SOFTMAX) return false;
+    if (t.kind == TK_REGION) {
+      if (t.stat_count != kRegionStats) return false;
+    } else if (t.kind == TK_CE) {
+      if (t.stat_count > 1) return false;  // Σ m t only (no distributed value slots)
+    } else {
+      return false;
+    }
+  }
+  return true;
+#endif
+}
+
+bool fast_checks_targets(const Call& call, const Program& prog) {
+  return !call.pixel_weight.present && prog.has_stats;
+}
+
+FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b) {
+  const Layout& L = call.layout;
+  FastCall f{};
+  f.call = &call;
+  f.x = call.input.data;
+  f.x_dtype = call.input.dtype;
+  f.labels = call.target.data;
+  f.label_dtype = call.target.dtype;
+  f.pixel_weight = call.pixel_weight_data();
+  f.N = L.N;
+  f.C = L.C;
+  f.P = L.P;
+  f.ignore_index = call.ignore_index;
+  const bool channels_first = L.pre == 1 && L.inner == L.P;  // (N, C) counts as channels-first
+  f.class_stride = channels_first ? L.P : 1;
+  f.pixel_stride = channels_first ? 1 : L.C;
+  // Without pixel weights the statistics pass reads every label before anything is written and
+  // refuses a bad one itself (the same chunk-ordered error as check_targets); with weights (to be
+  // checked after every label) or without a statistics pass, compute runs check_targets.
+  f.check_labels = call.check_targets && fast_checks_targets(call, prog);
+  f.stat_width = prog.stat_width;
+  f.slot_count = 0;
+  for (int i = 0; i < prog.count; ++i) {
+    const TermSpec& t = prog.term[i];
+    auto add = [&](int slot, int q) {
+      f.slot[f.slot_count] = slot;
+      f.quantity[f.slot_count++] = q;
+      f.need[q] = true;
+    };
+    if (t.kind == TK_REGION) {  // region_element_stats: I, SP (or Σ v p²), ST
+      add(t.stat_offset + kStatI, FQ_VPT);
+      add(t.stat_offset + kStatSP, t.region.squared ? FQ_VPP : FQ_VP);
+      add(t.stat_offset + kStatST, FQ_VT);
+      f.stats_need_p = true;
+    } else if (t.stat_count == 1) {  // CrossEntropyTerm::counts: Σ m t
+      add(t.stat_offset, FQ_MT);
+    }
+    if (t.kind == TK_CE) f.any_ce = true;
+    if (t.kind == TK_BCE) f.bce = true;
+  }
+  f.prog = &prog;
+  f.coefs = b.coefs;
+  f.scale = b.scale;
+  f.grad_scale = call.grad_scale;
+  f.grad = call.grad.present ? static_cast<float*>(call.grad.data) : nullptr;
+  return f;
+}
+
+}  // namespace culoss::cpu

@@ -1,0 +1,90 @@
+// The CPU's fast path: passes specialised for the common calls, in float SIMD (Google Highway,
+// the instruction set chosen at run time), beside the generic passes of kernels/common/passes.cuh
+// that interpret any Program in double.
+//
+// What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
+// cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
+// Dice), alone or in a CULOSS_SUM of them, channels-first input (NCHW, NCDHW; channels-last too,
+// gathered lane by lane) of float32, float16 or bfloat16, class-index targets (int64, int32,
+// uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not distributed; every other parameter of
+// the descriptor at its default (a parameter the fast path does not know is "not covered" until
+// someone teaches it). Everything else runs the generic passes. Steps 1 and 3 (planning,
+// finalize) are the same code for both.
+//
+// Also binary cross-entropy alone (BceTerm, kernels/terms/bce.cuh) with ACTIVATION_SIGMOID on
+// dense float32 or uint8 targets, channels-first.
+//
+// Precision: probabilities, losses and gradients in float; the statistics and the loss summed in
+// float per SIMD lane over at most kFastFlush vectors, then in double per lane and over the lanes
+// in a fixed order; chunks as in the generic passes. So the result is bitwise the same for any
+// thread count on one machine (it may differ in the last bits between instruction sets, whose
+// vectors have different widths). docs/reference.md gives the tolerance against the long-double
+// references.
+#pragma once
+
+#include <cstdint>
+
+#include "core/plan.hpp"
+#include "core/tensor.hpp"
+
+namespace culoss::cpu {
+
+constexpr int64_t kFastMaxClasses = 64;
+constexpr int kFastFlush = 64;  // vectors summed in float before a flush to double
+
+// Per-class sums the statistics pass can produce (index targets: t is 0 or 1, so t² = t).
+enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_MT, FQ_COUNT };
+
+// A call the fast path covers, prepared once per call for the vector passes.
+struct FastCall {
+  const Call* call;
+  const void* x;
+  DType x_dtype;
+  const void* labels;
+  DType label_dtype;
+  const float* pixel_weight;  // NULL: all 1
+  int64_t N, C, P, ignore_index;
+  // Where class c of pixel q of image n is: element(n, q) + c * class_stride, the next pixel
+  // pixel_stride further (channels-first: P and 1; channels-last: 1 and C).
+  int64_t class_stride, pixel_stride;
+  int64_t element(int64_t n, int64_t q) const {
+    return class_stride == 1 ? (n * P + q) * C : n * C * P + q;
+  }
+  bool check_labels;  // CHECK_TARGETS fused into the statistics pass
+  // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
+  int stat_width, slot_count;
+  int slot[3 * kMaxTerms], quantity[3 * kMaxTerms];
+  bool need[FQ_COUNT];
+  bool stats_need_p;
+  // Element pass.
+  const Program* prog;
+  const double* coefs;  // [N][C][coef_width] from finalize
+  const double* scale;  // per term
+  double grad_scale;
+  float* grad;  // NULL: no gradient
+  bool any_ce;  // some term has an element value (the pass sums a loss)
+  // Binary cross-entropy with a sigmoid on dense targets (`labels` holds the targets, of the
+  // input's shape): a program of that one term, element by element.
+  bool bce;
+};
+
+// Whether the fast path covers this call (the one selection predicate).
+bool fast_covers(const Call& call, const Plan& plan);
+// Whether the fast path's statistics pass checks the targets of a covered call itself (CHECK_
+// TARGETS without compute's separate check_targets pass).
+bool fast_checks_targets(const Call& call, const Program& prog);
+// The fast call of a covered call, over the bound program and carved buffers.
+FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b);
+
+// Statistics of pixels [q0, q1) of image n into the row `row` (C x stat_width), as stats_chunk
+// of the generic pass.
+void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row);
+// Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
+double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
+
+// The instruction set the vector passes run on this machine ("AVX3", "AVX2", "SSE4", "baseline"),
+// chosen once per process from CPUID (the environment variable CULOSS_CPU_SIMD=AVX2, SSE4 or
+// baseline caps it), or "none" when the library was built without Highway (nothing covered).
+const char* fast_target_name();
+
+}  // namespace culoss::cpu

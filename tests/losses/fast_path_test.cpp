@@ -1,0 +1,375 @@
+// The CPU's fast path (src/cpu/fast_path.hpp: float SIMD passes for softmax cross-entropy and the
+// softmax region kinds with class-index targets) against the long-double references and against
+// the generic passes (CULOSS_CPU_FAST_PATH=0), within the tolerance docs/reference.md documents;
+// bitwise the same for any thread count; edge cases (ignored pixels, all ignored, saturated
+// logits, 16-bit inputs, pixel counts that are no multiple of the vector width, one pixel) and
+// the CHECK_TARGETS refusal with the generic path's message.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/cpu_passes.hpp"
+#include "losses/elementwise_check.hpp"
+#include "losses/region_check.hpp"
+
+namespace {
+
+using namespace region_test;
+using testing_util::Loss;
+
+// The documented tolerance of the fast path (docs/reference.md, "Precision of the CPU fast
+// path"): values within kValueTol relative (region values also absolute), gradients within
+// kGradTol relative plus kGradTol x max |gradient| absolute.
+constexpr double kValueTol = 1e-5;
+constexpr double kGradTol = 1e-5;
+
+const culoss_kind kKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
+                              CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_CROSS_ENTROPY};
+
+// Runs `f` with the fast path switched off (the generic passes in double).
+template <class F>
+auto generic(F&& f) {
+  const culoss_test::GenericCpuPasses generic_passes;
+  return f();
+}
+
+struct ThreadsGuard {
+  ~ThreadsGuard() { culoss_set_num_threads(0); }
+};
+
+// A softmax case with class-index labels; `ignore_frac` of the pixels carry the ignore index.
+RegionCase make_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> shape,
+                     DLDataType in_dt, DLDataType lab_dt, double ignore_frac = 0.1,
+                     double logit_scale = 3.0, int class_axis = 1) {
+  RegionCase rc;
+  rc.opt = default_options(kind);
+  rc.opt.activation = CULOSS_ACTIVATION_SOFTMAX;
+  rc.opt.class_axis = class_axis;
+  rc.shape = std::move(shape);
+  rc.input_dtype = in_dt;
+  rc.index_target = true;
+  rc.target_dtype = lab_dt;
+  const int64_t C = num_classes(rc);
+  rc.opt.ignore_index = lab_dt.bits == 8 ? 255 : -100;
+  std::normal_distribution<double> normal(0.0, logit_scale);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  rc.input.resize(static_cast<size_t>(numel(rc.shape)));
+  for (double& x : rc.input) x = normal(rng);
+  rc.labels.resize(static_cast<size_t>(numel(without_axis(rc.shape, class_axis))));
+  for (int64_t& l : rc.labels)
+    l = u(rng) < ignore_frac ? rc.opt.ignore_index : static_cast<int64_t>(u(rng) * C) % C;
+  return rc;
+}
+
+// Random options the fast path takes (all but the activation, layout and target form).
+void randomize_options(std::mt19937& rng, RegionCase& rc) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const int64_t C = num_classes(rc);
+  RegionOptions& o = rc.opt;
+  if (o.kind == CULOSS_CROSS_ENTROPY) {
+    o.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
+    if (u(rng) < 0.4) o.label_smoothing = 0.1 + 0.3 * u(rng);
+  } else {
+    const double r = u(rng);
+    o.reduction = r < 0.6 ? CULOSS_REDUCTION_MEAN
+                          : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
+    o.batch = u(rng) < 0.3;
+    o.include_background = u(rng) < 0.7;
+    if (o.kind == CULOSS_DICE || o.kind == CULOSS_JACCARD) o.squared = u(rng) < 0.4;
+    if (o.kind != CULOSS_GENERALIZED_DICE && u(rng) < 0.3) o.average = CULOSS_AVERAGE_MICRO;
+  }
+  if (u(rng) < 0.4) {
+    o.class_weights.resize(static_cast<size_t>(C));
+    for (double& w : o.class_weights) w = 0.2 + 1.5 * u(rng);
+  }
+  if (u(rng) < 0.3) {
+    rc.pixel_weight.resize(rc.labels.size());
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+  if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+}
+
+::testing::AssertionResult matches_ref(const RegionCase& rc) {
+  RunConfig cfg;
+  cfg.grad_f32 = true;
+  if (rc.opt.kind == CULOSS_CROSS_ENTROPY)
+    return matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30);
+  return matches_reference(rc, cfg, kValueTol, kGradTol, 1.0);
+}
+
+::testing::AssertionResult matches_generic(const RegionCase& rc, const RunConfig& cfg) {
+  const RunResult fast = run_region(rc, cfg);
+  const RunResult slow = generic([&] { return run_region(rc, cfg); });
+  if (!fast.ok() || !slow.ok())
+    return ::testing::AssertionFailure() << "fast: " << fast.error << " generic: " << slow.error
+                                         << "\n  case: " << describe_case(rc);
+  ::testing::AssertionResult v =
+      close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol});
+  if (!v) return v << "\n  case: " << describe_case(rc);
+  if (cfg.grad) {
+    ::testing::AssertionResult g = close_vectors("grad", fast.grad, slow.grad,
+                                                 Tol{kGradTol, kGradTol * max_abs(slow.grad)});
+    if (!g) return g << "\n  case: " << describe_case(rc);
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Shapes whose pixel counts are no multiple of any vector width (and one that is), 2D and 3D.
+const std::vector<std::vector<int64_t>> kShapes = {
+    {2, 4, 7, 5}, {3, 5, 33}, {1, 3, 1, 1}, {2, 2, 16, 16}, {1, 6, 3, 4, 5}, {2, 3, 70, 71}};
+
+TEST(FastPath, MatchesReferencesAndGenericPassEveryKindDtype) {
+  std::mt19937 rng(1601);
+  const DLDataType in_dts[] = {testing_util::f32(), testing_util::f16(), testing_util::bf16()};
+  const DLDataType lab_dts[] = {testing_util::i64(), testing_util::i32(), testing_util::u8()};
+  int it = 0;
+  for (culoss_kind kind : kKinds)
+    for (const DLDataType& in_dt : in_dts)
+      for (const DLDataType& lab_dt : lab_dts) {
+        const std::vector<int64_t>& shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+        RegionCase rc = make_case(rng, kind, shape, in_dt, lab_dt);
+        randomize_options(rng, rc);
+        EXPECT_TRUE(matches_ref(rc));
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_generic(rc, cfg));
+        cfg.grad = false;  // value only
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+}
+
+TEST(FastPath, MatchesReferenceOnEveryShape) {
+  std::mt19937 rng(1602);
+  for (const std::vector<int64_t>& shape : kShapes)
+    for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
+      RegionCase rc = make_case(rng, kind, shape, testing_util::f32(), testing_util::i64());
+      EXPECT_TRUE(matches_ref(rc));
+    }
+}
+
+// Channels-last input (class axis last), gathered lane by lane.
+TEST(FastPath, ChannelsLastMatchesReferencesAndGenericPass) {
+  std::mt19937 rng(1610);
+  const std::vector<std::vector<int64_t>> shapes = {{2, 7, 5, 4}, {3, 33, 5}, {2, 16, 16, 3}};
+  int it = 0;
+  for (culoss_kind kind : kKinds)
+    for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()}) {
+      RegionCase rc = make_case(rng, kind, shapes[static_cast<size_t>(it++) % shapes.size()],
+                                in_dt, testing_util::i64(), 0.1, 3.0, /*class_axis=*/-1);
+      randomize_options(rng, rc);
+      EXPECT_TRUE(matches_ref(rc));
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      EXPECT_TRUE(matches_generic(rc, cfg));
+    }
+}
+
+// Binary cross-entropy with a sigmoid on dense targets (float32 soft values or a uint8 mask).
+RegionCase bce_case(std::mt19937& rng, std::vector<int64_t> shape, DLDataType in_dt,
+                    DLDataType tgt_dt) {
+  RegionCase rc;
+  rc.opt = default_options(CULOSS_BCE);
+  rc.shape = std::move(shape);
+  rc.input_dtype = in_dt;
+  rc.target_dtype = tgt_dt;
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  rc.input.resize(static_cast<size_t>(numel(rc.shape)));
+  for (double& x : rc.input) x = normal(rng);
+  rc.target.resize(rc.input.size());
+  for (double& t : rc.target) t = tgt_dt.bits == 8 ? (u(rng) < 0.3 ? 1.0 : 0.0) : u(rng);
+  const int64_t C = num_classes(rc);
+  if (u(rng) < 0.5) rc.opt.reduction = CULOSS_REDUCTION_SUM;
+  if (u(rng) < 0.5) rc.opt.label_smoothing = 0.2 * u(rng);
+  if (u(rng) < 0.5) {
+    rc.opt.pos_weight.resize(static_cast<size_t>(C));
+    for (double& w : rc.opt.pos_weight) w = 0.5 + 2.0 * u(rng);
+  }
+  if (u(rng) < 0.5) {
+    rc.opt.class_weights.resize(static_cast<size_t>(C));
+    for (double& w : rc.opt.class_weights) w = 0.2 + u(rng);
+  }
+  if (u(rng) < 0.4) {
+    rc.pixel_weight.resize(static_cast<size_t>(numel(without_axis(rc.shape, 1))));
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+  if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+  return rc;
+}
+
+TEST(FastPath, BinaryCrossEntropyMatchesReferenceAndGenericPass) {
+  ThreadsGuard guard;
+  std::mt19937 rng(1611);
+  const std::vector<std::vector<int64_t>> shapes = {
+      {2, 1, 7, 5}, {3, 2, 33}, {1, 1, 1, 1}, {2, 3, 16, 16}, {2, 1, 70, 71}};
+  int it = 0;
+  for (const DLDataType& in_dt : {testing_util::f32(), testing_util::f16(), testing_util::bf16()})
+    for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()})
+      for (int k = 0; k < 2; ++k) {
+        RegionCase rc = bce_case(rng, shapes[static_cast<size_t>(it++) % shapes.size()], in_dt,
+                                 tgt_dt);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+  RegionCase big = bce_case(rng, {3, 2, 97, 131}, testing_util::f32(), testing_util::f32());
+  RunConfig cfg;
+  cfg.grad_f32 = true;
+  RunResult first;
+  for (int threads : {1, 2, 3, 16}) {
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(threads));
+    const RunResult r = run_region(big, cfg);
+    ASSERT_TRUE(r.ok()) << r.error;
+    if (threads == 1) {
+      first = r;
+      continue;
+    }
+    EXPECT_EQ(first.loss_bytes, r.loss_bytes) << threads << " threads";
+    EXPECT_EQ(first.grad_bytes, r.grad_bytes) << threads << " threads";
+  }
+  RegionCase saturated = bce_case(rng, {2, 2, 9, 5}, testing_util::f32(), testing_util::u8());
+  for (size_t i = 0; i < saturated.input.size(); ++i) saturated.input[i] = i % 3 ? -1e4 : 1e4;
+  EXPECT_TRUE(matches_generic(saturated, cfg));
+}
+
+// A SUM of covered terms (Dice + cross-entropy, the fused DiceCE) equals the generic passes.
+TEST(FastPath, SumOfTermsMatchesGenericPass) {
+  std::mt19937 rng(1603);
+  for (int it = 0; it < 6; ++it) {
+    RegionCase rc = make_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(it)],
+                              testing_util::f32(), testing_util::i64());
+    if (it % 2) rc.pixel_weight.assign(rc.labels.size(), 0.5);
+    auto run = [&] {
+      Loss sum(CULOSS_SUM), dice(CULOSS_DICE), ce(CULOSS_CROSS_ENTROPY), tv(CULOSS_TVERSKY);
+      culoss_loss_set_int(ce, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
+      culoss_loss_set_int(dice, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
+      culoss_loss_set_int(tv, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
+      culoss_loss_set_int(dice, CULOSS_PARAM_SQUARED_DENOMINATOR, it % 3 == 0);
+      culoss_loss_set_float(ce, CULOSS_PARAM_LABEL_SMOOTHING, it % 2 ? 0.1 : 0.0);
+      culoss_loss_add_term(sum, dice, 1.0);
+      culoss_loss_add_term(sum, ce, 0.7);
+      if (it >= 3) culoss_loss_add_term(sum, tv, 0.3);
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      RegionCase sc = rc;
+      sc.opt.kind = CULOSS_SUM;
+      return run_with(sum, sc, cfg);
+    };
+    const RunResult fast = run();
+    const RunResult slow = generic(run);
+    ASSERT_TRUE(fast.ok()) << fast.error;
+    ASSERT_TRUE(slow.ok()) << slow.error;
+    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
+    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
+                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+  }
+}
+
+// Several chunks per image and several images: 1, 2, 3 and 16 threads give the same bits.
+TEST(FastPath, BitwiseSameForAnyThreadCount) {
+  ThreadsGuard guard;
+  std::mt19937 rng(1604);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY, CULOSS_GENERALIZED_DICE})
+    for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()}) {
+      RegionCase rc = make_case(rng, kind, {3, 4, 97, 131}, in_dt, testing_util::i64());
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      RunResult first;
+      for (int threads : {1, 2, 3, 16}) {
+        ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(threads));
+        const RunResult r = run_region(rc, cfg);
+        ASSERT_TRUE(r.ok()) << r.error;
+        if (threads == 1) {
+          first = r;
+          continue;
+        }
+        EXPECT_EQ(first.loss_bytes, r.loss_bytes) << threads << " threads";
+        EXPECT_EQ(first.grad_bytes, r.grad_bytes) << threads << " threads";
+      }
+      EXPECT_TRUE(matches_ref(rc));
+    }
+}
+
+TEST(FastPath, AllIgnoredGivesZeroGradient) {
+  std::mt19937 rng(1605);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
+    RegionCase rc = make_case(rng, kind, {2, 3, 9, 7}, testing_util::f32(), testing_util::i64(),
+                              /*ignore_frac=*/1.0);
+    RunConfig cfg;
+    cfg.grad_f32 = true;
+    const RunResult r = run_region(rc, cfg);
+    ASSERT_TRUE(r.ok()) << r.error;
+    for (double g : r.grad) EXPECT_EQ(0.0, g);
+    EXPECT_TRUE(matches_ref(rc));
+    EXPECT_TRUE(matches_generic(rc, cfg));
+  }
+}
+
+TEST(FastPath, SaturatedLogits) {
+  std::mt19937 rng(1606);
+  for (culoss_kind kind : kKinds) {
+    RegionCase rc = make_case(rng, kind, {2, 4, 11, 3}, testing_util::f32(), testing_util::i64());
+    for (size_t i = 0; i < rc.input.size(); ++i) rc.input[i] = (i * 7919) % 3 ? -1e4 : 1e4;
+    RunConfig cfg;
+    cfg.grad_f32 = true;
+    const RunResult r = run_region(rc, cfg);
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_TRUE(all_finite(r.loss));
+    EXPECT_TRUE(all_finite(r.grad));
+    EXPECT_TRUE(matches_generic(rc, cfg));
+  }
+}
+
+TEST(FastPath, OnePixelAndInRangeIgnoreIndex) {
+  std::mt19937 rng(1607);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
+    RegionCase one = make_case(rng, kind, {1, 3, 1}, testing_util::f32(), testing_util::i64(), 0.0);
+    EXPECT_TRUE(matches_ref(one));
+    RegionCase in_range = make_case(rng, kind, {2, 4, 5, 6}, testing_util::f32(),
+                                    testing_util::i32(), 0.0);
+    in_range.opt.ignore_index = 2;  // a class label that is ignored
+    EXPECT_TRUE(matches_ref(in_range));
+  }
+}
+
+// The gradient written over the float32 input (grad_input is the input's DLTensor).
+TEST(FastPath, GradientOverTheInput) {
+  std::mt19937 rng(1609);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
+    RegionCase rc = make_case(rng, kind, {2, 4, 13, 9}, testing_util::f32(), testing_util::i64());
+    RunConfig separate, in_place;
+    in_place.in_place = true;
+    const RunResult a = run_region(rc, separate), b = run_region(rc, in_place);
+    ASSERT_TRUE(a.ok() && b.ok()) << a.error << b.error;
+    EXPECT_EQ(a.loss_bytes, b.loss_bytes);
+    EXPECT_EQ(a.grad_bytes, b.grad_bytes);
+  }
+}
+
+// CHECK_TARGETS: the fast path refuses the first bad label with the generic path's status and
+// message, before anything is written.
+TEST(FastPath, InvalidLabelRefusedAsTheGenericPass) {
+  std::mt19937 rng(1608);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY})
+    for (bool weights : {false, true}) {
+      RegionCase rc = make_case(rng, kind, {2, 4, 40, 50}, testing_util::f32(),
+                                testing_util::i64());
+      rc.labels[1234] = 9;
+      rc.labels[2345] = -3;
+      if (weights) rc.pixel_weight.assign(rc.labels.size(), 1.0);
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      const RunResult fast = run_region(rc, cfg);
+      const RunResult slow = generic([&] { return run_region(rc, cfg); });
+      EXPECT_EQ(CULOSS_ERROR_INVALID_TARGET, fast.status);
+      EXPECT_EQ(slow.status, fast.status);
+      EXPECT_EQ(slow.error, fast.error);
+      EXPECT_NE(std::string::npos, fast.error.find("1234")) << fast.error;
+    }
+}
+
+}  // namespace
