@@ -61,7 +61,7 @@ CULOSS_HD R topk_pixel_loss(const TermSpec& ts, const ElementArgs& a, const doub
   for (int64_t c = 0; c < L.C; ++c) {
     const int64_t e = base + c * stride;
     const R xc = to_real<R>(x[e]), t = target_value(a.target, px, c, e);
-    const TermPixel<R> tp{c, L.C, xc, t, px.v, px.m, soft, 0, R(0), R(0), pix};
+    const TermPixel<R> tp{c, L.C, xc, t, px.v, px.m, soft, 0, R(0), R(0), pix, nullptr, 0};
     const double w = class_weights ? class_weights[c] : 1.0;
     loss += TopKCeTerm::element(all, tp, &w, &w).loss;
   }

@@ -15,6 +15,7 @@
 
 #include "kernels/common/region_math.cuh"
 #include "kernels/common/terms.cuh"
+#include "kernels/terms/region_groups.cuh"
 #include "kernels/geometry/skeleton.cuh"  // SkeletonMap
 
 namespace culoss {
@@ -137,24 +138,7 @@ struct ClDiceTerm : NoMaps {
       b.group_loss[g] = included ? r.loss : 0.0;
       b.group_weight[g] = included ? (rp.pooled() ? 1.0 : rp.class_weight(c)) : 0.0;
     }
-    f.sync();
-    double s = 0.0, w = 0.0;
-    for (int64_t g = f.tid; g < groups; g += f.threads) {
-      s += b.group_weight[g] * b.group_loss[g];
-      w += b.group_weight[g];
-    }
-    double weighted_sum = f.total(s), weight_total = f.total(w);
-    if (!rp.batch) {  // per-image groups: the mean's sums run over every rank's images
-      if (b.export_vec && f.tid == 0) {
-        b.export_vec[ts.export_offset] = weighted_sum;
-        b.export_vec[ts.export_offset + 1] = weight_total;
-      }
-      if (b.global) {
-        weighted_sum = b.global[ts.export_offset];
-        weight_total = b.global[ts.export_offset + 1];
-      }
-    }
-    f.value += ts.weight * region_reduced_loss(rp.reduction, weighted_sum, weight_total);
+    const double weight_total = reduce_region_groups(ts, rp, f);
     for (int64_t j = f.tid; j < f.N * C; j += f.threads) {
       const int64_t n = j / C, c = j % C, gn = rp.batch ? 0 : n;
       const int64_t g = region_group_of(rp, gn, c);

@@ -7,6 +7,7 @@
 
 #include "kernels/common/region_math.cuh"
 #include "kernels/common/terms.cuh"
+#include "kernels/terms/region_groups.cuh"
 
 namespace culoss {
 
@@ -37,10 +38,7 @@ struct RegionTerm : NoMaps {
     const R p = activate(s.activation, px.soft, px.x);
     const R dl_dp =
         region_dloss_dp(s.region, narrow_coef<R>(coef[0]), narrow_coef<R>(coef[1]), p, px.t, px.v);
-    R d = dl_dp;
-    if (s.activation == ACT_SOFTMAX) d = p * dl_dp;  // h_c
-    if (s.activation == ACT_SIGMOID) d = dl_dp * p * (R(1) - p);
-    return TermOut<R>{R(0), d};
+    return TermOut<R>{R(0), activation_chain(s.activation, p, dl_dp)};
   }
 
 #if defined(__CUDACC__)
@@ -54,24 +52,7 @@ struct RegionTerm : NoMaps {
     for (int64_t g = f.tid; g < groups; g += f.threads)
       region_finalize_group(rp, b.stats, g, b.class_coef_a, b.class_coef_b, b.group_loss,
                             b.group_weight);
-    f.sync();
-    double s = 0.0, w = 0.0;
-    for (int64_t g = f.tid; g < groups; g += f.threads) {
-      s += b.group_weight[g] * b.group_loss[g];
-      w += b.group_weight[g];
-    }
-    double weighted_sum = f.total(s), weight_total = f.total(w);
-    if (!rp.batch) {  // per-image groups: the mean's sums run over every rank's images
-      if (b.export_vec && f.tid == 0) {
-        b.export_vec[ts.export_offset] = weighted_sum;
-        b.export_vec[ts.export_offset + 1] = weight_total;
-      }
-      if (b.global) {
-        weighted_sum = b.global[ts.export_offset];
-        weight_total = b.global[ts.export_offset + 1];
-      }
-    }
-    f.value += ts.weight * region_reduced_loss(rp.reduction, weighted_sum, weight_total);
+    const double weight_total = reduce_region_groups(ts, rp, f);
     for (int64_t j = f.tid; j < f.N * C; j += f.threads) {
       const int64_t n = j / C, c = j % C, gn = rp.batch ? 0 : n;
       const double scale =
