@@ -599,6 +599,14 @@ void build_desc(Reader& r, Desc& d, int depth) {
     FUZZ_CHECK(d.h == nullptr, "a failed culoss_loss_create left a non-NULL handle");
     d.h = nullptr;
   }
+  // The smoothing defaults differ by kind (CLDICE: 1 and 1): the model starts from the library's.
+  if (d.h) {
+    const culoss_kind k = static_cast<culoss_kind>(d.kind);
+    if (culoss_param_applies(k, CULOSS_PARAM_SMOOTH_NR))
+      culoss_param_get_default(k, CULOSS_PARAM_SMOOTH_NR, &d.smooth_nr);
+    if (culoss_param_applies(k, CULOSS_PARAM_SMOOTH_DR))
+      culoss_param_get_default(k, CULOSS_PARAM_SMOOTH_DR, &d.smooth_dr);
+  }
   apply_ops(r, d);
   if (d.kind != CULOSS_SUM && d.h && r.byte() == 0xfc) {  // terms go into sums only
     const culoss_status st = culoss_loss_add_term(d.h, d.h, 1.0);
