@@ -184,6 +184,11 @@ void compute(const Call& call, const Plan& plan) {
   const Layout& L = call.layout;
   const FastCall fc = fast ? make_fast_call(call, prog, b) : FastCall{};
 
+  if (fc.check_labels_first)  // CHECK_TARGETS before the statistics pass writes anything
+    for_each_chunk(Partition(L.N * L.P, kChunkElements), [&](int64_t, int64_t begin,
+                                                             int64_t end) {
+      fast_check_labels_chunk(fc, begin, end);
+    });
   geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "core/dispatch.hpp"
 #include "kernels/common/passes.cuh"
 
 // SSSE3 adds nothing over SSE4 for this code, and AVX3_DL (Ice Lake) nothing over AVX3; leaving
@@ -181,6 +182,14 @@ HWY_INLINE void flush(D d, V& acc, double& out) {
   acc = hn::Zero(d);
 }
 
+// The first `count` lanes of `value` to consecutive floats at `out`.
+HWY_INLINE void store_lanes(D d, V value, float* out, size_t count) {
+  if (count == hn::Lanes(d)) return hn::StoreU(value, d, out);
+  float lane[kBufLanes];
+  hn::StoreU(value, d, lane);
+  std::copy(lane, lane + count, out);
+}
+
 template <class T, class L>
 void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
   const D d;
@@ -200,7 +209,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
     V lab, v;
     labels<L>(d, f, f.check_labels, n * f.P + q, count, lab, v);
-    V mx, inv;
+    V mx = hn::Zero(d), inv = hn::Zero(d);
     if (f.stats_need_p) {
       int64_t stride;
       const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
@@ -212,6 +221,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
       if (f.need[FQ_VT]) acc[FQ_VT][c] = hn::MulAdd(v, t, acc[FQ_VT][c]);
       if (f.stats_need_p) {
         const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+        if (f.cache_p) store_lanes(d, p, f.grad + f.element(n, q) + c * f.class_stride, count);
         const V vp = hn::Mul(v, p);
         acc[FQ_VPT][c] = hn::MulAdd(vp, t, acc[FQ_VPT][c]);
         if (f.need[FQ_VP]) acc[FQ_VP][c] = hn::Add(acc[FQ_VP][c], vp);
@@ -268,7 +278,31 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   }
 }
 
-template <class T, class L>
+// What the element pass of a covered softmax call computes (chosen per call, ElementChunk):
+enum class Element {
+  kGeneral,       // any mix of terms: a softmax per pixel, region and cross-entropy math
+  kCrossEntropy,  // cross-entropy terms alone: h = −v (K1 t + K0), no region coefficients
+  kCachedP,       // region terms alone, FastCall::cache_p: p from the gradient buffer, no softmax
+};
+
+// The probabilities of `count` pixels at element `e` stored there by the statistics pass
+// (cache_p): a pointer with class stride `stride`, straight into the gradient for full vectors,
+// else a copy in `buf` (zeros past `count`).
+HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t count,
+                                            size_t lanes, float* buf, int64_t& stride) {
+  const float* p = f.grad + e;
+  if (count == lanes) {
+    stride = f.class_stride;
+    return p;
+  }
+  for (int64_t c = 0; c < f.C; ++c) {
+    for (size_t j = 0; j < lanes; ++j) buf[c * kBufLanes + j] = j < count ? p[c * f.class_stride + j] : 0.0f;
+  }
+  stride = kBufLanes;
+  return buf;
+}
+
+template <class T, class L, Element M>
 double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
   const size_t lanes = hn::Lanes(d);
@@ -291,25 +325,49 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
     V lab, v;
     labels<L>(d, f, false, pix, count, lab, v);
-    int64_t stride;
     const int64_t e0 = f.element(n, q);
-    const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
-    V mx, inv, log_sum = hn::Zero(d);
-    softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
+    // p_c of the vector's pixels: computed into `e` (stride kBufLanes), or cached at `pc`
+    const float* pc = e;
+    int64_t pstride = kBufLanes;
+    const float* x = nullptr;
+    int64_t stride = 0;
+    V mx = hn::Zero(d), inv = one, log_sum = hn::Zero(d);
+    if constexpr (M == Element::kCachedP) {
+      pc = stage_probabilities(f, e0, count, lanes, e, pstride);
+    } else {
+      x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
+      softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
+    }
     V H = hn::Zero(d), loss = hn::Zero(d);
     for (int64_t c = 0; c < C; ++c) {
       const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
-      const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
-      hn::StoreU(p, d, e + c * kBufLanes);
-      // p (A t + B1 + 2 p B2) − (K1 t + K0), times v
-      const V region = hn::MulAdd(hn::Set(d, k.A[c]), t,
-                                  hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
-                                             hn::Set(d, k.B1[c])));
-      const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
-      const V hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
+      V p;
+      if constexpr (M == Element::kCachedP) {
+        p = hn::LoadU(d, pc + c * pstride);
+      } else {
+        p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+        hn::StoreU(p, d, e + c * kBufLanes);
+      }
+      // v (p (A t + B1 + 2 p B2) − (K1 t + K0)); each mode leaves out the terms that are zero
+      // in it, which gives the same bits as the general form
+      V hc;
+      if constexpr (M == Element::kCrossEntropy) {
+        hc = hn::Neg(hn::Mul(v, hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]))));
+      } else {
+        const V region = hn::MulAdd(hn::Set(d, k.A[c]), t,
+                                    hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
+                                               hn::Set(d, k.B1[c])));
+        if constexpr (M == Element::kCachedP) {
+          hc = hn::Mul(v, hn::Mul(p, region));
+        } else {
+          const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
+          hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
+        }
+      }
       hn::StoreU(hc, d, h + c * kBufLanes);
       H = hn::Add(H, hc);
-      if (f.any_ce) {  // −log p = log Σ − (x − max): x − max first, which is exact near max
+      if (M != Element::kCachedP && f.any_ce) {
+        // −log p = log Σ − (x − max): x − max first, which is exact near max
         const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
         const V w = hn::Mul(v, hn::MulAdd(hn::Set(d, k.L1[c]), t, hn::Set(d, k.L0[c])));
         loss = hn::MulAdd(w, nlogp, loss);
@@ -319,7 +377,7 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
       float* g = f.grad + e0;
       const int64_t cs = f.class_stride, ps = f.pixel_stride;
       for (int64_t c = 0; c < C; ++c) {
-        const V gc = hn::NegMulAdd(hn::LoadU(d, e + c * kBufLanes), H,
+        const V gc = hn::NegMulAdd(hn::LoadU(d, pc + c * pstride), H,
                                    hn::LoadU(d, h + c * kBufLanes));  // h − p H
         if (count == lanes && ps == 1) {
           hn::StoreU(gc, d, g + c * cs);
@@ -338,6 +396,18 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
   }
   return total;
+}
+
+// CHECK_TARGETS over flat pixels [begin, end) (FastCall::check_labels_first): the labels read
+// as the passes read them, the first bad one refused.
+template <class L>
+void check_labels_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  for (int64_t pix = begin; pix < end; pix += static_cast<int64_t>(lanes)) {
+    V lab, v;
+    labels<L>(d, f, true, pix, static_cast<size_t>(std::min<int64_t>(lanes, end - pix)), lab, v);
+  }
 }
 
 // Binary cross-entropy with a sigmoid on dense targets, flat pixels [begin, end), channels-first:
@@ -428,71 +498,46 @@ double bce_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   return total;
 }
 
-// The dtype pair of a call, dispatched once per chunk.
-template <template <class, class> class Fn, class... A>
-auto with_types(const FastCall& f, A&&... args) {
-  auto by_label = [&](auto t) {
-    using T = decltype(t);
-    switch (f.label_dtype) {
-      case DType::I32:
-        return Fn<T, int32_t>::run(f, args...);
-      case DType::U8:
-        return Fn<T, uint8_t>::run(f, args...);
-      default:
-        return Fn<T, int64_t>::run(f, args...);
-    }
-  };
-  switch (f.x_dtype) {
-    case DType::F16:
-      return by_label(half_t{});
-    case DType::BF16:
-      return by_label(bf16_t{});
-    default:
-      return by_label(float{});
-  }
+// The entries of the target: the dtypes of a call dispatched once per chunk (dispatch_among
+// names those the fast path covers).
+template <class F>
+decltype(auto) with_input(const FastCall& f, F&& fn) {
+  return dispatch_among<float, half_t, bf16_t>(f.x_dtype, std::forward<F>(fn));
 }
-
-template <class T, class L>
-struct StatsFn {
-  static int run(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
-    stats_chunk_t<T, L>(f, n, q0, q1, row);
-    return 0;
-  }
-};
-template <class T, class L>
-struct ElementFn {
-  static double run(const FastCall& f, int64_t begin, int64_t end) {
-    return element_chunk_t<T, L>(f, begin, end);
-  }
-};
+template <class F>
+decltype(auto) with_labels(const FastCall& f, F&& fn) {
+  return dispatch_among<int64_t, int32_t, uint8_t>(f.label_dtype, std::forward<F>(fn));
+}
 
 void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
-  with_types<StatsFn>(f, n, q0, q1, row);
+  with_input(f, [&](auto x) {
+    with_labels(f, [&](auto l) {
+      stats_chunk_t<decltype(x), decltype(l)>(f, n, q0, q1, row);
+    });
+  });
 }
-template <class T, class TT>
-struct BceFn {
-  static double run(const FastCall& f, int64_t begin, int64_t end) {
-    return bce_chunk_t<T, TT>(f, begin, end);
-  }
-};
 
 double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
-  if (f.bce) {  // dense targets: float32 or uint8
-    auto by_target = [&](auto t) {
-      using T = decltype(t);
-      return f.label_dtype == DType::U8 ? BceFn<T, uint8_t>::run(f, begin, end)
-                                        : BceFn<T, float>::run(f, begin, end);
-    };
-    switch (f.x_dtype) {
-      case DType::F16:
-        return by_target(half_t{});
-      case DType::BF16:
-        return by_target(bf16_t{});
-      default:
-        return by_target(float{});
-    }
-  }
-  return with_types<ElementFn>(f, begin, end);
+  if (f.bce)  // dense targets: float32 or uint8
+    return with_input(f, [&](auto x) {
+      return dispatch_among<float, uint8_t>(f.label_dtype, [&](auto t) {
+        return bce_chunk_t<decltype(x), decltype(t)>(f, begin, end);
+      });
+    });
+  return with_labels(f, [&](auto l) {
+    using L = decltype(l);
+    if (f.cache_p)  // reads no input
+      return element_chunk_t<float, L, Element::kCachedP>(f, begin, end);
+    return with_input(f, [&](auto x) {
+      using T = decltype(x);
+      return f.any_region ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
+                          : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
+    });
+  });
+}
+
+void CheckLabelsChunk(const FastCall& f, int64_t begin, int64_t end) {
+  with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
 }
 
 }  // namespace HWY_NAMESPACE
@@ -511,10 +556,12 @@ namespace {
 
 using StatsPtr = void (*)(const FastCall&, int64_t, int64_t, int64_t, double*);
 using ElementPtr = double (*)(const FastCall&, int64_t, int64_t);
+using CheckPtr = void (*)(const FastCall&, int64_t, int64_t);
 
 struct Target {
   StatsPtr stats;
   ElementPtr element;
+  CheckPtr check;
   const char* name;
 };
 
@@ -565,16 +612,16 @@ Target select_target() {
   const CpuFeatures cpu = capped(cpu_features());
   (void)cpu;
 #if HWY_TARGETS & HWY_AVX3
-  if (cpu.avx3) return {&N_AVX3::StatsChunk, &N_AVX3::ElementChunk, "AVX3"};
+  if (cpu.avx3) return {&N_AVX3::StatsChunk, &N_AVX3::ElementChunk, &N_AVX3::CheckLabelsChunk, "AVX3"};
 #endif
 #if HWY_TARGETS & HWY_AVX2
-  if (cpu.avx2) return {&N_AVX2::StatsChunk, &N_AVX2::ElementChunk, "AVX2"};
+  if (cpu.avx2) return {&N_AVX2::StatsChunk, &N_AVX2::ElementChunk, &N_AVX2::CheckLabelsChunk, "AVX2"};
 #endif
 #if HWY_TARGETS & HWY_SSE4
-  if (cpu.sse4) return {&N_SSE4::StatsChunk, &N_SSE4::ElementChunk, "SSE4"};
+  if (cpu.sse4) return {&N_SSE4::StatsChunk, &N_SSE4::ElementChunk, &N_SSE4::CheckLabelsChunk, "SSE4"};
 #endif
   return {&HWY_STATIC_DISPATCH(StatsChunk), &HWY_STATIC_DISPATCH(ElementChunk),
-          "baseline"};
+          &HWY_STATIC_DISPATCH(CheckLabelsChunk), "baseline"};
 }
 
 const Target& target() {
@@ -590,6 +637,9 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end) {
   return target().element(f, begin, end);
 }
+void fast_check_labels_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  target().check(f, begin, end);
+}
 const char* fast_target_name() { return target().name; }
 
 }  // namespace culoss::cpu
@@ -600,6 +650,7 @@ const char* fast_target_name() { return target().name; }
 namespace culoss::cpu {
 void fast_stats_chunk(const FastCall&, int64_t, int64_t, int64_t, double*) {}
 double fast_element_chunk(const FastCall&, int64_t, int64_t) { return 0.0; }
+void fast_check_labels_chunk(const FastCall&, int64_t, int64_t) {}
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

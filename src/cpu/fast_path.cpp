@@ -184,8 +184,12 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset, FQ_MT);
     }
     if (t.kind == TK_CE) f.any_ce = true;
+    if (t.kind == TK_REGION) f.any_region = true;
     if (t.kind == TK_BCE) f.bce = true;
   }
+  f.cache_p = f.any_region && !f.any_ce && !f.bce && call.grad.present && f.pixel_stride == 1;
+  f.check_labels_first = f.check_labels && f.cache_p;
+  f.check_labels = f.check_labels && !f.cache_p;
   f.prog = &prog;
   f.coefs = b.coefs;
   f.scale = b.scale;

@@ -51,6 +51,15 @@ struct FastCall {
     return class_stride == 1 ? (n * P + q) * C : n * C * P + q;
   }
   bool check_labels;  // CHECK_TARGETS fused into the statistics pass
+  // Region terms alone, a float32 gradient, channels-first: the statistics pass stores each
+  // probability in the gradient's place and the element pass reads it back from there, so a
+  // call takes one softmax instead of two (the same float bits either way: the element pass
+  // would compute them exactly so). The gradient may be the input itself: each vector of pixels
+  // is read whole before its probabilities are stored, and the element pass needs no logit.
+  // Nothing may be written before every label is checked, so with CHECK_TARGETS a label pass
+  // (fast_check_labels_chunk) runs first instead of the check inside the statistics pass.
+  bool cache_p;
+  bool check_labels_first;
   // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
   int stat_width, slot_count;
   int slot[3 * kMaxTerms], quantity[3 * kMaxTerms];
@@ -62,7 +71,8 @@ struct FastCall {
   const double* scale;  // per term
   double grad_scale;
   float* grad;  // NULL: no gradient
-  bool any_ce;  // some term has an element value (the pass sums a loss)
+  bool any_ce;      // some term has an element value (the pass sums a loss)
+  bool any_region;  // some term is a region term (the element pass needs its coefficients)
   // Binary cross-entropy with a sigmoid on dense targets (`labels` holds the targets, of the
   // input's shape): a program of that one term, element by element.
   bool bce;
@@ -80,7 +90,11 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
 // of the generic pass.
 void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row);
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
+// Before it, the statistics pass must have run over every pixel when `cache_p` is set.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
+// CHECK_TARGETS for flat pixels [begin, end) when `check_labels_first`: refuses the first bad
+// label as check_targets does, writing nothing.
+void fast_check_labels_chunk(const FastCall& f, int64_t begin, int64_t end);
 
 // The instruction set the vector passes run on this machine ("AVX3", "AVX2", "SSE4", "baseline"),
 // chosen once per process from CPUID (the environment variable CULOSS_CPU_SIMD=AVX2, SSE4 or

@@ -351,25 +351,45 @@ TEST(FastPath, GradientOverTheInput) {
 }
 
 // CHECK_TARGETS: the fast path refuses the first bad label with the generic path's status and
-// message, before anything is written.
+// message, before anything is written: Dice alone caches its probabilities in the gradient
+// (FastCall::cache_p), so its labels are checked in a pass of their own first; with the
+// gradient over the input, the input survives the refusal too.
 TEST(FastPath, InvalidLabelRefusedAsTheGenericPass) {
   std::mt19937 rng(1608);
   for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY})
-    for (bool weights : {false, true}) {
-      RegionCase rc = make_case(rng, kind, {2, 4, 40, 50}, testing_util::f32(),
-                                testing_util::i64());
-      rc.labels[1234] = 9;
-      rc.labels[2345] = -3;
-      if (weights) rc.pixel_weight.assign(rc.labels.size(), 1.0);
-      RunConfig cfg;
-      cfg.grad_f32 = true;
-      const RunResult fast = run_region(rc, cfg);
-      const RunResult slow = generic([&] { return run_region(rc, cfg); });
-      EXPECT_EQ(CULOSS_ERROR_INVALID_TARGET, fast.status);
-      EXPECT_EQ(slow.status, fast.status);
-      EXPECT_EQ(slow.error, fast.error);
-      EXPECT_NE(std::string::npos, fast.error.find("1234")) << fast.error;
-    }
+    for (bool weights : {false, true})
+      for (bool in_place : {false, true}) {
+        RegionCase rc = make_case(rng, kind, {2, 4, 40, 50}, testing_util::f32(),
+                                  testing_util::i64());
+        rc.labels[1234] = 9;
+        rc.labels[2345] = -3;
+        if (weights) rc.pixel_weight.assign(rc.labels.size(), 1.0);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        cfg.in_place = in_place;
+        const RunResult fast = run_region(rc, cfg);
+        const RunResult slow = generic([&] { return run_region(rc, cfg); });
+        EXPECT_EQ(CULOSS_ERROR_INVALID_TARGET, fast.status);
+        EXPECT_EQ(slow.status, fast.status);
+        EXPECT_EQ(slow.error, fast.error);
+        EXPECT_NE(std::string::npos, fast.error.find("1234")) << fast.error;
+        EXPECT_TRUE(fast.untouched_on_failure) << kind << " in place " << in_place;
+      }
+}
+
+// The probabilities cached in the gradient (region terms alone) give the bits of the element
+// pass that computes them, for every label dtype, a tail of pixels, and without CHECK_TARGETS.
+TEST(FastPath, CachedProbabilitiesMatchTheGenericPasses) {
+  std::mt19937 rng(1610);
+  for (culoss_kind kind : {CULOSS_DICE, CULOSS_TVERSKY, CULOSS_GENERALIZED_DICE})
+    for (DLDataType lab : {testing_util::i64(), testing_util::i32(), testing_util::u8()})
+      for (bool check : {true, false}) {
+        RegionCase rc = make_case(rng, kind, {3, 5, 11, 7}, testing_util::f32(), lab);
+        rc.opt.check_targets = check;
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_generic(rc, cfg)) << kind;
+      }
 }
 
 }  // namespace

@@ -257,6 +257,8 @@ struct RunResult {
   std::vector<double> loss;          // loss_out values
   std::vector<double> grad;          // grad_input values (empty without a gradient)
   std::vector<uint8_t> loss_bytes, grad_bytes;  // raw outputs, for bitwise comparisons
+  // After a refusal: whether the outputs still hold their poison and the input its values.
+  bool untouched_on_failure = false;
   size_t workspace_bytes = 0;
   bool workspace_guard_ok = true;    // bytes after the caller's workspace untouched
   bool ok() const { return status == CULOSS_SUCCESS; }
@@ -323,6 +325,16 @@ inline RunResult run_with(culoss_loss loss, const RegionCase& rc, const RunConfi
                               rc.grad_scale, ws_ptr, ws_bytes, nullptr);
   if (res.status != CULOSS_SUCCESS) {
     res.error = culoss_last_error();
+    TestTensor fresh_in(rc.shape, rc.input_dtype), fresh_out(lshape, cfg.loss_dtype);
+    for (int64_t i = 0; i < fresh_in.numel() && i < static_cast<int64_t>(rc.input.size()); ++i)
+      fresh_in.set(i, rc.input[static_cast<size_t>(i)]);
+    fresh_out.poison();
+    res.untouched_on_failure = in.bytes == fresh_in.bytes && out.bytes == fresh_out.bytes;
+    if (cfg.grad && !cfg.in_place) {
+      TestTensor fresh_grad(rc.shape, grad.dtype);
+      fresh_grad.poison();
+      res.untouched_on_failure = res.untouched_on_failure && grad.bytes == fresh_grad.bytes;
+    }
     return res;
   }
   for (size_t i = ws_bytes; i < ws.size(); ++i)
