@@ -2,12 +2,19 @@
 //
 // Workers are detached std::threads that wait for jobs; a job is one parallel_for. The calling
 // thread works on its own job too, so a call always progresses, also when every worker is busy
-// with another caller's job. The pool is never destroyed (no destruction-order hazards at exit;
+// with another caller's job.
+//
+// A call runs two or three passes back to back, each a job of a fraction of a millisecond, and a
+// thread put to sleep on a condition variable takes tens of microseconds to wake (more in a
+// virtual machine). So a worker that finishes a job, and a caller waiting for its workers, first
+// watch for a while (kSpinTime, pausing between looks) before they sleep: the next pass of the
+// same call finds its workers awake. After that they sleep, and an idle library takes no CPU. The pool is never destroyed (no destruction-order hazards at exit;
 // the library is linked -z nodelete so that dlclose never unmaps code a worker waits in), and a
 // forked child starts a fresh one (its parent's workers do not exist there).
 #include "cpu/thread_pool.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstdlib>
@@ -60,6 +67,29 @@ int default_threads() {
 
 // ---- the pool ----------------------------------------------------------------------------
 
+// How long a worker watches for the next job, and a caller for its workers to finish, before
+// sleeping (see the top of the file).
+constexpr std::chrono::microseconds kSpinTime{50};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// Watches `done` until it holds or kSpinTime has passed; returns whether it holds.
+template <class Done>
+bool spin_until(Done&& done) {
+  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > until) return done();
+  }
+}
+
 struct Job {
   const std::function<void(int64_t)>* task = nullptr;
   int64_t count = 0;
@@ -68,7 +98,7 @@ struct Job {
   std::mutex error_mutex;
   std::exception_ptr error;
   int open_slots = 0;          // workers that may still join (Pool::m_)
-  int active = 0;              // workers working on it (Pool::m_)
+  std::atomic<int> active{0};  // workers working on it (changed under Pool::m_)
   Job* queued_next = nullptr;  // the pool's queue (Pool::m_)
 
   // Claims and runs tasks until none is left. Never throws.
@@ -100,13 +130,18 @@ class Pool {
       std::lock_guard<std::mutex> lock(m_);
       grow(helpers);
       enqueue(&job);
+      queued_.store(true, std::memory_order_relaxed);
     }
     for (int i = 0; i < helpers; ++i) work_cv_.notify_one();  // idle workers, one per slot
     job.work();
     {
+      std::lock_guard<std::mutex> lock(m_);
+      dequeue(&job);  // from here on no worker joins, and `active` only falls
+      queued_.store(head_ != nullptr, std::memory_order_relaxed);
+    }
+    if (!spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lock(m_);
-      dequeue(&job);
-      done_cv_.wait(lock, [&] { return job.active == 0; });
+      done_cv_.wait(lock, [&] { return job.active.load() == 0; });
     }
     if (job.error) std::rethrow_exception(job.error);
   }
@@ -128,14 +163,21 @@ class Pool {
   void worker() noexcept {
     std::unique_lock<std::mutex> lock(m_);
     for (;;) {
+      if (!head_) {  // watch for a job a while before sleeping
+        lock.unlock();
+        spin_until([&] { return queued_.load(std::memory_order_relaxed); });
+        lock.lock();
+      }
       work_cv_.wait(lock, [&] { return head_ != nullptr; });
       Job* job = head_;
       if (--job->open_slots <= 0) dequeue(job);
-      ++job->active;
+      queued_.store(head_ != nullptr, std::memory_order_relaxed);
+      job->active.fetch_add(1);
       lock.unlock();
       job->work();
       lock.lock();
-      if (--job->active == 0) done_cv_.notify_all();
+      // the job may be gone once `active` is 0 (its caller does not wait for the lock then)
+      if (job->active.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_all();
     }
   }
 
@@ -158,6 +200,7 @@ class Pool {
   std::mutex m_;
   std::condition_variable work_cv_, done_cv_;
   Job* head_ = nullptr;
+  std::atomic<bool> queued_{false};  // head_ != nullptr, for watching without m_
   int workers_ = 0;
 };
 
