@@ -166,8 +166,8 @@ size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
 
 void compute(const Call& call, const Plan& plan) {
   const bool fast = fast_covers(call, plan);
-  // Before anything is written; the fast path may check the labels in its statistics pass.
-  if (call.check_targets && !(fast && fast_checks_targets(call, plan.prog))) check_targets(call);
+  // Before anything is written; the fast path checks the targets itself (below).
+  if (call.check_targets && !fast) check_targets(call);
   std::vector<unsigned char> owned;
   void* base = call.workspace;
   if (!base) {
@@ -184,11 +184,7 @@ void compute(const Call& call, const Plan& plan) {
   const Layout& L = call.layout;
   const FastCall fc = fast ? make_fast_call(call, prog, b) : FastCall{};
 
-  if (fc.check_labels_first)  // CHECK_TARGETS before the statistics pass writes anything
-    for_each_chunk(Partition(L.N * L.P, kChunkElements), [&](int64_t, int64_t begin,
-                                                             int64_t end) {
-      fast_check_labels_chunk(fc, begin, end);
-    });
+  if (fc.check_first) fast_check_targets(fc);  // before anything is written
   geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);

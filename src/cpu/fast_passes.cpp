@@ -398,18 +398,6 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   return total;
 }
 
-// CHECK_TARGETS over flat pixels [begin, end) (FastCall::check_labels_first): the labels read
-// as the passes read them, the first bad one refused.
-template <class L>
-void check_labels_t(const FastCall& f, int64_t begin, int64_t end) {
-  const D d;
-  const size_t lanes = hn::Lanes(d);
-  for (int64_t pix = begin; pix < end; pix += static_cast<int64_t>(lanes)) {
-    V lab, v;
-    labels<L>(d, f, true, pix, static_cast<size_t>(std::min<int64_t>(lanes, end - pix)), lab, v);
-  }
-}
-
 // Binary cross-entropy with a sigmoid on dense targets, flat pixels [begin, end), channels-first:
 // per (image, class) a run of pixels, vectors along it. BceTerm::element with the sigmoid:
 //   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
@@ -536,8 +524,62 @@ double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
   });
 }
 
-void CheckLabelsChunk(const FastCall& f, int64_t begin, int64_t end) {
-  with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
+// CHECK_TARGETS (FastCall::check_first), by the rules of check_targets (passes.cuh), the first
+// bad element of [begin, end) refused with its message. Class indices of flat pixels as the
+// passes read them:
+template <class L>
+void check_labels_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  for (int64_t pix = begin; pix < end; pix += static_cast<int64_t>(lanes)) {
+    V lab, v;
+    labels<L>(d, f, true, pix, static_cast<size_t>(std::min<int64_t>(lanes, end - pix)), lab, v);
+  }
+}
+
+// Values of a float or uint8 array that must lie in [lo, hi] (NaN fails): whole vectors are
+// compared at once, and the vector with a bad value, or the tail, element by element.
+template <class S, class Valid, class Refuse>
+void check_range_t(const S* a, int64_t begin, int64_t end, float lo, float hi, Valid valid,
+                   Refuse refuse) {
+  int64_t i = begin;
+  if constexpr (std::is_same_v<S, float>) {
+    const D d;
+    const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+    const V vlo = hn::Set(d, lo), vhi = hn::Set(d, hi);
+    for (; i + lanes <= end; i += lanes) {
+      const V x = hn::LoadU(d, a + i);
+      if (!hn::AllTrue(d, hn::And(hn::Ge(x, vlo), hn::Le(x, vhi)))) break;
+    }
+  } else {  // bytes: blocks without an early exit, which the compiler vectorises
+    constexpr int64_t kBlock = 256;
+    for (; i + kBlock <= end; i += kBlock) {
+      bool bad = false;
+      for (int64_t j = i; j < i + kBlock; ++j) bad |= !(a[j] >= lo && a[j] <= hi);
+      if (bad) break;
+    }
+  }
+  for (; i < end; ++i)
+    if (!valid(a[i])) refuse(i);
+}
+
+void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
+  if (!f.bce) return with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
+  dispatch_among<float, uint8_t>(f.label_dtype, [&](auto tag) {  // dense targets in [0, 1]
+    using S = decltype(tag);
+    const S* t = static_cast<const S*>(f.labels);
+    check_range_t(
+        t, begin, end, 0.0f, 1.0f,
+        [](S v) { return dense_target_is_valid(static_cast<double>(v)); },
+        [&](int64_t i) { fail_invalid_target(*f.call, i, t + i); });
+  });
+}
+
+void CheckWeightsChunk(const FastCall& f, int64_t begin, int64_t end) {
+  const float* w = f.pixel_weight;
+  check_range_t(
+      w, begin, end, 0.0f, 3.4028234663852886e38f, [](float v) { return pixel_weight_is_valid(v); },
+      [&](int64_t i) { fail_invalid_pixel_weight(i, w[i]); });
 }
 
 }  // namespace HWY_NAMESPACE
@@ -561,9 +603,13 @@ using CheckPtr = void (*)(const FastCall&, int64_t, int64_t);
 struct Target {
   StatsPtr stats;
   ElementPtr element;
-  CheckPtr check;
+  CheckPtr check_targets, check_weights;
   const char* name;
 };
+
+// The entries compiled for one instruction set (namespace N_<target>).
+#define CULOSS_FAST_TARGET(ns, name) \
+  Target { &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk, name }
 
 // What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
 // registers): the features Highway's targets assume (hwy/targets.cc, version 1.0).
@@ -612,16 +658,17 @@ Target select_target() {
   const CpuFeatures cpu = capped(cpu_features());
   (void)cpu;
 #if HWY_TARGETS & HWY_AVX3
-  if (cpu.avx3) return {&N_AVX3::StatsChunk, &N_AVX3::ElementChunk, &N_AVX3::CheckLabelsChunk, "AVX3"};
+  if (cpu.avx3) return CULOSS_FAST_TARGET(N_AVX3, "AVX3");
 #endif
 #if HWY_TARGETS & HWY_AVX2
-  if (cpu.avx2) return {&N_AVX2::StatsChunk, &N_AVX2::ElementChunk, &N_AVX2::CheckLabelsChunk, "AVX2"};
+  if (cpu.avx2) return CULOSS_FAST_TARGET(N_AVX2, "AVX2");
 #endif
 #if HWY_TARGETS & HWY_SSE4
-  if (cpu.sse4) return {&N_SSE4::StatsChunk, &N_SSE4::ElementChunk, &N_SSE4::CheckLabelsChunk, "SSE4"};
+  if (cpu.sse4) return CULOSS_FAST_TARGET(N_SSE4, "SSE4");
 #endif
   return {&HWY_STATIC_DISPATCH(StatsChunk), &HWY_STATIC_DISPATCH(ElementChunk),
-          &HWY_STATIC_DISPATCH(CheckLabelsChunk), "baseline"};
+          &HWY_STATIC_DISPATCH(CheckTargetsChunk), &HWY_STATIC_DISPATCH(CheckWeightsChunk),
+          "baseline"};
 }
 
 const Target& target() {
@@ -637,8 +684,11 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end) {
   return target().element(f, begin, end);
 }
-void fast_check_labels_chunk(const FastCall& f, int64_t begin, int64_t end) {
-  target().check(f, begin, end);
+void fast_check_targets_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  target().check_targets(f, begin, end);
+}
+void fast_check_weights_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  target().check_weights(f, begin, end);
 }
 const char* fast_target_name() { return target().name; }
 
@@ -650,7 +700,9 @@ const char* fast_target_name() { return target().name; }
 namespace culoss::cpu {
 void fast_stats_chunk(const FastCall&, int64_t, int64_t, int64_t, double*) {}
 double fast_element_chunk(const FastCall&, int64_t, int64_t) { return 0.0; }
-void fast_check_labels_chunk(const FastCall&, int64_t, int64_t) {}
+void fast_check_targets(const FastCall&) {}
+void fast_check_targets_chunk(const FastCall&, int64_t, int64_t) {}
+void fast_check_weights_chunk(const FastCall&, int64_t, int64_t) {}
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

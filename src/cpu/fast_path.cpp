@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/registry.hpp"
+#include "cpu/thread_pool.hpp"
 
 namespace culoss::cpu {
 
@@ -142,8 +143,13 @@ bool fast_covers(const Call& call, const Plan& plan) {
 #endif
 }
 
-bool fast_checks_targets(const Call& call, const Program& prog) {
-  return !call.pixel_weight.present && prog.has_stats;
+void fast_check_targets(const FastCall& f) {
+  const Call& call = *f.call;
+  for_each_chunk(Partition(call.target.numel, kChunkElements),
+                 [&](int64_t, int64_t b, int64_t e) { fast_check_targets_chunk(f, b, e); });
+  if (f.pixel_weight)
+    for_each_chunk(Partition(call.pixel_weight.numel, kChunkElements),
+                   [&](int64_t, int64_t b, int64_t e) { fast_check_weights_chunk(f, b, e); });
 }
 
 FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b) {
@@ -162,10 +168,6 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   const bool channels_first = L.pre == 1 && L.inner == L.P;  // (N, C) counts as channels-first
   f.class_stride = channels_first ? L.P : 1;
   f.pixel_stride = channels_first ? 1 : L.C;
-  // Without pixel weights the statistics pass reads every label before anything is written and
-  // refuses a bad one itself (the same chunk-ordered error as check_targets); with weights (to be
-  // checked after every label) or without a statistics pass, compute runs check_targets.
-  f.check_labels = call.check_targets && fast_checks_targets(call, prog);
   f.stat_width = prog.stat_width;
   f.slot_count = 0;
   for (int i = 0; i < prog.count; ++i) {
@@ -188,8 +190,12 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     if (t.kind == TK_BCE) f.bce = true;
   }
   f.cache_p = f.any_region && !f.any_ce && !f.bce && call.grad.present && f.pixel_stride == 1;
-  f.check_labels_first = f.check_labels && f.cache_p;
-  f.check_labels = f.check_labels && !f.cache_p;
+  // Without pixel weights (to be checked after every label) the statistics pass reads every
+  // label before anything is written and refuses a bad one itself, the same chunk-ordered error
+  // as check_targets; unless it writes the probabilities (cache_p).
+  f.check_labels = call.check_targets && call.index_target && prog.has_stats && !f.pixel_weight &&
+                   !f.cache_p;
+  f.check_first = call.check_targets && !f.check_labels;
   f.prog = &prog;
   f.coefs = b.coefs;
   f.scale = b.scale;

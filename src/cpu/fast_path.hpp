@@ -50,16 +50,18 @@ struct FastCall {
   int64_t element(int64_t n, int64_t q) const {
     return class_stride == 1 ? (n * P + q) * C : n * C * P + q;
   }
-  bool check_labels;  // CHECK_TARGETS fused into the statistics pass
+  // CHECK_TARGETS: fused into the statistics pass (index targets without pixel weights, when
+  // nothing is written there), else in passes of their own before any other (check_first:
+  // every target, then every pixel weight, as the generic check_targets).
+  bool check_labels, check_first;
   // Region terms alone, a float32 gradient, channels-first: the statistics pass stores each
   // probability in the gradient's place and the element pass reads it back from there, so a
   // call takes one softmax instead of two (the same float bits either way: the element pass
   // would compute them exactly so). The gradient may be the input itself: each vector of pixels
   // is read whole before its probabilities are stored, and the element pass needs no logit.
-  // Nothing may be written before every label is checked, so with CHECK_TARGETS a label pass
-  // (fast_check_labels_chunk) runs first instead of the check inside the statistics pass.
+  // Nothing may be written before every label is checked, so with CHECK_TARGETS the labels are
+  // checked first (check_first), not inside the statistics pass.
   bool cache_p;
-  bool check_labels_first;
   // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
   int stat_width, slot_count;
   int slot[3 * kMaxTerms], quantity[3 * kMaxTerms];
@@ -80,9 +82,6 @@ struct FastCall {
 
 // Whether the fast path covers this call (the one selection predicate).
 bool fast_covers(const Call& call, const Plan& plan);
-// Whether the fast path's statistics pass checks the targets of a covered call itself (CHECK_
-// TARGETS without compute's separate check_targets pass).
-bool fast_checks_targets(const Call& call, const Program& prog);
 // The fast call of a covered call, over the bound program and carved buffers.
 FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b);
 
@@ -92,9 +91,13 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
 // Before it, the statistics pass must have run over every pixel when `cache_p` is set.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
-// CHECK_TARGETS for flat pixels [begin, end) when `check_labels_first`: refuses the first bad
-// label as check_targets does, writing nothing.
-void fast_check_labels_chunk(const FastCall& f, int64_t begin, int64_t end);
+// CHECK_TARGETS of a covered call when `check_first` (before anything is written): the
+// targets, then the pixel weights, refused with check_targets's status and message (the first
+// bad element).
+void fast_check_targets(const FastCall& f);
+// The vector checks behind it, for elements [begin, end) of the target or the pixel weights.
+void fast_check_targets_chunk(const FastCall& f, int64_t begin, int64_t end);
+void fast_check_weights_chunk(const FastCall& f, int64_t begin, int64_t end);
 
 // The instruction set the vector passes run on this machine ("AVX3", "AVX2", "SSE4", "baseline"),
 // chosen once per process from CPUID (the environment variable CULOSS_CPU_SIMD=AVX2, SSE4 or

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -390,6 +391,63 @@ TEST(FastPath, CachedProbabilitiesMatchTheGenericPasses) {
         cfg.grad_f32 = true;
         EXPECT_TRUE(matches_generic(rc, cfg)) << kind;
       }
+}
+
+}  // namespace
+
+namespace {
+
+// The fast path's own checks of dense targets and pixel weights (vector passes before anything
+// is written) refuse the first bad element with the generic check's status and message; every
+// target is checked before any pixel weight.
+TEST(FastPath, InvalidDenseTargetAndPixelWeightRefusedAsTheGenericPass) {
+  std::mt19937 rng(1611);
+  struct Bad {
+    const char* what;
+    DLDataType target;
+    double target_value;  // at element 1234 (0: leave the targets valid)
+    double weight_value;  // at pixel 777 (0: leave the weights valid)
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const Bad& bad : {Bad{"target 1.5", testing_util::f32(), 1.5, 0.0},
+                         Bad{"target NaN", testing_util::f32(), nan, 0.0},
+                         Bad{"target -0.25", testing_util::f32(), -0.25, 0.0},
+                         Bad{"uint8 target 2", testing_util::u8(), 2.0, 0.0},
+                         Bad{"weight -1", testing_util::f32(), 0.0, -1.0},
+                         Bad{"weight NaN", testing_util::f32(), 0.0, nan},
+                         Bad{"both: the target first", testing_util::f32(), 7.0, -1.0}})
+    for (bool in_place : {false, true}) {
+      RegionCase rc = bce_case(rng, {2, 3, 41, 29}, testing_util::f32(), bad.target);
+      rc.opt.check_targets = true;
+      rc.pixel_weight.assign(static_cast<size_t>(numel(without_axis(rc.shape, 1))), 1.0);
+      if (bad.target_value != 0.0) rc.target[1234] = bad.target_value;
+      if (bad.weight_value != 0.0) rc.pixel_weight[777] = bad.weight_value;
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      cfg.in_place = in_place;
+      const RunResult fast = run_region(rc, cfg);
+      const RunResult slow = generic([&] { return run_region(rc, cfg); });
+      EXPECT_FALSE(fast.ok()) << bad.what;
+      EXPECT_EQ(slow.status, fast.status) << bad.what;
+      EXPECT_EQ(slow.error, fast.error) << bad.what;
+      EXPECT_NE(std::string::npos, fast.error.find(bad.target_value != 0.0 ? "1234" : "777"))
+          << bad.what << ": " << fast.error;
+      EXPECT_TRUE(fast.untouched_on_failure) << bad.what;
+    }
+  // Dice with pixel weights: its labels, then its weights, before its cached probabilities.
+  RegionCase rc = make_case(rng, CULOSS_DICE, {2, 4, 40, 50}, testing_util::f32(),
+                            testing_util::i64());
+  rc.pixel_weight.assign(rc.labels.size(), 1.0);
+  rc.pixel_weight[2001] = -0.5;
+  RunConfig cfg;
+  cfg.grad_f32 = true;
+  const RunResult fast = run_region(rc, cfg);
+  const RunResult slow = generic([&] { return run_region(rc, cfg); });
+  EXPECT_NE(CULOSS_SUCCESS, slow.status);
+  EXPECT_EQ(slow.status, fast.status);
+  EXPECT_EQ(slow.error, fast.error);
+  EXPECT_NE(std::string::npos, fast.error.find("2001")) << fast.error;
+  EXPECT_TRUE(fast.untouched_on_failure);
 }
 
 }  // namespace
