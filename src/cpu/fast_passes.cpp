@@ -1,5 +1,6 @@
 // The vector passes of the CPU's fast path (fast_path.hpp): statistics and element pass for
-// softmax calls with class-index targets, channels-first. Compiled once per x86 instruction set
+// softmax calls with class-index targets, and for sigmoid calls with dense targets (further
+// down), and the checks of CHECK_TARGETS. Compiled once per x86 instruction set
 // by Highway's foreach_target (this file includes itself); the set is chosen at run time from
 // CPUID (select_target below), so the library runs on any x86-64.
 //
@@ -10,12 +11,13 @@
 //   CrossEntropyTerm (kernels/terms/cross_entropy.cuh), softmax: ℓ = −k log p, h = −k with
 //     k = v ω (t (1 − ε) + ε / C), times scale (value) and grad_scale · scale (gradient);
 //   RegionTerm (kernels/terms/region.cuh): h = p · dℓ/dp, region_dloss_dp = v (a t + b dSP/dp),
-//     statistics region_element_stats (I = Σ v p t, SP = Σ v p or v p², ST = Σ v t);
+//     statistics region_element_stats (I = Σ v p t, SP = Σ v p or v p², ST = Σ v t, MCC's
+//     SV = Σ v), the same coefficients for every region kind;
 // and the softmax chain rule of pixel_element: dℓ/dx_c = h_c − p_c Σ h. Summed over the terms:
 //   h_c = v (p (A t + B1 + 2 p B2) − (K1 t + K0)),   ℓ = −v (L1 t + L0) log p_c,
 // with per-(image, class) sums A = Σ a, B1 = Σ b (plain), B2 = Σ b (squared denominator),
 // K1 = Σ grad_scale·scale ω (1 − ε), K0 = Σ grad_scale·scale ω ε / C, L1, L0 the same with scale.
-// tests/losses/test_fast_path.cpp checks them against the generic passes and the references.
+// tests/losses/fast_path_test.cpp checks them against the generic passes and the references.
 #include "cpu/fast_path.hpp"
 
 #if defined(CULOSS_HAVE_HWY)
@@ -219,6 +221,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
       const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
       if (f.need[FQ_MT]) acc[FQ_MT][c] = hn::Add(acc[FQ_MT][c], t);
       if (f.need[FQ_VT]) acc[FQ_VT][c] = hn::MulAdd(v, t, acc[FQ_VT][c]);
+      if (f.need[FQ_V]) acc[FQ_V][c] = hn::Add(acc[FQ_V][c], v);
       if (f.stats_need_p) {
         const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
         if (f.cache_p) store_lanes(d, p, f.grad + f.element(n, q) + c * f.class_stride, count);
@@ -241,9 +244,12 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     for (int j = 0; j < f.slot_count; ++j) row[c * S + f.slot[j]] = sum[f.quantity[j]][c];
 }
 
-// The folded coefficients of image n (see the top of the file), narrowed to float.
+// The folded coefficients of image n (see the top of the file), narrowed to float. The region
+// part is kept as AB = A + B1 (the value of A t + B1 at t = 1) and B1 (at t = 0), each summed in
+// double: A and B1 may be large and of opposite signs (MCC of a tiny image), and A t + B1 in
+// float would lose what is left of them.
 struct Folded {
-  float A[kFastMaxClasses], B1[kFastMaxClasses], B2[kFastMaxClasses];
+  float AB[kFastMaxClasses], B1[kFastMaxClasses], B2[kFastMaxClasses];
   float K1[kFastMaxClasses], K0[kFastMaxClasses], L1[kFastMaxClasses], L0[kFastMaxClasses];
 };
 
@@ -259,7 +265,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
       if (ts.kind == TK_REGION) {
         A += k[0];
         (ts.region.squared ? B2 : B1) += k[1];
-      } else {  // TK_CE
+      } else if (ts.kind == TK_CE) {
         const double eps = ts.label_smoothing, g = f.grad_scale * f.scale[i];
         const double on = k[0] * (1.0 - eps), off = k[0] * eps / static_cast<double>(C);
         K1 += g * on;
@@ -268,7 +274,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
         L0 += f.scale[i] * off;
       }
     }
-    out.A[c] = narrow_coef<float>(A);
+    out.AB[c] = narrow_coef<float>(A + B1);
     out.B1[c] = narrow_coef<float>(B1);
     out.B2[c] = narrow_coef<float>(B2);
     out.K1[c] = narrow_coef<float>(K1);
@@ -340,7 +346,8 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
     V H = hn::Zero(d), loss = hn::Zero(d);
     for (int64_t c = 0; c < C; ++c) {
-      const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
+      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+      const V t = hn::IfThenElseZero(is_c, one);
       V p;
       if constexpr (M == Element::kCachedP) {
         p = hn::LoadU(d, pc + c * pstride);
@@ -354,9 +361,9 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
       if constexpr (M == Element::kCrossEntropy) {
         hc = hn::Neg(hn::Mul(v, hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]))));
       } else {
-        const V region = hn::MulAdd(hn::Set(d, k.A[c]), t,
-                                    hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
-                                               hn::Set(d, k.B1[c])));
+        const V region =
+            hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
+                       hn::IfThenElse(is_c, hn::Set(d, k.AB[c]), hn::Set(d, k.B1[c])));
         if constexpr (M == Element::kCachedP) {
           hc = hn::Mul(v, hn::Mul(p, region));
         } else {
@@ -398,82 +405,148 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   return total;
 }
 
-// Binary cross-entropy with a sigmoid on dense targets, flat pixels [begin, end), channels-first:
-// per (image, class) a run of pixels, vectors along it. BceTerm::element with the sigmoid:
-//   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
-// t′ = t (1 − ε) + ε / 2, softplus(±x) = max(±x, 0) + log1p(e^−|x|), p = σ(x), q = σ(−x);
-// the loss times scale, the gradient times grad_scale · scale.
+// Dense targets with a sigmoid, channels-first: per (image, class) a run of pixels, vectors
+// along it (the input, the target and the pixel weights are contiguous there).
+//
+// The inputs of `count` pixels of a run at element `e` (pixel `pix` of the weights): full float
+// vectors straight from memory, else lane by lane with zeros (and v = 0) past `count`.
 template <class T, class TT>
-double bce_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t count, V& x,
+                         V& t, V& v) {
+  const size_t lanes = hn::Lanes(d);
+  const T* xs = static_cast<const T*>(f.x) + e;
+  const TT* ts = static_cast<const TT*>(f.labels) + e;
+  const float* w = f.pixel_weight ? f.pixel_weight + pix : nullptr;
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<TT, float>) {
+    if (count == lanes) {
+      x = hn::LoadU(d, xs);
+      t = hn::LoadU(d, ts);
+      v = w ? hn::LoadU(d, w) : hn::Set(d, 1.0f);
+      return;
+    }
+  }
+  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes];
+  for (size_t j = 0; j < lanes; ++j) {
+    const bool in = j < count;
+    xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
+    tb[j] = in ? static_cast<float>(ts[j]) : 0.0f;
+    vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
+  }
+  x = hn::Load(d, xb);
+  t = hn::Load(d, tb);
+  v = hn::Load(d, vb);
+}
+
+// σ(x) and σ(−x) = 1 − σ(x), each without cancellation, and e^−|x|.
+struct Sigmoid {
+  V p, q, ex;
+};
+HWY_INLINE Sigmoid sigmoid(D d, V x) {
+  const V one = hn::Set(d, 1.0f);
+  const V ex = hn::Exp(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
+  const V inv = hn::Div(one, hn::Add(one, ex));
+  const auto nonneg = hn::Ge(x, hn::Zero(d));
+  const V exinv = hn::Mul(ex, inv);
+  return {hn::IfThenElse(nonneg, inv, exinv), hn::IfThenElse(nonneg, exinv, inv), ex};
+}
+
+// Statistics of pixels [q0, q1) of image n (every class) into `row`, as stats_chunk_t:
+// region_element_stats with p = σ(x) and the dense t.
+template <class T, class TT>
+void sigmoid_stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P, S = f.stat_width;
+  std::fill(row, row + C * S, 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    V acc[FQ_COUNT];
+    double sum[FQ_COUNT];
+    for (int k = 0; k < FQ_COUNT; ++k) {
+      acc[k] = hn::Zero(d);
+      sum[k] = 0.0;
+    }
+    int pending = 0;
+    for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
+      const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
+      V x, t, v;
+      load_run<T, TT>(d, f, (n * C + c) * P + q, n * P + q, count, x, t, v);
+      const V p = sigmoid(d, x).p, vp = hn::Mul(v, p), vt = hn::Mul(v, t);
+      acc[FQ_VPT] = hn::MulAdd(vp, t, acc[FQ_VPT]);
+      acc[FQ_VP] = hn::Add(acc[FQ_VP], vp);
+      acc[FQ_VPP] = hn::MulAdd(vp, p, acc[FQ_VPP]);
+      acc[FQ_VT] = hn::Add(acc[FQ_VT], vt);
+      acc[FQ_VTT] = hn::MulAdd(vt, t, acc[FQ_VTT]);
+      acc[FQ_V] = hn::Add(acc[FQ_V], v);
+      if (++pending == kFastFlush || q + static_cast<int64_t>(lanes) >= q1) {
+        for (int k = 0; k < FQ_COUNT; ++k)
+          if (f.need[k]) flush(d, acc[k], sum[k]);
+        pending = 0;
+      }
+    }
+    for (int j = 0; j < f.slot_count; ++j) row[c * S + f.slot[j]] = sum[f.quantity[j]];
+  }
+}
+
+// Step 4 for flat pixels [begin, end): for each (image, class) the binary cross-entropy term,
+// BceTerm::element with the sigmoid:
+//   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
+// t′ = t (1 − ε) + ε / 2, softplus(±x) = max(±x, 0) + log1p(e^−|x|), p = σ(x), q = σ(−x); the
+// loss times scale, the gradient times grad_scale · scale; and the region terms folded as in the
+// softmax pass, dℓ/dx = v (A t + B1 + 2 p B2) · p q (the sigmoid's derivative).
+template <class T, class TT>
+double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
   const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C, P = f.P;
-  const TermSpec& ts = f.prog->term[0];
-  const double scale = f.scale[0], g = f.grad_scale * f.scale[0];
-  const V zero = hn::Zero(d), one = hn::Set(d, 1.0f);
-  const V keep = hn::Set(d, static_cast<float>(1.0 - ts.label_smoothing));
-  const V shift = hn::Set(d, static_cast<float>(ts.label_smoothing / 2.0));
-  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes];
+  const bool bce = f.bce_term >= 0, region = f.any_region;
+  const TermSpec* ts = bce ? &f.prog->term[f.bce_term] : nullptr;
+  const double scale = bce ? f.scale[f.bce_term] : 0.0, g = f.grad_scale * scale;
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0f), two = hn::Set(d, 2.0f);
+  const V keep = hn::Set(d, bce ? static_cast<float>(1.0 - ts->label_smoothing) : 0.0f);
+  const V shift = hn::Set(d, bce ? static_cast<float>(ts->label_smoothing / 2.0) : 0.0f);
+  Folded k;
   V loss_acc = zero;
   double total = 0.0;
   int pending = 0;
   for (int64_t pix = begin; pix < end;) {
     const int64_t n = pix / P, q0 = pix % P;
-    const int64_t image_end = std::min(end, (n + 1) * P);
+    const int64_t image_end = std::min(end, (n + 1) * P), q1 = q0 + (image_end - pix);
+    if (region) fold(f, n, k);
     for (int64_t c = 0; c < C; ++c) {
-      const double* coef = f.coefs + (n * C + c) * f.prog->coef_width + ts.coef_offset;
-      const V gp = hn::Set(d, narrow_coef<float>(g * coef[0]));
-      const V gn = hn::Set(d, narrow_coef<float>(g * coef[1]));
-      const V lp = hn::Set(d, narrow_coef<float>(scale * coef[0]));
-      const V ln = hn::Set(d, narrow_coef<float>(scale * coef[1]));
-      for (int64_t q = q0; q < q0 + (image_end - pix); q += static_cast<int64_t>(lanes)) {
-        const size_t count =
-            static_cast<size_t>(std::min<int64_t>(lanes, q0 + (image_end - pix) - q));
-        const int64_t e = n * C * P + c * P + q;
-        const T* xs = static_cast<const T*>(f.x) + e;
-        const TT* tsrc = static_cast<const TT*>(f.labels) + e;
-        const float* w = f.pixel_weight ? f.pixel_weight + n * P + q : nullptr;
+      V gp = zero, gn = zero, lp = zero, ln = zero;
+      if (bce) {
+        const double* coef = f.coefs + (n * C + c) * f.prog->coef_width + ts->coef_offset;
+        gp = hn::Set(d, narrow_coef<float>(g * coef[0]));
+        gn = hn::Set(d, narrow_coef<float>(g * coef[1]));
+        lp = hn::Set(d, narrow_coef<float>(scale * coef[0]));
+        ln = hn::Set(d, narrow_coef<float>(scale * coef[1]));
+      }
+      const V AB = hn::Set(d, region ? k.AB[c] : 0.0f), B1 = hn::Set(d, region ? k.B1[c] : 0.0f);
+      const V B2 = hn::Set(d, region ? k.B2[c] : 0.0f);
+      for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
+        const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
+        const int64_t e = (n * C + c) * P + q;
         V x, t, v;
-        bool direct = count == lanes;
-        if constexpr (!std::is_same_v<T, float> || !std::is_same_v<TT, float>) direct = false;
-        if (direct) {
-          x = hn::LoadU(d, reinterpret_cast<const float*>(xs));
-          t = hn::LoadU(d, reinterpret_cast<const float*>(tsrc));
-          v = w ? hn::LoadU(d, w) : one;
-        } else {  // a tail or 16-bit inputs: lane by lane, zeros past `count`
-          for (size_t j = 0; j < lanes; ++j) {
-            const bool in = j < count;
-            xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
-            tb[j] = in ? static_cast<float>(tsrc[j]) : 0.0f;
-            vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
-          }
-          x = hn::Load(d, xb);
-          t = hn::Load(d, tb);
-          v = hn::Load(d, vb);
+        load_run<T, TT>(d, f, e, n * P + q, count, x, t, v);
+        const Sigmoid sg = sigmoid(d, x);
+        V gr = zero;
+        if (bce) {
+          const V l1p = hn::Log1p(d, sg.ex);
+          const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
+          const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
+          const V tsm = hn::MulAdd(t, keep, shift);                  // t′
+          const V off = hn::Sub(one, tsm);
+          loss_acc = hn::Add(loss_acc, hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg,
+                                                             hn::Mul(hn::Mul(ln, off), sp_pos))));
+          gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), sg.p), hn::Mul(hn::Mul(gp, tsm), sg.q)));
         }
-        const V ex = hn::Exp(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
-        const V l1p = hn::Log1p(d, ex);
-        const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
-        const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
-        const V inv = hn::Div(one, hn::Add(one, ex));
-        const auto nonneg = hn::Ge(x, zero);
-        const V p = hn::IfThenElse(nonneg, inv, hn::Mul(ex, inv));
-        const V qv = hn::IfThenElse(nonneg, hn::Mul(ex, inv), inv);
-        const V tsm = hn::MulAdd(t, keep, shift);  // t′
-        const V off = hn::Sub(one, tsm);
-        const V loss = hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg, hn::Mul(hn::Mul(ln, off), sp_pos)));
-        loss_acc = hn::Add(loss_acc, loss);
-        if (f.grad) {
-          const V gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), p), hn::Mul(hn::Mul(gp, tsm), qv)));
-          float* out = f.grad + e;
-          if (count == lanes) {
-            hn::StoreU(gr, d, out);
-          } else {
-            float lane[kBufLanes];
-            hn::StoreU(gr, d, lane);
-            for (size_t j = 0; j < count; ++j) out[j] = lane[j];
-          }
+        if (region) {
+          // A t + B1 = AB t + B1 (1 − t)
+          const V base = hn::MulAdd(AB, t, hn::Mul(B1, hn::Sub(one, t)));
+          const V h = hn::Mul(v, hn::MulAdd(hn::Mul(two, sg.p), B2, base));
+          gr = hn::MulAdd(hn::Mul(h, sg.p), sg.q, gr);
         }
+        if (f.grad) store_lanes(d, gr, f.grad + e, count);
         if (++pending == kFastFlush) {
           flush(d, loss_acc, total);
           pending = 0;
@@ -497,7 +570,19 @@ decltype(auto) with_labels(const FastCall& f, F&& fn) {
   return dispatch_among<int64_t, int32_t, uint8_t>(f.label_dtype, std::forward<F>(fn));
 }
 
+// Dense targets of the sigmoid passes: float32 or uint8.
+template <class F>
+decltype(auto) with_dense_targets(const FastCall& f, F&& fn) {
+  return dispatch_among<float, uint8_t>(f.label_dtype, std::forward<F>(fn));
+}
+
 void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
+  if (f.sigmoid_dense)
+    return with_input(f, [&](auto x) {
+      with_dense_targets(f, [&](auto t) {
+        sigmoid_stats_chunk_t<decltype(x), decltype(t)>(f, n, q0, q1, row);
+      });
+    });
   with_input(f, [&](auto x) {
     with_labels(f, [&](auto l) {
       stats_chunk_t<decltype(x), decltype(l)>(f, n, q0, q1, row);
@@ -506,10 +591,10 @@ void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* ro
 }
 
 double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
-  if (f.bce)  // dense targets: float32 or uint8
+  if (f.sigmoid_dense)
     return with_input(f, [&](auto x) {
-      return dispatch_among<float, uint8_t>(f.label_dtype, [&](auto t) {
-        return bce_chunk_t<decltype(x), decltype(t)>(f, begin, end);
+      return with_dense_targets(f, [&](auto t) {
+        return sigmoid_chunk_t<decltype(x), decltype(t)>(f, begin, end);
       });
     });
   return with_labels(f, [&](auto l) {
@@ -564,8 +649,9 @@ void check_range_t(const S* a, int64_t begin, int64_t end, float lo, float hi, V
 }
 
 void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
-  if (!f.bce) return with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
-  dispatch_among<float, uint8_t>(f.label_dtype, [&](auto tag) {  // dense targets in [0, 1]
+  if (!f.sigmoid_dense)
+    return with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
+  with_dense_targets(f, [&](auto tag) {  // dense targets in [0, 1]
     using S = decltype(tag);
     const S* t = static_cast<const S*>(f.labels);
     check_range_t(

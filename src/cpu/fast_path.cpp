@@ -20,6 +20,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_TVERSKY:
     case CULOSS_FOCAL_TVERSKY:
     case CULOSS_GENERALIZED_DICE:
+    case CULOSS_MCC:
     case CULOSS_CROSS_ENTROPY:
     case CULOSS_BCE:
       return true;
@@ -105,34 +106,40 @@ bool fast_covers(const Call& call, const Plan& plan) {
   if (!call.loss || !descriptor_covered(*call.loss)) return false;
   if (call.distributed || call.export_stats || call.global_stats || prog.value_in_stats)
     return false;
-  if (prog.count == 1 && prog.term[0].kind == TK_BCE) {  // the binary cross-entropy pass
-    const TermSpec& t = prog.term[0];
-    const bool channels_first = L.pre == 1 && L.inner == L.P;
-    return !call.index_target && t.activation == ACT_SIGMOID && !prog.has_stats &&
-           prog.none_mode == NONE_OFF && !t.batch_frequency && channels_first &&
-           (call.target.dtype == DType::F32 || call.target.dtype == DType::U8) &&
-           (call.input.dtype == DType::F32 || call.input.dtype == DType::F16 ||
-            call.input.dtype == DType::BF16) &&
-           (!call.grad.present || call.grad.dtype == DType::F32);
+  const bool channels_first = L.pre == 1 && L.inner == L.P;
+  if (call.input.dtype != DType::F32 && call.input.dtype != DType::F16 &&
+      call.input.dtype != DType::BF16)
+    return false;
+  if (call.grad.present && call.grad.dtype != DType::F32) return false;
+  if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
+  if (!call.index_target) {  // dense targets: the sigmoid passes
+    if (!channels_first || L.C > kFastMaxClasses ||
+        (call.target.dtype != DType::F32 && call.target.dtype != DType::U8))
+      return false;
+    int bce_terms = 0;
+    for (int i = 0; i < prog.count; ++i) {
+      const TermSpec& t = prog.term[i];
+      if (t.activation != ACT_SIGMOID) return false;
+      if (t.kind == TK_BCE) {
+        if (t.batch_frequency || t.stat_count != 0 || ++bce_terms > 1) return false;
+      } else if (t.kind != TK_REGION || t.stat_count != t.region.stat_slots()) {
+        return false;
+      }
+    }
+    return prog.none_mode == NONE_OFF || (prog.none_mode == NONE_GROUPS && bce_terms == 0);
   }
   if (!call.index_target || call.binary_mask) return false;
   if (call.target.dtype != DType::I64 && call.target.dtype != DType::I32 &&
       call.target.dtype != DType::U8)
     return false;
-  if (call.input.dtype != DType::F32 && call.input.dtype != DType::F16 &&
-      call.input.dtype != DType::BF16)
-    return false;
-  if (call.grad.present && call.grad.dtype != DType::F32) return false;
-  const bool channels_first = L.pre == 1 && L.inner == L.P;
   const bool channels_last = L.inner == 1 && L.pre == L.P;
   if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
-  if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     if (t.activation != ACT_SOFTMAX) return false;
     if (t.kind == TK_REGION) {
-      if (t.stat_count != kRegionStats) return false;
+      if (t.stat_count != t.region.stat_slots()) return false;
     } else if (t.kind == TK_CE) {
       if (t.stat_count > 1) return false;  // Σ m t only (no distributed value slots)
     } else {
@@ -170,6 +177,8 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.pixel_stride = channels_first ? 1 : L.C;
   f.stat_width = prog.stat_width;
   f.slot_count = 0;
+  f.sigmoid_dense = !call.index_target;
+  f.bce_term = -1;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     auto add = [&](int slot, int q) {
@@ -177,19 +186,21 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       f.quantity[f.slot_count++] = q;
       f.need[q] = true;
     };
-    if (t.kind == TK_REGION) {  // region_element_stats: I, SP (or Σ v p²), ST
+    if (t.kind == TK_REGION) {  // region_element_stats: I, SP (or Σ v p²), ST (or Σ v t²), SV
       add(t.stat_offset + kStatI, FQ_VPT);
       add(t.stat_offset + kStatSP, t.region.squared ? FQ_VPP : FQ_VP);
-      add(t.stat_offset + kStatST, FQ_VT);
+      add(t.stat_offset + kStatST, t.region.squared && !call.index_target ? FQ_VTT : FQ_VT);
+      if (t.region.kind == RK_MCC) add(t.stat_offset + kStatSV, FQ_V);
       f.stats_need_p = true;
     } else if (t.stat_count == 1) {  // CrossEntropyTerm::counts: Σ m t
       add(t.stat_offset, FQ_MT);
     }
     if (t.kind == TK_CE) f.any_ce = true;
     if (t.kind == TK_REGION) f.any_region = true;
-    if (t.kind == TK_BCE) f.bce = true;
+    if (t.kind == TK_BCE) f.bce_term = i;
   }
-  f.cache_p = f.any_region && !f.any_ce && !f.bce && call.grad.present && f.pixel_stride == 1;
+  f.cache_p = f.any_region && !f.any_ce && !f.sigmoid_dense && call.grad.present &&
+              f.pixel_stride == 1;
   // Without pixel weights (to be checked after every label) the statistics pass reads every
   // label before anything is written and refuses a bad one itself, the same chunk-ordered error
   // as check_targets; unless it writes the probabilities (cache_p).

@@ -11,8 +11,10 @@
 // someone teaches it). Everything else runs the generic passes. Steps 1 and 3 (planning,
 // finalize) are the same code for both.
 //
-// Also binary cross-entropy alone (BceTerm, kernels/terms/bce.cuh) with ACTIVATION_SIGMOID on
-// dense float32 or uint8 targets, channels-first.
+// Also dense float32 or uint8 targets with ACTIVATION_SIGMOID, channels-first: the region kinds
+// (MCC too) and binary cross-entropy (BceTerm, kernels/terms/bce.cuh; at most one such term, no
+// BATCH_FREQUENCY), alone or in a CULOSS_SUM, per (image, class) runs of pixels. MCC with the
+// softmax and index targets is covered as the other region kinds.
 //
 // Precision: probabilities, losses and gradients in float; the statistics and the loss summed in
 // float per SIMD lane over at most kFastFlush vectors, then in double per lane and over the lanes
@@ -33,7 +35,8 @@ constexpr int64_t kFastMaxClasses = 64;
 constexpr int kFastFlush = 64;  // vectors summed in float before a flush to double
 
 // Per-class sums the statistics pass can produce (index targets: t is 0 or 1, so t² = t).
-enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_MT, FQ_COUNT };
+// Dense targets add Σ v t² (squared denominators); MCC adds Σ v.
+enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_VTT, FQ_V, FQ_MT, FQ_COUNT };
 
 // A call the fast path covers, prepared once per call for the vector passes.
 struct FastCall {
@@ -64,7 +67,7 @@ struct FastCall {
   bool cache_p;
   // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
   int stat_width, slot_count;
-  int slot[3 * kMaxTerms], quantity[3 * kMaxTerms];
+  int slot[4 * kMaxTerms], quantity[4 * kMaxTerms];
   bool need[FQ_COUNT];
   bool stats_need_p;
   // Element pass.
@@ -75,9 +78,10 @@ struct FastCall {
   float* grad;  // NULL: no gradient
   bool any_ce;      // some term has an element value (the pass sums a loss)
   bool any_region;  // some term is a region term (the element pass needs its coefficients)
-  // Binary cross-entropy with a sigmoid on dense targets (`labels` holds the targets, of the
-  // input's shape): a program of that one term, element by element.
-  bool bce;
+  // Dense targets with a sigmoid (`labels` holds the targets, of the input's shape): region
+  // terms and at most one binary cross-entropy term, `bce_term` (−1: none).
+  bool sigmoid_dense;
+  int bce_term;
 };
 
 // Whether the fast path covers this call (the one selection predicate).

@@ -373,6 +373,8 @@ TEST_F(ApiTensor, IndexTargetWithASingletonClassAxisIsToldToSqueeze) {
 // integer labels have the input's shape, so they are a dense target of the wrong dtype, told the
 // index shape (N, P) and to squeeze.
 TEST_F(ApiTensor, IndexTargetWithASingletonClassAxisAndOneClassIsToldToSqueeze) {
+  // to 1e-12: both calls on the generic passes (the fast path takes the dense target only)
+  const culoss_test::GenericCpuPasses generic_passes;
   ASSERT_OK(culoss_loss_set_int(dice, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
   TestTensor in({N, 1, P}, f32()), g({N, 1, P}, f32());
   fill_logits(in);
@@ -420,6 +422,8 @@ TEST_F(ApiTensor, IndexTargetWithSigmoidNeedsOneClass) {
 }
 
 TEST_F(ApiTensor, IndexTargetWithSigmoidAndOneClassIsABinaryMask) {
+  // to 1e-12: both calls on the generic passes (the fast path takes the dense target only)
+  const culoss_test::GenericCpuPasses generic_passes;
   ASSERT_OK(culoss_loss_set_int(dice, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID));
   TestTensor in({N, 1, P}, f32()), mask({N, P}, u8()), dense({N, 1, P}, f32());
   fill_logits(in);
@@ -1514,7 +1518,7 @@ TEST(ApiOneClass, RegionKindsReadLabelsAsABinaryMaskWithActivationNone) {
 // one class: SIGMOID (region kinds, BCE, FOCAL, COMBO), NONE (every kind that takes it) and the
 // Lovász hinge.
 TEST(ApiOneClass, EveryKindReadsLabelsAsABinaryMask) {
-  // to 1e-12: both calls on the generic passes (the fast path takes BCE on dense targets only)
+  // to 1e-12: both calls on the generic passes (the fast path takes dense targets only)
   const culoss_test::GenericCpuPasses generic_passes;
   struct Case {
     culoss_kind kind;

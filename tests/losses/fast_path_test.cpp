@@ -28,7 +28,11 @@ constexpr double kValueTol = 1e-5;
 constexpr double kGradTol = 1e-5;
 
 const culoss_kind kKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
-                              CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_CROSS_ENTROPY};
+                              CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_MCC,
+                              CULOSS_CROSS_ENTROPY};
+const culoss_kind kRegionKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,
+                                    CULOSS_TVERSKY,       CULOSS_FOCAL_TVERSKY,
+                                    CULOSS_GENERALIZED_DICE, CULOSS_MCC};
 
 // Runs `f` with the fast path switched off (the generic passes in double).
 template <class F>
@@ -448,6 +452,101 @@ TEST(FastPath, InvalidDenseTargetAndPixelWeightRefusedAsTheGenericPass) {
   EXPECT_EQ(slow.error, fast.error);
   EXPECT_NE(std::string::npos, fast.error.find("2001")) << fast.error;
   EXPECT_TRUE(fast.untouched_on_failure);
+}
+
+}  // namespace
+
+namespace {
+
+// A region case with a sigmoid on dense targets (0/1 masks in uint8, soft values in float32),
+// with random options of the region kinds.
+RegionCase dense_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> shape,
+                      DLDataType in_dt, DLDataType tgt_dt) {
+  RegionCase rc;
+  rc.opt = default_options(kind);
+  rc.opt.activation = CULOSS_ACTIVATION_SIGMOID;
+  rc.shape = std::move(shape);
+  rc.input_dtype = in_dt;
+  rc.index_target = false;
+  rc.target_dtype = tgt_dt;
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  rc.input.resize(static_cast<size_t>(numel(rc.shape)));
+  for (double& x : rc.input) x = normal(rng);
+  rc.target.resize(rc.input.size());
+  const bool soft = tgt_dt.bits == 32 && u(rng) < 0.5;
+  for (double& t : rc.target) t = soft ? u(rng) : (u(rng) < 0.3 ? 1.0 : 0.0);
+  const int64_t C = num_classes(rc);
+  RegionOptions& o = rc.opt;
+  const double r = u(rng);
+  o.reduction = r < 0.6 ? CULOSS_REDUCTION_MEAN
+                        : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
+  o.batch = u(rng) < 0.3;
+  o.include_background = u(rng) < 0.7;
+  if (kind == CULOSS_DICE || kind == CULOSS_JACCARD) o.squared = u(rng) < 0.4;
+  if (kind != CULOSS_GENERALIZED_DICE && u(rng) < 0.3) o.average = CULOSS_AVERAGE_MICRO;
+  if (u(rng) < 0.4) {
+    o.class_weights.resize(static_cast<size_t>(C));
+    for (double& w : o.class_weights) w = 0.2 + 1.5 * u(rng);
+  }
+  if (u(rng) < 0.3) {
+    rc.pixel_weight.resize(static_cast<size_t>(numel(without_axis(rc.shape, 1))));
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+  if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+  return rc;
+}
+
+// Region kinds with a sigmoid on dense targets: the sigmoid passes against the long-double
+// references and the generic passes, every input and target dtype.
+TEST(FastPath, SigmoidRegionOnDenseTargetsMatchesReferencesAndGenericPass) {
+  std::mt19937 rng(1612);
+  const DLDataType in_dts[] = {testing_util::f32(), testing_util::f16(), testing_util::bf16()};
+  int it = 0;
+  for (culoss_kind kind : kRegionKinds)
+    for (const DLDataType& in_dt : in_dts)
+      for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()}) {
+        const std::vector<int64_t>& shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+        RegionCase rc = dense_case(rng, kind, shape, in_dt, tgt_dt);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_reference(rc, cfg, kValueTol, kGradTol, 1.0)) << describe_case(rc);
+        EXPECT_TRUE(matches_generic(rc, cfg));
+        cfg.grad = false;
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+}
+
+// Dice + binary cross-entropy with a sigmoid on one call (the usual binary-segmentation sum),
+// and MCC + BCE: one sigmoid pass for both terms.
+TEST(FastPath, SigmoidSumOfRegionAndBceMatchesGenericPass) {
+  std::mt19937 rng(1613);
+  for (int it = 0; it < 8; ++it) {
+    const culoss_kind kind = it % 2 ? CULOSS_MCC : CULOSS_DICE;
+    RegionCase rc = dense_case(rng, kind, kShapes[static_cast<size_t>(it) % kShapes.size()],
+                               testing_util::f32(), it % 3 ? testing_util::f32() : testing_util::u8());
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    auto run = [&] {
+      Loss sum(CULOSS_SUM), region(kind), bce(CULOSS_BCE);
+      for (culoss_loss l : {static_cast<culoss_loss>(region), static_cast<culoss_loss>(bce)})
+        culoss_loss_set_int(l, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
+      culoss_loss_set_float(bce, CULOSS_PARAM_LABEL_SMOOTHING, it % 4 == 1 ? 0.1 : 0.0);
+      culoss_loss_add_term(sum, region, 1.0);
+      culoss_loss_add_term(sum, bce, 0.5);
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      RegionCase sc = rc;
+      sc.opt.kind = CULOSS_SUM;
+      return run_with(sum, sc, cfg);
+    };
+    const RunResult fast = run();
+    const RunResult slow = generic(run);
+    ASSERT_TRUE(fast.ok()) << fast.error;
+    ASSERT_TRUE(slow.ok()) << slow.error;
+    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
+    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
+                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+  }
 }
 
 }  // namespace
