@@ -491,8 +491,13 @@ void sigmoid_stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1,
 // BceTerm::element with the sigmoid:
 //   ℓ = v (ω⁺ t′ softplus(−x) + ω⁻ (1 − t′) softplus(x)),  dℓ/dx = v (ω⁻ (1 − t′) p − ω⁺ t′ q),
 // t′ = t (1 − ε) + ε / 2, softplus(±x) = max(±x, 0) + log1p(e^−|x|), p = σ(x), q = σ(−x); the
-// loss times scale, the gradient times grad_scale · scale; and the region terms folded as in the
-// softmax pass, dℓ/dx = v (A t + B1 + 2 p B2) · p q (the sigmoid's derivative).
+// loss times scale, the gradient times grad_scale · scale; the focal term, FocalBinaryTerm::
+// element with the sigmoid:
+//   ℓ = w ce u^γ,  dℓ/dx = w u^γ ((p − t) + γ ce (1 − 2t) r),  w = v ω α_t,
+// ce = t softplus(−x) + (1 − t) softplus(x), u = 1 − p_t = p (1 − t) + q t,
+// α_t = α t + (1 − α)(1 − t) (1 when α < 0), r = p q / u (u = 0: p where t ≥ ½, else q);
+// and the region terms folded as in the softmax pass, dℓ/dx = v (A t + B1 + 2 p B2) · p q (the
+// sigmoid's derivative).
 template <class T, class TT>
 double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
@@ -504,6 +509,13 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const V zero = hn::Zero(d), one = hn::Set(d, 1.0f), two = hn::Set(d, 2.0f);
   const V keep = hn::Set(d, bce ? static_cast<float>(1.0 - ts->label_smoothing) : 0.0f);
   const V shift = hn::Set(d, bce ? static_cast<float>(ts->label_smoothing / 2.0) : 0.0f);
+  const bool focal = f.focal_term >= 0;
+  const TermSpec* fs = focal ? &f.prog->term[f.focal_term] : nullptr;
+  const double fscale = focal ? f.scale[f.focal_term] : 0.0, fg = f.grad_scale * fscale;
+  const float gamma = focal ? static_cast<float>(fs->gamma) : 0.0f;
+  const bool alpha_on = focal && fs->alpha >= 0.0;
+  const V alpha = hn::Set(d, alpha_on ? static_cast<float>(fs->alpha) : 0.0f);
+  const V vgamma = hn::Set(d, gamma), half = hn::Set(d, 0.5f);
   Folded k;
   V loss_acc = zero;
   double total = 0.0;
@@ -520,6 +532,12 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
         gn = hn::Set(d, narrow_coef<float>(g * coef[1]));
         lp = hn::Set(d, narrow_coef<float>(scale * coef[0]));
         ln = hn::Set(d, narrow_coef<float>(scale * coef[1]));
+      }
+      V fl = zero, fgw = zero;  // the focal term's ω times scale, and times grad_scale · scale
+      if (focal) {
+        const double w = f.coefs[(n * C + c) * f.prog->coef_width + fs->coef_offset];
+        fl = hn::Set(d, narrow_coef<float>(fscale * w));
+        fgw = hn::Set(d, narrow_coef<float>(fg * w));
       }
       const V AB = hn::Set(d, region ? k.AB[c] : 0.0f), B1 = hn::Set(d, region ? k.B1[c] : 0.0f);
       const V B2 = hn::Set(d, region ? k.B2[c] : 0.0f);
@@ -539,6 +557,36 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           loss_acc = hn::Add(loss_acc, hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg,
                                                              hn::Mul(hn::Mul(ln, off), sp_pos))));
           gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), sg.p), hn::Mul(hn::Mul(gp, tsm), sg.q)));
+        }
+        if (focal) {
+          const V l1p = hn::Log1p(d, sg.ex);
+          const V sp_pos = hn::Add(hn::Max(x, zero), l1p);
+          const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);
+          const V nt = hn::Sub(one, t);
+          const V ce = hn::MulAdd(t, sp_neg, hn::Mul(nt, sp_pos));
+          const V u = hn::MulAdd(sg.p, nt, hn::Mul(sg.q, t));
+          V ug;  // u^γ as pow (0^0 = 1)
+          if (gamma == 0.0f) {
+            ug = one;
+          } else if (gamma == 1.0f) {
+            ug = u;
+          } else if (gamma == 2.0f) {
+            ug = hn::Mul(u, u);
+          } else {
+            const auto live = hn::Gt(u, zero);
+            ug = hn::IfThenElseZero(
+                live, hn::Exp(d, hn::Mul(vgamma, hn::Log(d, hn::IfThenElse(live, u, one)))));
+          }
+          const V at = alpha_on ? hn::MulAdd(alpha, t, hn::Mul(hn::Sub(one, alpha), nt)) : one;
+          const V vat = hn::Mul(v, at);
+          loss_acc = hn::Add(loss_acc, hn::Mul(hn::Mul(hn::Mul(vat, fl), ce), ug));
+          const auto live = hn::Gt(u, zero);
+          const V r = hn::IfThenElse(
+              live, hn::Div(hn::Mul(sg.p, sg.q), hn::IfThenElse(live, u, one)),
+              hn::IfThenElse(hn::Ge(t, half), sg.p, sg.q));
+          const V inner = hn::MulAdd(hn::Mul(hn::Mul(vgamma, ce), hn::NegMulAdd(two, t, one)), r,
+                                     hn::Sub(sg.p, t));
+          gr = hn::MulAdd(hn::Mul(hn::Mul(vat, fgw), ug), inner, gr);
         }
         if (region) {
           // A t + B1 = AB t + B1 (1 − t)

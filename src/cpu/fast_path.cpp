@@ -23,6 +23,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_MCC:
     case CULOSS_CROSS_ENTROPY:
     case CULOSS_BCE:
+    case CULOSS_FOCAL:
       return true;
     default:
       return false;
@@ -116,17 +117,20 @@ bool fast_covers(const Call& call, const Plan& plan) {
     if (!channels_first || L.C > kFastMaxClasses ||
         (call.target.dtype != DType::F32 && call.target.dtype != DType::U8))
       return false;
-    int bce_terms = 0;
+    int bce_terms = 0, focal_terms = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& t = prog.term[i];
       if (t.activation != ACT_SIGMOID) return false;
       if (t.kind == TK_BCE) {
         if (t.batch_frequency || t.stat_count != 0 || ++bce_terms > 1) return false;
+      } else if (t.kind == TK_FOCAL_BINARY) {
+        if (t.stat_count != 0 || ++focal_terms > 1) return false;
       } else if (t.kind != TK_REGION || t.stat_count != t.region.stat_slots()) {
         return false;
       }
     }
-    return prog.none_mode == NONE_OFF || (prog.none_mode == NONE_GROUPS && bce_terms == 0);
+    return prog.none_mode == NONE_OFF ||
+           (prog.none_mode == NONE_GROUPS && bce_terms + focal_terms == 0);
   }
   if (!call.index_target || call.binary_mask) return false;
   if (call.target.dtype != DType::I64 && call.target.dtype != DType::I32 &&
@@ -179,6 +183,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.slot_count = 0;
   f.sigmoid_dense = !call.index_target;
   f.bce_term = -1;
+  f.focal_term = -1;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     auto add = [&](int slot, int q) {
@@ -198,6 +203,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     if (t.kind == TK_CE) f.any_ce = true;
     if (t.kind == TK_REGION) f.any_region = true;
     if (t.kind == TK_BCE) f.bce_term = i;
+    if (t.kind == TK_FOCAL_BINARY) f.focal_term = i;
   }
   f.cache_p = f.any_region && !f.any_ce && !f.sigmoid_dense && call.grad.present &&
               f.pixel_stride == 1;

@@ -12,8 +12,9 @@
 // finalize) are the same code for both.
 //
 // Also dense float32 or uint8 targets with ACTIVATION_SIGMOID, channels-first: the region kinds
-// (MCC too) and binary cross-entropy (BceTerm, kernels/terms/bce.cuh; at most one such term, no
-// BATCH_FREQUENCY), alone or in a CULOSS_SUM, per (image, class) runs of pixels. MCC with the
+// (MCC too), binary cross-entropy (BceTerm, kernels/terms/bce.cuh; no BATCH_FREQUENCY) and the
+// binary focal loss (FocalBinaryTerm, kernels/terms/focal_binary.cuh), at most one term of each
+// of the last two, alone or in a CULOSS_SUM, per (image, class) runs of pixels. MCC with the
 // softmax and index targets is covered as the other region kinds.
 //
 // Precision: probabilities, losses and gradients in float; the statistics and the loss summed in
@@ -79,9 +80,10 @@ struct FastCall {
   bool any_ce;      // some term has an element value (the pass sums a loss)
   bool any_region;  // some term is a region term (the element pass needs its coefficients)
   // Dense targets with a sigmoid (`labels` holds the targets, of the input's shape): region
-  // terms and at most one binary cross-entropy term, `bce_term` (−1: none).
+  // terms, at most one binary cross-entropy term `bce_term` and one focal term `focal_term`
+  // (−1: none).
   bool sigmoid_dense;
-  int bce_term;
+  int bce_term, focal_term;
 };
 
 // Whether the fast path covers this call (the one selection predicate).

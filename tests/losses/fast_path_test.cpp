@@ -550,3 +550,62 @@ TEST(FastPath, SigmoidSumOfRegionAndBceMatchesGenericPass) {
 }
 
 }  // namespace
+
+namespace {
+
+// The binary focal loss with a sigmoid on dense targets (alone, and with Dice in one call): the
+// sigmoid passes against the long-double reference and the generic passes, γ on its special
+// values (0, 1, 2) and off them, α on and off (α < 0), soft and 0/1 targets.
+TEST(FastPath, SigmoidFocalMatchesReferenceAndGenericPass) {
+  std::mt19937 rng(1614);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double gammas[] = {0.0, 1.0, 2.0, 1.5, 0.5};
+  int it = 0;
+  for (double gamma : gammas)
+    for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()})
+      for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()}) {
+        RegionCase rc = bce_case(rng, kShapes[static_cast<size_t>(it++) % kShapes.size()], in_dt,
+                                 tgt_dt);
+        rc.opt = default_options(CULOSS_FOCAL);
+        rc.opt.activation = CULOSS_ACTIVATION_SIGMOID;
+        rc.opt.gamma = gamma;
+        rc.opt.alpha = u(rng) < 0.3 ? -1.0 : 0.25;
+        rc.opt.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
+        if (u(rng) < 0.4) {
+          rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
+          for (double& w : rc.opt.class_weights) w = 0.2 + u(rng);
+        }
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+  // Dice + focal, the usual pair for imbalanced binary segmentation
+  for (int k = 0; k < 4; ++k) {
+    RegionCase rc = dense_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(k)],
+                               testing_util::f32(), testing_util::f32());
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    auto run = [&] {
+      Loss sum(CULOSS_SUM), dice(CULOSS_DICE), focal(CULOSS_FOCAL);
+      culoss_loss_set_int(dice, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
+      culoss_loss_set_int(focal, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
+      culoss_loss_set_float(focal, CULOSS_PARAM_GAMMA, gammas[k]);
+      culoss_loss_add_term(sum, dice, 1.0);
+      culoss_loss_add_term(sum, focal, 2.0);
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      RegionCase sc = rc;
+      sc.opt.kind = CULOSS_SUM;
+      return run_with(sum, sc, cfg);
+    };
+    const RunResult fast = run();
+    const RunResult slow = generic(run);
+    ASSERT_TRUE(fast.ok()) << fast.error;
+    ASSERT_TRUE(slow.ok()) << slow.error;
+    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
+    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
+                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+  }
+}
+
+}  // namespace
