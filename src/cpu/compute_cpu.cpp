@@ -180,11 +180,12 @@ void compute(const Call& call, const Plan& plan) {
   const TopKScratch topk = carve_top_k(carver, call, plan);
   for (size_t i = 0; i < plan.weight_table.size(); ++i) b.weights[i] = plan.weight_table[i];
   const Program prog = bind_program(plan, b, call);
-  if (plan.top_k >= 0) select_top_k(call, plan, b, topk);  // before the passes read `selected`
   const Layout& L = call.layout;
   const FastCall fc = fast ? make_fast_call(call, prog, b) : FastCall{};
-
   if (fc.check_first) fast_check_targets(fc);  // before anything is written
+  if (plan.top_k >= 0)  // before the passes read `selected`
+    select_top_k(call, plan, b, topk, fast ? &fc : nullptr);
+
   geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);

@@ -28,6 +28,7 @@
 
 #include "core/dispatch.hpp"
 #include "kernels/common/passes.cuh"
+#include "kernels/common/topk.cuh"
 
 // SSSE3 adds nothing over SSE4 for this code, and AVX3_DL (Ice Lake) nothing over AVX3; leaving
 // them out keeps the CPU checks below short.
@@ -62,8 +63,9 @@ HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t 
     const bool counted = l >= 0 && l < f.C && l != f.ignore_index;
     if (check && !counted && l != f.ignore_index)
       fail_invalid_target(*f.call, pix + static_cast<int64_t>(j), &lab[j]);
-    cls[j] = counted ? static_cast<float>(l) : -1.0f;
-    v[j] = counted ? (f.pixel_weight ? f.pixel_weight[pix + j] : 1.0f) : 0.0f;
+    const bool kept = counted && (!f.selected || f.selected[pix + static_cast<int64_t>(j)]);
+    cls[j] = kept ? static_cast<float>(l) : -1.0f;
+    v[j] = kept ? (f.pixel_weight ? f.pixel_weight[pix + j] : 1.0f) : 0.0f;
   }
   for (size_t j = count; j < lanes; ++j) {
     cls[j] = -1.0f;
@@ -113,6 +115,11 @@ HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V
   if (check && !hn::AllTrue(d32, counted)) {  // some lane is ignored or invalid: find out which
     float c[kBufLanes], w[kBufLanes];
     stage_labels<L>(f, true, pix, hn::Lanes(d), hn::Lanes(d), c, w);
+  }
+  if (f.selected) {  // TOPK_CE: a pixel not selected counts as not counted (after the check)
+    const hn::Rebind<uint8_t, decltype(d32)> d8;
+    const auto sel = hn::PromoteTo(d32, hn::LoadU(d8, f.selected + pix));
+    counted = hn::AndNot(hn::Eq(sel, hn::Zero(d32)), counted);
   }
   const auto counted_f = hn::RebindMask(d, counted);
   cls = hn::IfThenElse(counted_f, hn::ConvertTo(d, l32), hn::Set(d, -1.0f));
@@ -265,7 +272,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
       if (ts.kind == TK_REGION) {
         A += k[0];
         (ts.region.squared ? B2 : B1) += k[1];
-      } else if (ts.kind == TK_CE) {
+      } else if (ts.kind == TK_CE || ts.kind == TK_TOPK_CE) {
         const double eps = ts.label_smoothing, g = f.grad_scale * f.scale[i];
         const double on = k[0] * (1.0 - eps), off = k[0] * eps / static_cast<double>(C);
         K1 += g * on;
@@ -403,6 +410,59 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
   }
   return total;
+}
+
+// TOPK_CE's keys (fast_topk_keys_chunk): each counted pixel's cross-entropy summed over the
+// classes, as topk_pixel_loss (kernels/common/topk.cuh) with the softmax pass's math,
+//   ℓ = v Σ_c ω_c (t_c (1 − ε) + ε / C) (log Σ − (x_c − max)),
+// every pixel counting (the selection is what these keys make).
+template <class T, class L>
+int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, uint64_t* keys) {
+  FastCall f = selected_call;
+  f.selected = nullptr;
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P;
+  const TermSpec& ts = f.prog->term[f.topk_term];
+  const double eps = ts.label_smoothing;
+  float on[kFastMaxClasses], off[kFastMaxClasses];
+  for (int64_t c = 0; c < C; ++c) {
+    const double w = f.topk_class_weights ? f.topk_class_weights[c] : 1.0;
+    on[c] = static_cast<float>(w * (1.0 - eps));
+    off[c] = static_cast<float>(w * eps / static_cast<double>(C));
+  }
+  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
+  int64_t counted = 0;
+  for (int64_t pix = begin; pix < end;) {
+    const int64_t n = pix / P, q = pix % P;
+    const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
+    int64_t stride;
+    const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
+    V mx, inv, log_sum;
+    softmax(d, C, x, stride, e, mx, inv, &log_sum);
+    V loss = hn::Zero(d);
+    for (int64_t c = 0; c < C; ++c) {
+      const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))),
+                                     hn::Set(d, 1.0f));
+      const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+      const V w = hn::MulAdd(hn::Set(d, on[c]), t, hn::Set(d, off[c]));
+      loss = hn::MulAdd(w, nlogp, loss);
+    }
+    loss = hn::Mul(v, loss);
+    HWY_ALIGN float lane_loss[kBufLanes], lane_cls[kBufLanes];
+    hn::Store(loss, d, lane_loss);
+    hn::Store(lab, d, lane_cls);
+    for (size_t j = 0; j < count; ++j) {
+      const bool in = lane_cls[j] >= 0.0f;
+      keys[pix + static_cast<int64_t>(j)] =
+          in ? topk_key(static_cast<double>(lane_loss[j])) : kTopKLeftOut;
+      counted += in ? 1 : 0;
+    }
+    pix += static_cast<int64_t>(count);
+  }
+  return counted;
 }
 
 // Dense targets with a sigmoid, channels-first: per (image, class) a run of pixels, vectors
@@ -709,6 +769,14 @@ void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
   });
 }
 
+int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys) {
+  return with_labels(f, [&](auto l) {
+    return with_input(f, [&](auto x) {
+      return topk_keys_t<decltype(x), decltype(l)>(f, begin, end, keys);
+    });
+  });
+}
+
 void CheckWeightsChunk(const FastCall& f, int64_t begin, int64_t end) {
   const float* w = f.pixel_weight;
   check_range_t(
@@ -733,17 +801,22 @@ namespace {
 using StatsPtr = void (*)(const FastCall&, int64_t, int64_t, int64_t, double*);
 using ElementPtr = double (*)(const FastCall&, int64_t, int64_t);
 using CheckPtr = void (*)(const FastCall&, int64_t, int64_t);
+using KeysPtr = int64_t (*)(const FastCall&, int64_t, int64_t, uint64_t*);
 
 struct Target {
   StatsPtr stats;
   ElementPtr element;
   CheckPtr check_targets, check_weights;
+  KeysPtr topk_keys;
   const char* name;
 };
 
 // The entries compiled for one instruction set (namespace N_<target>).
 #define CULOSS_FAST_TARGET(ns, name) \
-  Target { &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk, name }
+  Target {                                                                                   \
+    &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk,       \
+        &ns::TopKKeysChunk, name                                                              \
+  }
 
 // What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
 // registers): the features Highway's targets assume (hwy/targets.cc, version 1.0).
@@ -802,7 +875,7 @@ Target select_target() {
 #endif
   return {&HWY_STATIC_DISPATCH(StatsChunk), &HWY_STATIC_DISPATCH(ElementChunk),
           &HWY_STATIC_DISPATCH(CheckTargetsChunk), &HWY_STATIC_DISPATCH(CheckWeightsChunk),
-          "baseline"};
+          &HWY_STATIC_DISPATCH(TopKKeysChunk), "baseline"};
 }
 
 const Target& target() {
@@ -824,6 +897,9 @@ void fast_check_targets_chunk(const FastCall& f, int64_t begin, int64_t end) {
 void fast_check_weights_chunk(const FastCall& f, int64_t begin, int64_t end) {
   target().check_weights(f, begin, end);
 }
+int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys) {
+  return target().topk_keys(f, begin, end, keys);
+}
 const char* fast_target_name() { return target().name; }
 
 }  // namespace culoss::cpu
@@ -837,6 +913,7 @@ double fast_element_chunk(const FastCall&, int64_t, int64_t) { return 0.0; }
 void fast_check_targets(const FastCall&) {}
 void fast_check_targets_chunk(const FastCall&, int64_t, int64_t) {}
 void fast_check_weights_chunk(const FastCall&, int64_t, int64_t) {}
+int64_t fast_topk_keys_chunk(const FastCall&, int64_t, int64_t, uint64_t*) { return 0; }
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

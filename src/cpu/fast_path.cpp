@@ -22,6 +22,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_GENERALIZED_DICE:
     case CULOSS_MCC:
     case CULOSS_CROSS_ENTROPY:
+    case CULOSS_TOPK_CE:
     case CULOSS_BCE:
     case CULOSS_FOCAL:
       return true;
@@ -53,7 +54,8 @@ bool param_handled(int param) {
     case CULOSS_PARAM_WEIGHT_TYPE:
     case CULOSS_PARAM_SKIP_EMPTY:
     case CULOSS_PARAM_AVERAGE:
-    case CULOSS_PARAM_CHECK_TARGETS:  // fused into the statistics pass, or the generic check
+    case CULOSS_PARAM_CHECK_TARGETS:  // the fast path's own checks
+    case CULOSS_PARAM_TOP_FRACTION:   // the selection only (select_top_k)
       return true;
     default:
       return false;
@@ -144,7 +146,7 @@ bool fast_covers(const Call& call, const Plan& plan) {
     if (t.activation != ACT_SOFTMAX) return false;
     if (t.kind == TK_REGION) {
       if (t.stat_count != t.region.stat_slots()) return false;
-    } else if (t.kind == TK_CE) {
+    } else if (t.kind == TK_CE || (t.kind == TK_TOPK_CE && prog.count == 1)) {
       if (t.stat_count > 1) return false;  // Σ m t only (no distributed value slots)
     } else {
       return false;
@@ -183,6 +185,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.slot_count = 0;
   f.sigmoid_dense = !call.index_target;
   f.bce_term = -1;
+  f.topk_term = -1;
   f.focal_term = -1;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
@@ -200,7 +203,12 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     } else if (t.stat_count == 1) {  // CrossEntropyTerm::counts: Σ m t
       add(t.stat_offset, FQ_MT);
     }
-    if (t.kind == TK_CE) f.any_ce = true;
+    if (t.kind == TK_CE || t.kind == TK_TOPK_CE) f.any_ce = true;
+    if (t.kind == TK_TOPK_CE) {
+      f.topk_term = i;
+      f.selected = b.selected;
+      f.topk_class_weights = t.class_weight_offset >= 0 ? b.weights + t.class_weight_offset : nullptr;
+    }
     if (t.kind == TK_REGION) f.any_region = true;
     if (t.kind == TK_BCE) f.bce_term = i;
     if (t.kind == TK_FOCAL_BINARY) f.focal_term = i;

@@ -4,7 +4,7 @@
 //
 // What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
-// Dice), alone or in a CULOSS_SUM of them, channels-first input (NCHW, NCDHW; channels-last too,
+// Dice, MCC), alone or in a CULOSS_SUM of them, and top-k cross-entropy alone; channels-first input (NCHW, NCDHW; channels-last too,
 // gathered lane by lane) of float32, float16 or bfloat16, class-index targets (int64, int32,
 // uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not distributed; every other parameter of
 // the descriptor at its default (a parameter the fast path does not know is "not covered" until
@@ -78,6 +78,11 @@ struct FastCall {
   double grad_scale;
   float* grad;  // NULL: no gradient
   bool any_ce;      // some term has an element value (the pass sums a loss)
+  // TOPK_CE (the program's one term): its selection, N x P flags (compute selects before the
+  // passes, the keys from fast_topk_keys_chunk); a pixel not selected counts as not counted.
+  const unsigned char* selected;
+  int topk_term;                     // −1: none
+  const double* topk_class_weights;  // its class weights (NULL: all 1)
   bool any_region;  // some term is a region term (the element pass needs its coefficients)
   // Dense targets with a sigmoid (`labels` holds the targets, of the input's shape): region
   // terms, at most one binary cross-entropy term `bce_term` and one focal term `focal_term`
@@ -97,6 +102,9 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
 // Before it, the statistics pass must have run over every pixel when `cache_p` is set.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
+// TOPK_CE's sort keys of flat pixels [begin, end) (topk_key of each counted pixel's cross-
+// entropy, summed over the classes in float; kTopKLeftOut elsewhere); returns how many count.
+int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys);
 // CHECK_TARGETS of a covered call when `check_first` (before anything is written): the
 // targets, then the pixel weights, refused with check_targets's status and message (the first
 // bad element).

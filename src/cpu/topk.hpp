@@ -15,7 +15,12 @@ struct TopKScratch {
 };
 TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan);
 
-// Fills b.selected for the plan's TOPK_CE term; b.weights holds the weight table.
-void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s);
+struct FastCall;
+
+// Fills b.selected for the plan's TOPK_CE term; b.weights holds the weight table. The keys come
+// from the fast path's vector pass when `fast` is set (the call is one it covers), else from the
+// generic topk_pixel_loss.
+void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s,
+                  const FastCall* fast);
 
 }  // namespace culoss::cpu

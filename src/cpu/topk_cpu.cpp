@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "core/dispatch.hpp"
+#include "cpu/fast_path.hpp"
 #include "cpu/thread_pool.hpp"
 #include "kernels/common/topk.cuh"
 
@@ -30,7 +31,8 @@ TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan) {
   return s;
 }
 
-void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s) {
+void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const TopKScratch& s,
+                  const FastCall* fast) {
   const Layout& L = call.layout;
   const TermSpec& ts = plan.prog.term[plan.top_k];
   const ElementArgs a{L, call.target_view(), call.pixel_weight_data()};
@@ -41,7 +43,12 @@ void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const To
   int64_t* slots = s.counts;
 
   // Keys, and the counted pixels of each chunk.
-  dispatch_float(call.input.dtype, [&](auto t) {
+  if (fast)
+    for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
+      slots[i * kSlots + kDigits] = fast_topk_keys_chunk(*fast, begin, end, keys);
+    });
+  else
+    dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     const T* x = static_cast<const T*>(call.input.data);
     for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {

@@ -609,3 +609,40 @@ TEST(FastPath, SigmoidFocalMatchesReferenceAndGenericPass) {
 }
 
 }  // namespace
+
+namespace {
+
+// Top-k cross-entropy on the fast path (keys, selection, statistics and gradient of the kept
+// pixels) against the generic passes: every input and label dtype, fractions from one pixel to
+// all, class weights, label smoothing, ignored and weighted pixels, NCHW and NHWC.
+TEST(FastPath, TopKCrossEntropyMatchesGenericPass) {
+  std::mt19937 rng(1615);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const DLDataType in_dts[] = {testing_util::f32(), testing_util::f16(), testing_util::bf16()};
+  const DLDataType lab_dts[] = {testing_util::i64(), testing_util::i32(), testing_util::u8()};
+  const double fractions[] = {1e-4, 0.1, 0.37, 1.0};
+  int it = 0;
+  for (const DLDataType& in_dt : in_dts)
+    for (const DLDataType& lab_dt : lab_dts)
+      for (double fraction : fractions) {
+        const int axis = it % 3 == 2 ? -1 : 1;
+        std::vector<int64_t> shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+        if (axis == -1) std::rotate(shape.begin() + 1, shape.begin() + 2, shape.end());
+        RegionCase rc = make_case(rng, CULOSS_TOPK_CE, shape, in_dt, lab_dt, 0.1, 3.0, axis);
+        rc.opt.top_fraction = fraction;
+        if (u(rng) < 0.4) rc.opt.label_smoothing = 0.2 * u(rng);
+        if (u(rng) < 0.4) {
+          rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
+          for (double& w : rc.opt.class_weights) w = 0.2 + 1.5 * u(rng);
+        }
+        if (u(rng) < 0.3) {
+          rc.pixel_weight.resize(rc.labels.size());
+          for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+        }
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_generic(rc, cfg)) << "fraction " << fraction;
+      }
+}
+
+}  // namespace

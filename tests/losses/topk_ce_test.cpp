@@ -68,8 +68,9 @@ TEST(TopKCe, EveryInputDtype) {
     rc.input_dtype = dtypes[i % 4];
     RunConfig cfg;
     cfg.grad_f32 = rc.input_dtype.bits == 16;  // the reference is compared before rounding
-    // The CPU computes in double from the stored input: only the gradient's storage rounds.
-    const double tol = rc.input_dtype.bits == 64 ? 1e-9 : 1e-6;
+    // float64 runs the generic passes in double (only the gradient's storage rounds); the
+    // other dtypes run the CPU fast path, to its documented tolerance (docs/reference.md).
+    const double tol = rc.input_dtype.bits == 64 ? 1e-9 : 1e-5;
     EXPECT_TRUE(matches_topk_reference(rc, cfg, tol)) << "case " << i;
   }
 }
