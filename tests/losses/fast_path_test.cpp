@@ -122,6 +122,30 @@ void randomize_options(std::mt19937& rng, RegionCase& rc) {
   return ::testing::AssertionSuccess();
 }
 
+// A CULOSS_SUM that `build(sum)` fills with terms (copied when added), run on the tensors of
+// `rc` with a float32 gradient: the fast path against the generic passes.
+template <class Build>
+::testing::AssertionResult sum_matches_generic(const RegionCase& rc, Build&& build) {
+  auto run = [&] {
+    Loss sum(CULOSS_SUM);
+    build(static_cast<culoss_loss>(sum));
+    RunConfig cfg;
+    cfg.grad_f32 = true;
+    RegionCase sc = rc;
+    sc.opt.kind = CULOSS_SUM;
+    return run_with(sum, sc, cfg);
+  };
+  const RunResult fast = run();
+  const RunResult slow = generic(run);
+  if (!fast.ok() || !slow.ok())
+    return ::testing::AssertionFailure() << "fast: " << fast.error << " generic: " << slow.error;
+  ::testing::AssertionResult v =
+      close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol});
+  if (!v) return v;
+  return close_vectors("grad", fast.grad, slow.grad,
+                       Tol{kGradTol, kGradTol * max_abs(slow.grad)});
+}
+
 // Shapes whose pixel counts are no multiple of any vector width (and one that is), 2D and 3D.
 const std::vector<std::vector<int64_t>> kShapes = {
     {2, 4, 7, 5}, {3, 5, 33}, {1, 3, 1, 1}, {2, 2, 16, 16}, {1, 6, 3, 4, 5}, {2, 3, 70, 71}};
@@ -248,8 +272,8 @@ TEST(FastPath, SumOfTermsMatchesGenericPass) {
     RegionCase rc = make_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(it)],
                               testing_util::f32(), testing_util::i64());
     if (it % 2) rc.pixel_weight.assign(rc.labels.size(), 0.5);
-    auto run = [&] {
-      Loss sum(CULOSS_SUM), dice(CULOSS_DICE), ce(CULOSS_CROSS_ENTROPY), tv(CULOSS_TVERSKY);
+    EXPECT_TRUE(sum_matches_generic(rc, [&](culoss_loss sum) {
+      Loss dice(CULOSS_DICE), ce(CULOSS_CROSS_ENTROPY), tv(CULOSS_TVERSKY);
       culoss_loss_set_int(ce, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
       culoss_loss_set_int(dice, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
       culoss_loss_set_int(tv, CULOSS_PARAM_IGNORE_INDEX, rc.opt.ignore_index);
@@ -258,19 +282,7 @@ TEST(FastPath, SumOfTermsMatchesGenericPass) {
       culoss_loss_add_term(sum, dice, 1.0);
       culoss_loss_add_term(sum, ce, 0.7);
       if (it >= 3) culoss_loss_add_term(sum, tv, 0.3);
-      RunConfig cfg;
-      cfg.grad_f32 = true;
-      RegionCase sc = rc;
-      sc.opt.kind = CULOSS_SUM;
-      return run_with(sum, sc, cfg);
-    };
-    const RunResult fast = run();
-    const RunResult slow = generic(run);
-    ASSERT_TRUE(fast.ok()) << fast.error;
-    ASSERT_TRUE(slow.ok()) << slow.error;
-    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
-    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
-                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+    }));
   }
 }
 
@@ -526,26 +538,14 @@ TEST(FastPath, SigmoidSumOfRegionAndBceMatchesGenericPass) {
     RegionCase rc = dense_case(rng, kind, kShapes[static_cast<size_t>(it) % kShapes.size()],
                                testing_util::f32(), it % 3 ? testing_util::f32() : testing_util::u8());
     rc.opt.reduction = CULOSS_REDUCTION_MEAN;
-    auto run = [&] {
-      Loss sum(CULOSS_SUM), region(kind), bce(CULOSS_BCE);
+    EXPECT_TRUE(sum_matches_generic(rc, [&](culoss_loss sum) {
+      Loss region(kind), bce(CULOSS_BCE);
       for (culoss_loss l : {static_cast<culoss_loss>(region), static_cast<culoss_loss>(bce)})
         culoss_loss_set_int(l, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
       culoss_loss_set_float(bce, CULOSS_PARAM_LABEL_SMOOTHING, it % 4 == 1 ? 0.1 : 0.0);
       culoss_loss_add_term(sum, region, 1.0);
       culoss_loss_add_term(sum, bce, 0.5);
-      RunConfig cfg;
-      cfg.grad_f32 = true;
-      RegionCase sc = rc;
-      sc.opt.kind = CULOSS_SUM;
-      return run_with(sum, sc, cfg);
-    };
-    const RunResult fast = run();
-    const RunResult slow = generic(run);
-    ASSERT_TRUE(fast.ok()) << fast.error;
-    ASSERT_TRUE(slow.ok()) << slow.error;
-    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
-    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
-                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+    }));
   }
 }
 
@@ -585,26 +585,14 @@ TEST(FastPath, SigmoidFocalMatchesReferenceAndGenericPass) {
     RegionCase rc = dense_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(k)],
                                testing_util::f32(), testing_util::f32());
     rc.opt.reduction = CULOSS_REDUCTION_MEAN;
-    auto run = [&] {
-      Loss sum(CULOSS_SUM), dice(CULOSS_DICE), focal(CULOSS_FOCAL);
+    EXPECT_TRUE(sum_matches_generic(rc, [&](culoss_loss sum) {
+      Loss dice(CULOSS_DICE), focal(CULOSS_FOCAL);
       culoss_loss_set_int(dice, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
       culoss_loss_set_int(focal, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
       culoss_loss_set_float(focal, CULOSS_PARAM_GAMMA, gammas[k]);
       culoss_loss_add_term(sum, dice, 1.0);
       culoss_loss_add_term(sum, focal, 2.0);
-      RunConfig cfg;
-      cfg.grad_f32 = true;
-      RegionCase sc = rc;
-      sc.opt.kind = CULOSS_SUM;
-      return run_with(sum, sc, cfg);
-    };
-    const RunResult fast = run();
-    const RunResult slow = generic(run);
-    ASSERT_TRUE(fast.ok()) << fast.error;
-    ASSERT_TRUE(slow.ok()) << slow.error;
-    EXPECT_TRUE(close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol}));
-    EXPECT_TRUE(close_vectors("grad", fast.grad, slow.grad,
-                              Tol{kGradTol, kGradTol * max_abs(slow.grad)}));
+    }));
   }
 }
 
