@@ -8,7 +8,8 @@
 // thread put to sleep on a condition variable takes tens of microseconds to wake (more in a
 // virtual machine). So a worker that finishes a job, and a caller waiting for its workers, first
 // watch for a while (kSpinTime, pausing between looks) before they sleep: the next pass of the
-// same call finds its workers awake. After that they sleep, and an idle library takes no CPU. The pool is never destroyed (no destruction-order hazards at exit;
+// same call finds its workers awake. After that they sleep, and an idle library takes no CPU.
+// With more threads than CPUs nobody watches (a watcher would take the CPU from a worker). The pool is never destroyed (no destruction-order hazards at exit;
 // the library is linked -z nodelete so that dlclose never unmaps code a worker waits in), and a
 // forked child starts a fresh one (its parent's workers do not exist there).
 #include "cpu/thread_pool.hpp"
@@ -139,7 +140,8 @@ class Pool {
       dequeue(&job);  // from here on no worker joins, and `active` only falls
       queued_.store(head_ != nullptr, std::memory_order_relaxed);
     }
-    if (!spin_until([&] { return job.active.load(std::memory_order_acquire) == 0; })) {
+    const auto finished = [&] { return job.active.load(std::memory_order_acquire) == 0; };
+    if (!(watch_.load(std::memory_order_relaxed) ? spin_until(finished) : finished())) {
       std::unique_lock<std::mutex> lock(m_);
       done_cv_.wait(lock, [&] { return job.active.load() == 0; });
     }
@@ -157,13 +159,16 @@ class Pool {
         return;
       }
       ++workers_;
+      // More threads than CPUs: a watching thread would take the CPU from one that works.
+      static const int cpus = hardware_threads();
+      watch_.store(workers_ < cpus, std::memory_order_relaxed);
     }
   }
 
   void worker() noexcept {
     std::unique_lock<std::mutex> lock(m_);
     for (;;) {
-      if (!head_) {  // watch for a job a while before sleeping
+      if (!head_ && watch_.load(std::memory_order_relaxed)) {  // watch for a job a while before sleeping
         lock.unlock();
         spin_until([&] { return queued_.load(std::memory_order_relaxed); });
         lock.lock();
@@ -201,6 +206,7 @@ class Pool {
   std::condition_variable work_cv_, done_cv_;
   Job* head_ = nullptr;
   std::atomic<bool> queued_{false};  // head_ != nullptr, for watching without m_
+  std::atomic<bool> watch_{true};    // whether to watch before sleeping
   int workers_ = 0;
 };
 
