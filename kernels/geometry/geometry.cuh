@@ -2,6 +2,9 @@
 // once for both backends as sequences of data-parallel operations over an executor:
 //   ex.run(count, op, grain) calls op(i) for every i in [0, count) (the CPU: chunks of `grain` on
 //   the thread pool; CUDA: one thread per i) and returns when all are done (in stream order);
+//   ex.run_ranges(count, op, grain) the same with op.range(b, e) over [b, e) ⊂ [0, count) (the
+//   CPU: one call per chunk; CUDA: one call per i, e = b + 1); Exec::kLineTile lines of axis 0
+//   are walked together (the CPU: several, so the inner loop runs across them; CUDA: 1);
 //   ex.run_grid(g, images, op) calls op(i, h) for every pixel i of `images` grids, h its
 //   neighbourhood (skeleton.cuh; the CPU walks rows and updates h along each, CUDA computes it
 //   per thread).
@@ -11,8 +14,9 @@
 //   2. transform  — per term, by its unit's kGeometry:
 //        GEO_DISTANCE: every map is a 0/1 mask B; two exact distance transforms (edt.cuh) give
 //          d_B (in B: to the nearest pixel outside B) and d̄_B (outside B: to the nearest pixel
-//          of B), and the unit's distance_value(d_B, d̄_B) replaces the mask. A mask that is
-//          empty or full has no distances: 0 there.
+//          of B), both in one plane, one pass per axis, and after the last axis the unit's
+//          distance_value(d_B, d̄_B) replaces the mask. A mask that is empty or full has no
+//          distances: 0 there.
 //        GEO_SKELETON: soft skeletons (skeleton.cuh) of map kSkelP into kSkelSP and of map
 //          kSkelT into kSkelST.
 //   3. backward   — after step 3, for kMapGrad terms (GEO_SKELETON): the upstream map holds
@@ -31,7 +35,7 @@
 namespace culoss {
 
 // Scratch planes of the transforms (N·C·P elements each), carved by the plan.
-constexpr int kDistancePlanes = 4;  // the two transforms, ping-pong each
+constexpr int kDistancePlanes = 1;  // both transforms, in place (edt.cuh)
 constexpr int kSkeletonPlanes = 6;  // x (two), s, two gradients of x, one of the opening
 constexpr int kSkeletonSelections = 2;  // of an erosion and of an opening
 
@@ -39,8 +43,7 @@ struct GeometryBuffers {
   double* maps;  // Program::map_width planes
   double* plane[kSkeletonPlanes];
   int64_t* sel[kSkeletonSelections];
-  int64_t* v;  // distance transforms: envelope vertices, one per element
-  double* z;   //   and boundaries, one per element and one per line
+  double* edt;  // distance transforms: envelope scratch per line (distance_scratch)
   int64_t images, P;  // planes hold `images` grids of P pixels
 };
 
@@ -69,53 +72,94 @@ struct UpstreamOp {
   }
 };
 
-// Distance transform seeds of mask m: f = 0 on the pixels the distances are measured to.
-struct DistanceSeedOp {
-  const double* mask;
-  double *in, *out;  // d_B: seeds outside B; d̄_B: seeds in B
-  CULOSS_HD void operator()(int64_t i) const {
-    const bool b = mask[i] > 0.5;
-    in[i] = b ? kEdtInf : 0.0;
-    out[i] = b ? 0.0 : kEdtInf;
+// Doubles of envelope scratch the distance transforms of `images` grids g need: one
+// edt_line_scratch per line of the axis ≥ 1 that has the most (the CPU touches only one per
+// chunk of lines, CUDA one per line).
+CULOSS_HD int64_t distance_scratch(const Grid& g, int64_t images) {
+  int64_t most = 0;
+  for (int axis = 1; axis < g.k; ++axis) {
+    const int64_t n = g.extent[axis], need = images * (g.P / n) * edt_line_scratch(n);
+    most = need > most ? need : most;
+  }
+  return most;
+}
+
+// Where a distance pass stores: into h after an axis before the last; after the last, the
+// unit's value of the two distances into the mask's map (the pixel's own class says which of
+// the two the squared distance d2 is; the other is 0).
+struct DistanceStore {
+  double* h;    // NULL after the last axis
+  double* dst;  // the mask's map
+  TermSpec ts;
+  int map;
+  CULOSS_HD DistanceStore at(int64_t offset) const {
+    DistanceStore s = *this;
+    if (s.h) s.h += offset;
+    s.dst += offset;
+    return s;
+  }
+  CULOSS_HD void operator()(int64_t i, bool in, double d2) const {
+    if (h) {
+      h[i] = d2;
+      return;
+    }
+    // +∞: no pixel of the other class anywhere, the mask is empty or full, where both
+    // distances are 0 by definition.
+    const double d = d2 < kEdtInf ? sqrt(d2) : 0.0;
+    double value = 0.0;
+    visit_term(ts.kind, [&](auto unit) {
+      value = decltype(unit)::distance_value(ts, map, in ? d : 0.0, in ? 0.0 : d);
+    });
+    dst[i] = value;
   }
 };
 
-// One line along `axis` of both transforms: src → dst.
-struct DistanceLineOp {
+// Axis 0 of both transforms of `mask` into h: lines [l0, l1), kTile adjacent ones at a time.
+template <int kTile>
+struct DistanceScanOp {
+  Grid g;
+  double w;  // spacing²
+  const double* mask;
+  double* h;
+  CULOSS_HD void range(int64_t l0, int64_t l1) const {
+    const int64_t n = g.extent[0], per_image = g.P / n;  // = the stride of axis 0
+    for (int64_t l = l0; l < l1;) {
+      const int64_t image = l / per_image, r = l % per_image;
+      int64_t width = per_image - r < l1 - l ? per_image - r : l1 - l;
+      width = width < kTile ? width : kTile;
+      const int64_t start = image * g.P + r;
+      edt_scan_lines<kTile>(mask + start, h + start, n, per_image, width, w);
+      l += width;
+    }
+  }
+};
+
+// A 1-D grid's values, from h after its only axis.
+struct DistanceValueOp {
+  const double* mask;
+  const double* h;
+  DistanceStore store;
+  CULOSS_HD void operator()(int64_t i) const { store(i, edt_in(mask[i]), h[i]); }
+};
+
+// Axis ≥ 1 of both transforms: lines [l0, l1) along `axis`, in place in h (the first line's
+// scratch serves them all).
+struct DistanceRunsOp {
   Grid g;
   int axis;
   double w;  // spacing²
-  const double *src_in, *src_out;
-  double *dst_in, *dst_out;
-  int64_t* v;
-  double* z;
-  CULOSS_HD void operator()(int64_t l) const {
+  const double* mask;
+  const double* h;
+  DistanceStore store;
+  double* scratch;
+  CULOSS_HD void range(int64_t l0, int64_t l1) const {
     const int64_t n = g.extent[axis], stride = g.stride[axis], per_image = g.P / n;
-    const int64_t image = l / per_image, r = l % per_image;
-    const int64_t start = image * g.P + (r / stride) * n * stride + r % stride;
-    int64_t* vl = v + l * n;
-    double* zl = z + l * (n + 1);
-    edt_line(src_in + start, dst_in + start, n, stride, w, vl, zl);
-    edt_line(src_out + start, dst_out + start, n, stride, w, vl, zl);
-  }
-};
-
-// The unit's value of the two distances (squared on input), into the mask's map. Each mask has
-// a d_B of 0 outside it and a d̄_B of 0 inside it.
-struct DistanceValueOp {
-  TermSpec ts;
-  int map;
-  const double *in2, *out2;
-  double* dst;
-  CULOSS_HD void operator()(int64_t i) const {
-    // An infinite distance means no seed in the whole grid: the mask is empty or full, where
-    // both distances are 0 by definition.
-    const bool some = in2[i] < kEdtInf && out2[i] < kEdtInf;
-    const double d_in = some ? sqrt(in2[i]) : 0.0, d_out = some ? sqrt(out2[i]) : 0.0;
-    double value = 0.0;
-    visit_term(ts.kind,
-               [&](auto unit) { value = decltype(unit)::distance_value(ts, map, d_in, d_out); });
-    dst[i] = value;
+    double* s = scratch + l0 * edt_line_scratch(n);
+    for (int64_t l = l0; l < l1; ++l) {
+      const int64_t image = l / per_image, r = l % per_image;
+      const int64_t start = image * g.P + (r / stride) * n * stride + r % stride;
+      edt_runs_line(mask + start, h + start, n, stride, w, s, store.at(start));
+    }
   }
 };
 
@@ -254,21 +298,21 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
     if (op == GEO_DISTANCE) {
       for (int m = 0; m < ts.map_count; ++m) {
         double* mask = maps + m * plane;
-        double *in_a = b.plane[0], *in_b = b.plane[1], *out_a = b.plane[2], *out_b = b.plane[3];
-        ex.run(count, DistanceSeedOp{mask, in_a, out_a}, kGeometryGrain);
+        double* h = b.plane[0];
         for (int axis = 0; axis < g.k; ++axis) {
           const int64_t n = g.extent[axis];
-          ex.run(count / n,
-                 DistanceLineOp{g, axis, ts.spacing2[axis], in_a, out_a, in_b, out_b, b.v, b.z},
-                 kGeometryGrain / n + 1);
-          double* t1 = in_a;
-          in_a = in_b;
-          in_b = t1;
-          double* t2 = out_a;
-          out_a = out_b;
-          out_b = t2;
+          const DistanceStore store{axis + 1 < g.k ? h : nullptr, mask, ts, m};
+          if (axis == 0)
+            ex.run_ranges(count / n, DistanceScanOp<Exec::kLineTile>{g, ts.spacing2[0], mask, h},
+                          kGeometryGrain / n + 1);
+          else
+            ex.run_ranges(count / n,
+                          DistanceRunsOp{g, axis, ts.spacing2[axis], mask, h, store, b.edt},
+                          kGeometryGrain / n + 1);
         }
-        ex.run(count, DistanceValueOp{ts, m, in_a, out_a, mask}, kGeometryGrain);
+        if (g.k == 1)
+          ex.run(count, DistanceValueOp{mask, h, DistanceStore{nullptr, mask, ts, m}},
+                 kGeometryGrain);
       }
     } else if (op == GEO_SKELETON) {
       skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane);

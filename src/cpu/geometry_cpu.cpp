@@ -13,11 +13,16 @@ namespace culoss::cpu {
 namespace {
 
 struct CpuExec {
+  static constexpr int kLineTile = 32;  // adjacent lines of axis 0 walked together
   template <class Op>
   void run(int64_t count, const Op& op, int64_t grain) const {
     for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) op(i);
     });
+  }
+  template <class Op>
+  void run_ranges(int64_t count, const Op& op, int64_t grain) const {
+    for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) { op.range(b, e); });
   }
   // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
   // only its last-axis bounds change along the row; a row away from the borders of the other

@@ -23,6 +23,13 @@ __global__ void geometry_kernel(int64_t count, Op op) {
 }
 
 template <class Op>
+__global__ void geometry_range_kernel(int64_t count, Op op) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    op.range(i, i + 1);
+}
+
+template <class Op>
 __global__ void geometry_grid_kernel(Grid g, int64_t count, Op op) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
@@ -30,6 +37,7 @@ __global__ void geometry_grid_kernel(Grid g, int64_t count, Op op) {
 }
 
 struct CudaExec {
+  static constexpr int kLineTile = 1;  // one line per thread (adjacent threads: adjacent lines)
   cudaStream_t stream;
   template <class Op>
   void run(int64_t count, const Op& op, int64_t) const {
@@ -37,6 +45,13 @@ struct CudaExec {
     geometry_kernel<Op><<<static_cast<unsigned>(grid_for(count, kGeometryThreads)),
                           kGeometryThreads, 0, stream>>>(count, op);
     check(cudaGetLastError(), "geometry_kernel launch");
+  }
+  template <class Op>
+  void run_ranges(int64_t count, const Op& op, int64_t) const {
+    if (count <= 0) return;
+    geometry_range_kernel<Op><<<static_cast<unsigned>(grid_for(count, kGeometryThreads)),
+                                kGeometryThreads, 0, stream>>>(count, op);
+    check(cudaGetLastError(), "geometry_range_kernel launch");
   }
   template <class Op>
   void run_grid(const Grid& g, int64_t images, const Op& op) const {

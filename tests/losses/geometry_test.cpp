@@ -329,6 +329,39 @@ TEST(GeometryDistance, RandomMasksOneTwoThreeAxesAnisotropic) {
     }
 }
 
+// Unions of balls: runs of one class longer than the direct search takes (kEdtDirectRun), so
+// the lower envelopes are exercised too, next to short runs at the balls' rims.
+TEST(GeometryDistance, BlobsWithLongRuns) {
+  std::mt19937 rng(11);
+  const std::vector<std::vector<int64_t>> shapes = {{200}, {31, 45}, {45, 2}, {14, 17, 13}};
+  for (const auto& spatial : shapes)
+    for (int variant = 0; variant < 3; ++variant) {
+      const size_t k = spatial.size();
+      int64_t P = 1;
+      for (int64_t e : spatial) P *= e;
+      std::vector<bool> mask(P, variant == 1);  // variant 1: holes in a full mask
+      for (int ball = 0; ball < 4; ++ball) {
+        std::vector<double> centre(k);
+        for (size_t a = 0; a < k; ++a)
+          centre[a] = std::uniform_real_distribution<double>(0, spatial[a])(rng);
+        const double radius = std::uniform_real_distribution<double>(2, 9)(rng);
+        for (int64_t q = 0; q < P; ++q) {
+          double d2 = 0;
+          for (int64_t a = static_cast<int64_t>(k) - 1, r = q; a >= 0; r /= spatial[a], --a) {
+            const double d = static_cast<double>(r % spatial[a]) - centre[a];
+            d2 += d * d;
+          }
+          if (d2 < radius * radius) mask[q] = variant != 1;
+        }
+      }
+      std::vector<double> spacing;
+      if (variant == 2)
+        for (size_t a = 0; a < k; ++a)
+          spacing.push_back(std::uniform_real_distribution<double>(0.3, 3.0)(rng));
+      check_field(spatial, mask, spacing);
+    }
+}
+
 TEST(GeometryDistance, EmptyFullAndOnePixel) {
   check_field({5, 6}, std::vector<bool>(30, false), {});
   check_field({5, 6}, std::vector<bool>(30, true), {});

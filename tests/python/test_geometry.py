@@ -50,6 +50,26 @@ def test_distance_transform_equals_scipy(shape, density, anisotropic):
 
 
 @needs_scipy
+@pytest.mark.parametrize("shape", [(300,), (64, 80), (9, 70), (24, 30, 28)])
+@pytest.mark.parametrize("anisotropic", [False, True])
+def test_distance_transform_of_blobs_equals_scipy(shape, anisotropic):
+    # unions of balls and their complements: long runs of one class (lower envelopes) next to
+    # short ones at the rims (direct search)
+    rng = np.random.default_rng(hash((shape, anisotropic, "blobs")) % 2**32)
+    grid = np.indices(shape).reshape(len(shape), -1).T
+    mask = np.zeros(int(np.prod(shape)), bool)
+    for _ in range(6):
+        centre = rng.uniform(0, shape)
+        radius = rng.uniform(2, max(3, min(shape) / 3))
+        mask |= ((grid - centre) ** 2).sum(axis=1) < radius**2
+    mask = mask.reshape(shape)
+    spacing = tuple(rng.uniform(0.3, 3.0, size=len(shape))) if anisotropic else None
+    for m in (mask, ~mask):
+        np.testing.assert_allclose(distance_field(m, spacing), scipy_field(m, spacing),
+                                   rtol=1e-12, atol=1e-12)
+
+
+@needs_scipy
 def test_distance_transform_edge_masks():
     for shape in [(5, 6), (3, 4, 5), (7,)]:
         empty = np.zeros(shape, bool)
