@@ -295,7 +295,7 @@ GeometryBuffers carve_geometry(Carver& carver, const Call& call, const Plan& pla
   const int planes = skeleton ? kSkeletonPlanes : distance ? kDistancePlanes : 0;
   for (int i = 0; i < planes; ++i) g.plane[i] = carver.take<double>(count);
   for (int i = 0; i < (skeleton ? kSkeletonSelections : 0); ++i)
-    g.sel[i] = carver.take<int64_t>(count);
+    g.sel[i] = carver.take<unsigned char>(count);
   g.v = carver.take<int64_t>(distance ? count : 0);
   g.z = carver.take<double>(distance ? 2 * count : 0);  // n + 1 per line of n ≥ 1 pixels
   return g;
