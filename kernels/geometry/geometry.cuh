@@ -136,22 +136,32 @@ struct ErodeOp {
   unsigned char* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    y[i] = erode_at(x, h, i, kKeep ? sel + i : nullptr);
+    int64_t code;
+    y[i] = erode_at(x, h, i, code);
+    if (kKeep) sel[i] = static_cast<unsigned char>(code);
   }
 };
+
+// The bits of a dilation pass along `axis` into a selection byte: the first pass (axis k − 1)
+// writes the byte (keep = 0), the others add theirs (keep = 0xFF).
+CULOSS_HD unsigned char add_pass_bits(unsigned char old, unsigned keep, int64_t code, int axis) {
+  return static_cast<unsigned char>((old & keep) | (static_cast<unsigned>(code) << (2 * axis)));
+}
 
 // One pass of the separable dilation (axes k − 1 down to 1; the pass along axis 0 is fused
 // into the ops below).
 template <bool kKeep>  // with the selections
 struct DilateAxisOp {
   int axis;
-  bool first;  // the first pass: writes the selection byte
+  unsigned keep;  // of the selection byte: 0 on the first pass, 0xFF after
   const double* x;
   double* y;
   unsigned char* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    y[i] = dilate_axis_at(x, h, axis, i, kKeep ? sel + i : nullptr, first);
+    int64_t code;
+    y[i] = dilate_axis_at(x, h, axis, i, code);
+    if (kKeep) sel[i] = add_pass_bits(sel[i], keep, code, axis);
   }
 };
 
@@ -165,7 +175,8 @@ struct SkeletonAccumulateOp {
   double* s_out;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double z = x[i] - dilate_axis_at(D, h, 0, i, nullptr, true);
+    int64_t code;
+    const double z = x[i] - dilate_axis_at(D, h, 0, i, code);
     const double delta = z > 0.0 ? z : 0.0;
     if (kFirst) {
       s_out[i] = delta;
@@ -184,12 +195,14 @@ template <bool kFirst>  // level 0 (s_0 = δ_0): no s_prev
 struct SkeletonBackOp {
   const double *x, *D;
   unsigned char* sel;
-  bool first;  // k = 1: the only pass
+  unsigned keep;  // of the selection byte (add_pass_bits): 0 when k = 1
   const double* s_prev;
   double *g_s, *g_x;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double z = x[i] - dilate_axis_at(D, h, 0, i, sel + i, first);
+    int64_t code;
+    const double z = x[i] - dilate_axis_at(D, h, 0, i, code);
+    sel[i] = add_pass_bits(sel[i], keep, code, 0);
     const double delta = z > 0.0 ? z : 0.0;
     double g_delta = g_s[i];
     if (!kFirst) {
@@ -255,9 +268,9 @@ const double* dilate_but_axis0(Exec& ex, const GeometryBuffers& b, const Grid& g
   for (int a = g.k - 1; a >= 1; --a) {
     double* out = in == b.plane[5] ? b.plane[6] : b.plane[5];
     if (sel)
-      ex.run_grid(g, b.images, DilateAxisOp<true>{a, a == g.k - 1, in, out, sel});
+      ex.run_grid(g, b.images, DilateAxisOp<true>{a, a == g.k - 1 ? 0u : 0xFFu, in, out, sel});
     else
-      ex.run_grid(g, b.images, DilateAxisOp<false>{a, a == g.k - 1, in, out, nullptr});
+      ex.run_grid(g, b.images, DilateAxisOp<false>{a, 0u, in, out, nullptr});
     in = out;
   }
   return in;
@@ -365,10 +378,11 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
       double* E = b.plane[0];
       ex.run_grid(g, b.images, ErodeOp<true>{x, E, sel_x});
       const double* D = dilate_but_axis0(ex, b, g, E, sel_d);
+      const unsigned keep0 = g.k == 1 ? 0u : 0xFFu;
       if (j == 0)
-        ex.run_grid(g, b.images, SkeletonBackOp<true>{x, D, sel_d, g.k == 1, nullptr, g_s, g_here});
+        ex.run_grid(g, b.images, SkeletonBackOp<true>{x, D, sel_d, keep0, nullptr, g_s, g_here});
       else
-        ex.run_grid(g, b.images, SkeletonBackOp<false>{x, D, sel_d, g.k == 1, s_prev, g_s, g_here});
+        ex.run_grid(g, b.images, SkeletonBackOp<false>{x, D, sel_d, keep0, s_prev, g_s, g_here});
       // dℓ/d open → dℓ/dE through the dilation's passes (axis 0 first), added to g_next.
       const double* in = g_here;
       for (int a = 0; a < g.k; ++a) {

@@ -66,6 +66,14 @@ CULOSS_HD Neighbourhood neighbourhood(const Grid& g, int64_t q) {
   return h;
 }
 
+// The loops over the axes have K trips on interior pixels: unrolled, the CPU's row loop around
+// them vectorises.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define CULOSS_AXES_UNROLL _Pragma("GCC unroll 3")
+#else
+#define CULOSS_AXES_UNROLL
+#endif
+
 // Whether the neighbour before / after along axis a is in range.
 CULOSS_HD bool has_before(const Neighbourhood& h, int a) { return h.lo[a] < 0; }
 CULOSS_HD bool has_after(const Neighbourhood& h, int a) { return h.hi[a] > 0; }
@@ -94,14 +102,15 @@ constexpr unsigned char kCrossSelf = 0;
 CULOSS_HD constexpr unsigned char cross_before(int a) { return static_cast<unsigned char>(1 + 2 * a); }
 CULOSS_HD constexpr unsigned char cross_after(int a) { return static_cast<unsigned char>(2 + 2 * a); }
 
-// erode(x) at i, with the code of the selected element into *sel when sel is not NULL. Starting
+// erode(x) at i, with the code of the selected element into `code`. Starting
 // from i itself, the elements before it are taken in decreasing index order on ties too (so the
 // last taken is the lowest index), the elements after it only when strictly smaller.
 template <class H>
-CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, unsigned char* sel) {
+CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, int64_t& code) {
   const int k = axes_of(h);
   double best = x[i];
-  unsigned char code = kCrossSelf;
+  code = kCrossSelf;
+  CULOSS_AXES_UNROLL
   for (int a = k - 1; a >= 0; --a)
     if (has_before(h, a)) {
       const double v = x[i - axis_stride(h, a)];
@@ -109,6 +118,7 @@ CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, unsigned char*
       best = take ? v : best;
       code = take ? cross_before(a) : code;
     }
+  CULOSS_AXES_UNROLL
   for (int a = k - 1; a >= 0; --a)
     if (has_after(h, a)) {
       const double v = x[i + axis_stride(h, a)];
@@ -116,7 +126,6 @@ CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, unsigned char*
       best = take ? v : best;
       code = take ? cross_after(a) : code;
     }
-  if (sel) *sel = code;
   return best;
 }
 
@@ -126,44 +135,46 @@ CULOSS_HD double erode_back_at(const double* g_out, const unsigned char* sel, co
                                int64_t i) {
   const int k = axes_of(h);
   double s = 0.0;
+  CULOSS_AXES_UNROLL
   for (int a = 0; a < k; ++a)
     if (has_before(h, a)) {
       const int64_t j = i - axis_stride(h, a);
-      s += sel[j] == cross_after(a) ? g_out[j] : 0.0;
+      const double g = g_out[j];  // loaded either way: no branch
+      s += sel[j] == cross_after(a) ? g : 0.0;
     }
-  s += sel[i] == kCrossSelf ? g_out[i] : 0.0;
+  const double g_i = g_out[i];
+  s += sel[i] == kCrossSelf ? g_i : 0.0;
+  CULOSS_AXES_UNROLL
   for (int a = k - 1; a >= 0; --a)
     if (has_after(h, a)) {
       const int64_t j = i + axis_stride(h, a);
-      s += sel[j] == cross_before(a) ? g_out[j] : 0.0;
+      const double g = g_out[j];
+      s += sel[j] == cross_before(a) ? g : 0.0;
     }
   return s;
 }
 
 // One pass of the separable dilation: the max of x over i and its neighbours along `axis`, with
-// the pass's code (0 before, 1 itself, 2 after) into bits 2·axis of *sel when sel is not NULL
-// (the first pass, axis k − 1, writes the byte; the others add their bits).
+// the pass's code (0 before, 1 itself, 2 after) into `code` (stored in bits 2·axis of the
+// selection byte). (The codes are 64-bit, as wide as the values: the CPU's vectoriser keeps
+// them in the same lanes.)
 template <class H>
 CULOSS_HD double dilate_axis_at(const double* x, const H& h, int axis, int64_t i,
-                                unsigned char* sel, bool first) {
+                                int64_t& code) {
   const int64_t st = axis_stride(h, axis);
   double best = x[i];
-  unsigned code = 1;
+  code = 1;
   if (has_before(h, axis)) {
     const double v = x[i - st];
     const bool take = !(v < best);
     best = take ? v : best;
-    code = take ? 0u : code;
+    code = take ? 0 : code;
   }
   if (has_after(h, axis)) {
     const double v = x[i + st];
     const bool take = v > best;
     best = take ? v : best;
-    code = take ? 2u : code;
-  }
-  if (sel) {
-    const unsigned bits = code << (2 * axis);
-    *sel = static_cast<unsigned char>(first ? bits : (*sel | bits));
+    code = take ? 2 : code;
   }
   return best;
 }
@@ -176,9 +187,16 @@ CULOSS_HD double dilate_axis_back_at(const double* g_out, const unsigned char* s
   const int64_t st = axis_stride(h, axis);
   const int shift = 2 * axis;
   double s = 0.0;
-  if (has_before(h, axis)) s += ((sel[i - st] >> shift) & 3) == 2 ? g_out[i - st] : 0.0;
-  s += ((sel[i] >> shift) & 3) == 1 ? g_out[i] : 0.0;
-  if (has_after(h, axis)) s += ((sel[i + st] >> shift) & 3) == 0 ? g_out[i + st] : 0.0;
+  if (has_before(h, axis)) {
+    const double g = g_out[i - st];  // loaded either way: no branch
+    s += ((sel[i - st] >> shift) & 3) == 2 ? g : 0.0;
+  }
+  const double g_i = g_out[i];
+  s += ((sel[i] >> shift) & 3) == 1 ? g_i : 0.0;
+  if (has_after(h, axis)) {
+    const double g = g_out[i + st];
+    s += ((sel[i + st] >> shift) & 3) == 0 ? g : 0.0;
+  }
   return s;
 }
 

@@ -4,6 +4,9 @@
 // exactly one task, so any thread count gives the same bits.
 #include "cpu/geometry_cpu.hpp"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "core/dispatch.hpp"
 #include "cpu/thread_pool.hpp"
 #include "kernels/geometry/geometry.cuh"
@@ -12,7 +15,26 @@ namespace culoss::cpu {
 
 namespace {
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CULOSS_GEOMETRY_AVX2 1
+// Whether the CPU has AVX2, unless CULOSS_CPU_SIMD caps it (SSE4 or baseline), as for the fast
+// path (fast_passes.cpp).
+bool use_avx2() {
+  static const bool yes = [] {
+    const char* cap = std::getenv("CULOSS_CPU_SIMD");
+    const bool capped = cap && (std::strcmp(cap, "SSE4") == 0 || std::strcmp(cap, "baseline") == 0);
+    return !capped && __builtin_cpu_supports("avx2");
+  }();
+  return yes;
+}
+#else
+#define CULOSS_GEOMETRY_AVX2 0
+#endif
+
 struct CpuExec {
+#if CULOSS_GEOMETRY_AVX2
+  bool avx2 = use_avx2();
+#endif
   template <class Op>
   void run(int64_t count, const Op& op, int64_t grain) const {
     for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
@@ -35,6 +57,22 @@ struct CpuExec {
         return rows<3>(g, images, op);
     }
   }
+  // The inner pixels of an interior row; compiled a second time for AVX2 where the compiler
+  // can (same operations on wider vectors: the same bits), chosen at run time.
+  template <int K, class Op>
+  static void inner_row(const Op& op, const Interior<K>& inner, int64_t start, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
+  }
+#if CULOSS_GEOMETRY_AVX2
+  template <int K, class Op>
+  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op,
+                                                             const Interior<K>& inner,
+                                                             int64_t start, int64_t n) {
+#pragma GCC ivdep
+    for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
+  }
+#endif
   template <int K, class Op>
   void rows(const Grid& g, int64_t images, const Op& op_in) const {
     const int last = K - 1;
@@ -53,8 +91,12 @@ struct CpuExec {
           h.lo[last] = 0;
           h.hi[last] = 1;
           op(start, h);
-#pragma GCC ivdep
-          for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
+#if CULOSS_GEOMETRY_AVX2
+          if (avx2) {
+            inner_row_avx2(op, inner, start, n);
+          } else
+#endif
+            inner_row(op, inner, start, n);
           h.lo[last] = -1;
           h.hi[last] = 0;
           op(start + n - 1, h);
