@@ -60,15 +60,17 @@ struct CpuExec {
   // The inner pixels of an interior row; compiled a second time for AVX2 where the compiler
   // can (same operations on wider vectors: the same bits), chosen at run time.
   template <int K, class Op>
-  static void inner_row(const Op& op, const Interior<K>& inner, int64_t start, int64_t n) {
+  static void inner_row(const Op& op_in, const Interior<K>& inner, int64_t start, int64_t n) {
+    const Op op = op_in;  // a local copy: the byte stores of selections cannot alias it
 #pragma GCC ivdep
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
 #if CULOSS_GEOMETRY_AVX2
   template <int K, class Op>
-  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op,
+  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in,
                                                              const Interior<K>& inner,
                                                              int64_t start, int64_t n) {
+    const Op op = op_in;
 #pragma GCC ivdep
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
