@@ -16,12 +16,12 @@
 //        GEO_SKELETON: soft skeletons (skeleton.cuh) of map kSkelP into kSkelSP and of map
 //          kSkelT into kSkelST.
 //   3. backward   — after step 3, for kMapGrad terms (GEO_SKELETON): the upstream map holds
-//      dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. Nothing of the forward is
-//      kept between the steps: the backward reruns the forward of p once, keeping x_j and s_{j−1}
-//      of the last kSkeletonSlots levels in fixed slots, goes back through those levels, and
+//      dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. x_j and s_{j−1} of the
+//      last kSkeletonSlots levels are kept in fixed slots (by step 2's forward of p, for the last
+//      such term; else by a rerun of it); the backward goes back through those levels and
 //      refills the slots from p for the levels below (a rerun per kSkeletonSlots levels). The
 //      extra memory is a fixed number of planes for any iteration count; with ITERATIONS ≤
-//      kSkeletonSlots (the default 3) the forward runs once more in the backward, no more.
+//      kSkeletonSlots (the default 3) nothing of the forward runs again.
 #pragma once
 
 #include <cstdint>
@@ -303,12 +303,31 @@ void skeleton_forward(Exec& ex, const GeometryBuffers& b, const Grid& g, const d
   }
 }
 
+// The first level the slots keep for a backward from level j (the last kSkeletonSlots levels).
+CULOSS_HD int skeleton_keep_lo(int j) {
+  return j - kSkeletonSlots + 1 > 1 ? j - kSkeletonSlots + 1 : 1;
+}
+
+// The last term whose skeleton of p is differentiated (-1: none). Its forward in step 2 fills
+// the slots for the first levels of its backward in step 3: no term after it in step 2 touches
+// them, step 3 goes back through it first, and the steps between (statistics, finalize,
+// upstream) do not read or write the geometry planes.
+inline int skeleton_slots_term(const Program& prog) {
+  int last = -1;
+  for (int t = 0; t < prog.count; ++t)
+    visit_term(prog.term[t].kind, [&](auto unit) {
+      if (decltype(unit)::kMapGrad && decltype(unit)::kGeometry == GEO_SKELETON) last = t;
+    });
+  return last;
+}
+
 // Step 2 of the geometry (after the seed pass), every map term in program order.
 template <class Exec>
 void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b) {
   const Grid& g = prog.grid;
   const int64_t count = b.images * b.P, plane = count;
   if (count == 0) return;
+  const int slots_term = skeleton_slots_term(prog);
   for (int t = 0; t < prog.count; ++t) {
     const TermSpec& ts = prog.term[t];
     double* maps = b.maps + static_cast<int64_t>(ts.map_offset) * plane;
@@ -335,7 +354,12 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
       }
     } else if (op == GEO_SKELETON) {
       skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane);
-      skeleton_forward(ex, b, g, maps + kSkelP * plane, ts.iterations, maps + kSkelSP * plane);
+      const int L = ts.iterations;
+      if (t == slots_term)
+        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane,
+                         skeleton_keep_lo(L), L);
+      else
+        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane);
     }
   }
 }
@@ -351,7 +375,10 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
   const Grid& g = prog.grid;
   const int64_t count = b.images * b.P, plane = count;
   if (count == 0) return;
-  for (int t = 0; t < prog.count; ++t) {
+  const int slots_term = skeleton_slots_term(prog);
+  // In reverse program order: the slots term first, before another term's reruns overwrite
+  // its slots (each term writes only its own upstream map: the order changes no value).
+  for (int t = prog.count - 1; t >= 0; --t) {
     const TermSpec& ts = prog.term[t];
     int op = GEO_NONE;
     visit_term(ts.kind, [&](auto unit) {
@@ -364,12 +391,13 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     double *g_here = b.plane[3], *g_next = b.plane[4];
     unsigned char *sel_x = b.sel[0], *sel_d = b.sel[1];
     ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
-    int keep_lo = 1;
+    // The slots hold levels keep_lo .. J already when step 2 filled them for this term.
+    int keep_lo = t == slots_term ? skeleton_keep_lo(ts.iterations) : ts.iterations + 1;
     for (int j = ts.iterations; j >= 0; --j) {
       const double *x = p, *s_prev = nullptr;
       if (j > 0) {
-        if (j == ts.iterations || j < keep_lo) {  // refill the slots: levels keep_lo .. j
-          keep_lo = j - kSkeletonSlots + 1 > 1 ? j - kSkeletonSlots + 1 : 1;
+        if (j < keep_lo) {  // refill the slots: levels keep_lo .. j
+          keep_lo = skeleton_keep_lo(j);
           skeleton_forward(ex, b, g, p, j - 1, b.plane[2], keep_lo, j);
         }
         x = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo)];
