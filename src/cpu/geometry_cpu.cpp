@@ -15,6 +15,14 @@ namespace culoss::cpu {
 
 namespace {
 
+// The iterations of a row loop are independent (see run_grid): GCC may vectorise without
+// checking for overlaps.
+#if defined(__GNUC__) && !defined(__clang__)
+#define CULOSS_IVDEP _Pragma("GCC ivdep")
+#else
+#define CULOSS_IVDEP
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CULOSS_GEOMETRY_AVX2 1
 // Whether the CPU has AVX2, unless CULOSS_CPU_SIMD caps it (SSE4 or baseline), as for the fast
@@ -62,7 +70,7 @@ struct CpuExec {
   template <int K, class Op>
   static void inner_row(const Op& op_in, const Interior<K>& inner, int64_t start, int64_t n) {
     const Op op = op_in;  // a local copy: the byte stores of selections cannot alias it
-#pragma GCC ivdep
+    CULOSS_IVDEP
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
 #if CULOSS_GEOMETRY_AVX2
@@ -71,7 +79,7 @@ struct CpuExec {
                                                              const Interior<K>& inner,
                                                              int64_t start, int64_t n) {
     const Op op = op_in;
-#pragma GCC ivdep
+    CULOSS_IVDEP
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
 #endif
