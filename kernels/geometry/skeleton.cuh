@@ -92,6 +92,22 @@ CULOSS_HD constexpr bool has_after(const Interior<K>&, int) { return true; }
 template <int K>
 CULOSS_HD int64_t axis_stride(const Interior<K>& h, int a) { return h.stride[a]; }
 
+// A pixel inside its row (both last-axis neighbours in range) on a row at the border of
+// another axis: the in-range tests of the other axes are the row's, the same along it.
+template <int K>
+struct RowEdge {
+  int64_t stride[kMaxSpatialAxes];
+  bool before[kMaxSpatialAxes], after[kMaxSpatialAxes];
+};
+template <int K>
+CULOSS_HD bool has_before(const RowEdge<K>& h, int a) { return a == K - 1 || h.before[a]; }
+template <int K>
+CULOSS_HD bool has_after(const RowEdge<K>& h, int a) { return a == K - 1 || h.after[a]; }
+template <int K>
+CULOSS_HD int64_t axis_stride(const RowEdge<K>& h, int a) { return h.stride[a]; }
+template <int K>
+CULOSS_HD constexpr int axes_of(const RowEdge<K>&) { return K; }
+
 template <class H>
 CULOSS_HD int axes_of(const H& h) { return h.k; }
 template <int K>

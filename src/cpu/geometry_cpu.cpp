@@ -65,18 +65,18 @@ struct CpuExec {
         return rows<3>(g, images, op);
     }
   }
-  // The inner pixels of an interior row; compiled a second time for AVX2 where the compiler
-  // can (same operations on wider vectors: the same bits), chosen at run time.
-  template <int K, class Op>
-  static void inner_row(const Op& op_in, const Interior<K>& inner, int64_t start, int64_t n) {
+  // The inner pixels of a row (H: Interior<K>, or RowEdge<K> on a row at the border of another
+  // axis); compiled a second time for AVX2 where the compiler can (the same operations on wider
+  // vectors: the same bits), chosen at run time.
+  template <class H, class Op>
+  static void inner_row(const Op& op_in, const H& inner, int64_t start, int64_t n) {
     const Op op = op_in;  // a local copy: the byte stores of selections cannot alias it
     CULOSS_IVDEP
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
 #if CULOSS_GEOMETRY_AVX2
-  template <int K, class Op>
-  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in,
-                                                             const Interior<K>& inner,
+  template <class H, class Op>
+  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in, const H& inner,
                                                              int64_t start, int64_t n) {
     const Op op = op_in;
     CULOSS_IVDEP
@@ -97,19 +97,33 @@ struct CpuExec {
         Neighbourhood h = neighbourhood(g, start % g.P);
         bool interior_row = true;
         for (int a = 0; a < last; ++a) interior_row = interior_row && h.lo[a] < 0 && h.hi[a] > 0;
-        if (interior_row && n >= 3) {
+        // The first pixel, the inner ones in a loop of their own, the last pixel.
+        auto along = [&](const auto& inner_h) {
           h.lo[last] = 0;
           h.hi[last] = 1;
           op(start, h);
 #if CULOSS_GEOMETRY_AVX2
           if (avx2) {
-            inner_row_avx2(op, inner, start, n);
+            inner_row_avx2(op, inner_h, start, n);
           } else
 #endif
-            inner_row(op, inner, start, n);
+            inner_row(op, inner_h, start, n);
           h.lo[last] = -1;
           h.hi[last] = 0;
           op(start + n - 1, h);
+        };
+        if (interior_row && n >= 3) {
+          along(inner);
+          continue;
+        }
+        if (n >= 3) {  // a row at the border of another axis: its tests are the row's
+          RowEdge<K> edge{};
+          for (int a = 0; a < K; ++a) {
+            edge.stride[a] = g.stride[a];
+            edge.before[a] = h.lo[a] < 0;
+            edge.after[a] = h.hi[a] > 0;
+          }
+          along(edge);
           continue;
         }
         for (int64_t c = 0; c < n; ++c) {
