@@ -5,8 +5,8 @@
 //                  axis, then the min over the axes), out-of-range neighbours left out;
 //   dilate(x)(q) = max of x over the 3^k window around q, out-of-range pixels left out.
 // Each value is one of its inputs, so its derivative is 1 at the selected input and 0 elsewhere;
-// ties go to the lowest flat index, by visiting candidates in increasing index order and keeping
-// only a strictly better one.
+// ties go to the lowest flat index (from the pixel itself, a candidate before it is taken when
+// as good, one after it only when strictly better).
 //
 // The dilation is separable: the max over the 3^k window is a max over 3-windows along the last
 // axis, then along the one before, ..., then along axis 0 (k passes of 3 candidates instead of
