@@ -20,10 +20,12 @@
 //        GEO_SKELETON: soft skeletons (skeleton.cuh) of map kSkelP into kSkelSP and of map
 //          kSkelT into kSkelST.
 //   3. backward   — after step 3, for kMapGrad terms (GEO_SKELETON): the upstream map holds
-//      dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. Nothing of the forward is
-//      kept: step j of the backward recomputes x_j and s_{j−1} from the seeds (O(iterations²)
-//      morphology passes), so the extra memory is a fixed number of planes for any iteration
-//      count.
+//      dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. x_j and s_{j−1} of the
+//      last kSkeletonSlots levels are kept in fixed slots (by step 2's forward of p, for the last
+//      such term; else by a rerun of it); the backward goes back through those levels and
+//      refills the slots from p for the levels below (a rerun per kSkeletonSlots levels). The
+//      extra memory is a fixed number of planes for any iteration count; with ITERATIONS ≤
+//      kSkeletonSlots (the default 3) nothing of the forward runs again.
 #pragma once
 
 #include <cstdint>
@@ -36,13 +38,17 @@ namespace culoss {
 
 // Scratch planes of the transforms (N·C·P elements each), carved by the plan.
 constexpr int kDistancePlanes = 1;  // both transforms, in place (edt.cuh)
-constexpr int kSkeletonPlanes = 6;  // x (two), s, two gradients of x, one of the opening
-constexpr int kSkeletonSelections = 2;  // of an erosion and of an opening
+// The skeleton's backward keeps x_j and s_{j−1} of this many levels (two planes each).
+constexpr int kSkeletonSlots = 3;
+// x (two), s, two gradients of x, two for the dilation's passes, then the slots.
+constexpr int kSkeletonWorkPlanes = 7;
+constexpr int kSkeletonPlanes = kSkeletonWorkPlanes + 2 * kSkeletonSlots;
+constexpr int kSkeletonSelections = 2;  // bytes: of an erosion and of a dilation
 
 struct GeometryBuffers {
   double* maps;  // Program::map_width planes
   double* plane[kSkeletonPlanes];
-  int64_t* sel[kSkeletonSelections];
+  unsigned char* sel[kSkeletonSelections];
   double* edt;  // distance transforms: envelope scratch per line (distance_scratch)
   int64_t images, P;  // planes hold `images` grids of P pixels
 };
@@ -164,86 +170,118 @@ struct DistanceRunsOp {
 };
 
 // Grid ops: op(i, h) at element i with its neighbourhood h (ex.run_grid computes h: per
-// element on CUDA, incrementally along rows on the CPU).
+// element on CUDA, incrementally along rows on the CPU). Each writes element i of its outputs
+// only and reads planes it does not write (the CPU vectorises rows on that promise). What varies
+// between calls of an op is a template parameter, so that its loop has no branches.
+template <bool kKeep>  // with the selections
 struct ErodeOp {
   const double* x;
   double* y;
-  int64_t* sel;  // NULL: not kept
+  unsigned char* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    if (!sel) {
-      y[i] = erode_value(x, h, i);
-      return;
-    }
-    y[i] = erode_at(x, h, i, &sel[i]);
+    int64_t code;
+    y[i] = erode_at(x, h, i, code);
+    if (kKeep) sel[i] = static_cast<unsigned char>(code);
   }
 };
 
-// open(x) = dilate(E) at i (E = erode(x)), then s = relu(x − open(x)) at level 0 and
-// s + relu(δ − s·δ) with δ = relu(x − open(x)) after: one pass.
-struct SkeletonAccumulateOp {
-  const double *x, *E;
-  double* s;
-  bool first;
+// The bits of a dilation pass along `axis` into a selection byte: the first pass (axis k − 1)
+// writes the byte (keep = 0), the others add theirs (keep = 0xFF).
+CULOSS_HD unsigned char add_pass_bits(unsigned char old, unsigned keep, int64_t code, int axis) {
+  return static_cast<unsigned char>((old & keep) | (static_cast<unsigned>(code) << (2 * axis)));
+}
+
+// One pass of the separable dilation (axes k − 1 down to 1; the pass along axis 0 is fused
+// into the ops below).
+template <bool kKeep>  // with the selections
+struct DilateAxisOp {
+  int axis;
+  unsigned keep;  // of the selection byte: 0 on the first pass, 0xFF after
+  const double* x;
+  double* y;
+  unsigned char* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double z = x[i] - dilate_value(E, h, i);
+    int64_t code;
+    y[i] = dilate_axis_at(x, h, axis, i, code);
+    if (kKeep) sel[i] = add_pass_bits(sel[i], keep, code, axis);
+  }
+};
+
+// open(x) at i = the last dilation pass (axis 0) over D, the dilation of E = erode(x) along the
+// other axes (D = E when k = 1); then δ = relu(x − open(x)), s = δ at level 0 and
+// s + relu(δ − s·δ) after (s_in may be s_out): one pass.
+template <bool kFirst>  // level 0: no s_in
+struct SkeletonAccumulateOp {
+  const double *x, *D;
+  const double* s_in;
+  double* s_out;
+  template <class H>
+  CULOSS_HD void operator()(int64_t i, const H& h) const {
+    int64_t code;
+    const double z = x[i] - dilate_axis_at(D, h, 0, i, code);
     const double delta = z > 0.0 ? z : 0.0;
-    if (first) {
-      s[i] = delta;
+    if (kFirst) {
+      s_out[i] = delta;
       return;
     }
-    const double u = delta - s[i] * delta;
-    s[i] += u > 0.0 ? u : 0.0;
+    const double s = s_in[i], u = delta - s * delta;
+    s_out[i] = s + (u > 0.0 ? u : 0.0);
   }
 };
 
 // Backward of level j at one element (relu' = 0 at 0, as the frameworks take it): open(x_j) =
-// dilate(E) at i, E = x_{j+1} (its selection kept), then g_s (dℓ/ds_j in, dℓ/ds_{j−1} out),
-// g_x = dℓ/dx_j through δ_j, and t = dℓ/d open(x_j) = −(that part), for the opening's backward.
+// the last dilation pass over D as above (its selection bits added), then g_s (dℓ/ds_j in,
+// dℓ/ds_{j−1} out) and g_x = dℓ/dx_j through δ_j; −g_x is dℓ/d open(x_j), for the opening's
+// backward.
+template <bool kFirst>  // level 0 (s_0 = δ_0): no s_prev
 struct SkeletonBackOp {
-  const double *x, *E;
-  int64_t* sel;
-  const double* s_prev;  // NULL at level 0 (s_0 = δ_0)
-  double *g_s, *g_x, *t;
+  const double *x, *D;
+  unsigned char* sel;
+  unsigned keep;  // of the selection byte (add_pass_bits): 0 when k = 1
+  const double* s_prev;
+  double *g_s, *g_x;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double z = x[i] - dilate_at(E, h, i, &sel[i]);
+    int64_t code;
+    const double z = x[i] - dilate_axis_at(D, h, 0, i, code);
+    sel[i] = add_pass_bits(sel[i], keep, code, 0);
     const double delta = z > 0.0 ? z : 0.0;
     double g_delta = g_s[i];
-    if (s_prev) {
+    if (!kFirst) {
       const double sp = s_prev[i];
       const double g_u = delta - sp * delta > 0.0 ? g_s[i] : 0.0;
       g_delta = g_u * (1.0 - sp);
       g_s[i] -= g_u * delta;
     }
-    const double g_z = z > 0.0 ? g_delta : 0.0;
-    g_x[i] = g_z;  // the first part of dℓ/dx_j
-    t[i] = -g_z;
+    g_x[i] = z > 0.0 ? g_delta : 0.0;  // the first part of dℓ/dx_j
   }
 };
 
 struct ErodeBackOp {
   const double* g_out;
-  const int64_t* sel;
+  const unsigned char* sel;
   double* g_in;
-  bool accumulate;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double v = erode_back_at(g_out, sel, h, i);
-    g_in[i] = accumulate ? g_in[i] + v : v;
+    g_in[i] += erode_back_at(g_out, sel, h, i);
   }
 };
 
-struct DilateBackOp {
+// Backward of one dilation pass: g_in = scale · (gather of g_out), added to g_in when
+// kAccumulate.
+template <bool kAccumulate>
+struct DilateAxisBackOp {
+  int axis;
+  double scale;  // −1 on the first pass: it starts from −dℓ/d open
   const double* g_out;
-  const int64_t* sel;
+  const unsigned char* sel;
   double* g_in;
-  bool accumulate;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
-    const double v = dilate_back_at(g_out, sel, h, i);
-    g_in[i] = accumulate ? g_in[i] + v : v;
+    const double v = scale * dilate_axis_back_at(g_out, sel, h, axis, i);
+    g_in[i] = kAccumulate ? g_in[i] + v : v;
   }
 };
 
@@ -264,24 +302,67 @@ struct CopyOp {
 // Grains of the CPU executor: elements are cheap, a line costs its length.
 constexpr int64_t kGeometryGrain = int64_t(1) << 14;
 
-// Runs the skeleton recursion from `x0` up to level L: s_L into `s`. The opening of level j is
-// dilate(x_{j+1}) (x_{j+1} = erode(x_j) is its erosion), so each level is one erosion and one
-// dilation. Returns x_{L+1}; *x_L receives x_L. The x's alternate between two scratch planes.
+// The dilation of E along axes k − 1 .. 1 (the passes before the fused one along axis 0), into
+// b.plane[5] / b.plane[6]; returns the input of the axis-0 pass (E itself when k = 1). With
+// `sel`, the passes write their selection bits.
 template <class Exec>
-const double* skeleton_forward(Exec& ex, const GeometryBuffers& b, const Grid& g,
-                               const double* x0, int L, double* s, const double** x_L = nullptr) {
-  double *xa = b.plane[0], *xb = b.plane[1];
-  const double* x = x0;
-  const double* next = x0;
-  for (int level = 0; level <= L; ++level) {
-    double* out = x == xa ? xb : xa;
-    ex.run_grid(g, b.images, ErodeOp{x, out, nullptr});
-    next = out;
-    ex.run_grid(g, b.images, SkeletonAccumulateOp{x, next, s, level == 0});
-    if (level < L) x = next;
+const double* dilate_but_axis0(Exec& ex, const GeometryBuffers& b, const Grid& g,
+                               const double* E, unsigned char* sel) {
+  const double* in = E;
+  for (int a = g.k - 1; a >= 1; --a) {
+    double* out = in == b.plane[5] ? b.plane[6] : b.plane[5];
+    if (sel)
+      ex.run_grid(g, b.images, DilateAxisOp<true>{a, a == g.k - 1 ? 0u : 0xFFu, in, out, sel});
+    else
+      ex.run_grid(g, b.images, DilateAxisOp<false>{a, 0u, in, out, nullptr});
+    in = out;
   }
-  if (x_L) *x_L = x;
-  return next;
+  return in;
+}
+
+// Runs the skeleton recursion from `x0` through level L: s_L into `s`. The opening of level j is
+// dilate(x_{j+1}) (x_{j+1} = erode(x_j) is its erosion), so each level is one erosion and one
+// dilation. The x's alternate between b.plane[0] and b.plane[1]. With keep_hi ≥ 1, the levels
+// j ∈ [keep_lo, keep_hi] (keep_lo ≥ 1) keep x_j in slot plane x_slot(j − keep_lo) and s_{j−1}
+// in s_slot(j − keep_lo) (and L = keep_hi − 1: the backward's rerun).
+template <class Exec>
+void skeleton_forward(Exec& ex, const GeometryBuffers& b, const Grid& g, const double* x0, int L,
+                      double* s, int keep_lo = 0, int keep_hi = 0) {
+  auto x_slot = [&](int q) { return b.plane[kSkeletonWorkPlanes + 2 * q]; };
+  auto s_slot = [&](int q) { return b.plane[kSkeletonWorkPlanes + 2 * q + 1]; };
+  const double* x = x0;
+  const double* s_in = nullptr;
+  for (int level = 0; level <= L; ++level) {
+    const bool keep = keep_hi >= 1 && level + 1 >= keep_lo && level + 1 <= keep_hi;
+    double* E = keep ? x_slot(level + 1 - keep_lo) : x == b.plane[0] ? b.plane[1] : b.plane[0];
+    double* s_out = keep ? s_slot(level + 1 - keep_lo) : s;
+    ex.run_grid(g, b.images, ErodeOp<false>{x, E, nullptr});
+    const double* D = dilate_but_axis0(ex, b, g, E, nullptr);
+    if (level == 0)
+      ex.run_grid(g, b.images, SkeletonAccumulateOp<true>{x, D, nullptr, s_out});
+    else
+      ex.run_grid(g, b.images, SkeletonAccumulateOp<false>{x, D, s_in, s_out});
+    s_in = s_out;
+    x = E;
+  }
+}
+
+// The first level the slots keep for a backward from level j (the last kSkeletonSlots levels).
+CULOSS_HD int skeleton_keep_lo(int j) {
+  return j - kSkeletonSlots + 1 > 1 ? j - kSkeletonSlots + 1 : 1;
+}
+
+// The last term whose skeleton of p is differentiated (-1: none). Its forward in step 2 fills
+// the slots for the first levels of its backward in step 3: no term after it in step 2 touches
+// them, step 3 goes back through it first, and the steps between (statistics, finalize,
+// upstream) do not read or write the geometry planes.
+inline int skeleton_slots_term(const Program& prog) {
+  int last = -1;
+  for (int t = 0; t < prog.count; ++t)
+    visit_term(prog.term[t].kind, [&](auto unit) {
+      if (decltype(unit)::kMapGrad && decltype(unit)::kGeometry == GEO_SKELETON) last = t;
+    });
+  return last;
 }
 
 // Step 2 of the geometry (after the seed pass), every map term in program order.
@@ -290,6 +371,7 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
   const Grid& g = prog.grid;
   const int64_t count = b.images * b.P, plane = count;
   if (count == 0) return;
+  const int slots_term = skeleton_slots_term(prog);
   for (int t = 0; t < prog.count; ++t) {
     const TermSpec& ts = prog.term[t];
     double* maps = b.maps + static_cast<int64_t>(ts.map_offset) * plane;
@@ -316,22 +398,31 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
       }
     } else if (op == GEO_SKELETON) {
       skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane);
-      skeleton_forward(ex, b, g, maps + kSkelP * plane, ts.iterations, maps + kSkelSP * plane);
+      const int L = ts.iterations;
+      if (t == slots_term)
+        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane,
+                         skeleton_keep_lo(L), L);
+      else
+        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane);
     }
   }
 }
 
 // Step 3 of the geometry (after the upstream pass): dℓ/dS_p → dℓ/dp in the upstream map.
 // Level j (from J down to 0) needs x_j, x_{j+1} = erode(x_j) with its selections and s_{j−1}:
-// all recomputed from p (the forward up to level j − 1, then one erosion). Its backward step
-// gives dℓ/dx_j directly (through δ_j) and, through the opening dilate(x_{j+1}), a part of
-// dℓ/dx_{j+1}, which is then complete and flows to x_j through the erosion.
+// x_j and s_{j−1} from the slots (refilled by a rerun of the forward from p for each
+// kSkeletonSlots levels; x_0 = p), then one erosion. Its backward step gives dℓ/dx_j directly
+// (through δ_j) and, through the opening dilate(x_{j+1}), a part of dℓ/dx_{j+1}, which is then
+// complete and flows to x_j through the erosion.
 template <class Exec>
 void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) {
   const Grid& g = prog.grid;
   const int64_t count = b.images * b.P, plane = count;
   if (count == 0) return;
-  for (int t = 0; t < prog.count; ++t) {
+  const int slots_term = skeleton_slots_term(prog);
+  // In reverse program order: the slots term first, before another term's reruns overwrite
+  // its slots (each term writes only its own upstream map: the order changes no value).
+  for (int t = prog.count - 1; t >= 0; --t) {
     const TermSpec& ts = prog.term[t];
     int op = GEO_NONE;
     visit_term(ts.kind, [&](auto unit) {
@@ -341,18 +432,42 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     double* maps = b.maps + static_cast<int64_t>(ts.map_offset) * plane;
     const double* p = maps + kSkelP * plane;
     double* g_s = maps + kSkelGrad * plane;  // dℓ/ds_j, level by level
-    double *s = b.plane[2], *g_here = b.plane[3], *g_next = b.plane[4], *t_open = b.plane[5];
-    int64_t *sel_x = b.sel[0], *sel_d = b.sel[1];
+    double *g_here = b.plane[3], *g_next = b.plane[4];
+    unsigned char *sel_x = b.sel[0], *sel_d = b.sel[1];
     ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
+    // The slots hold levels keep_lo .. J already when step 2 filled them for this term.
+    int keep_lo = t == slots_term ? skeleton_keep_lo(ts.iterations) : ts.iterations + 1;
     for (int j = ts.iterations; j >= 0; --j) {
-      const double* x = p;
-      if (j > 0) x = skeleton_forward(ex, b, g, p, j - 1, s);
-      double* x_next = x == b.plane[0] ? b.plane[1] : b.plane[0];
-      ex.run_grid(g, b.images, ErodeOp{x, x_next, sel_x});
-      ex.run_grid(g, b.images,
-                  SkeletonBackOp{x, x_next, sel_d, j > 0 ? s : nullptr, g_s, g_here, t_open});
-      ex.run_grid(g, b.images, DilateBackOp{t_open, sel_d, g_next, true});
-      ex.run_grid(g, b.images, ErodeBackOp{g_next, sel_x, g_here, true});
+      const double *x = p, *s_prev = nullptr;
+      if (j > 0) {
+        if (j < keep_lo) {  // refill the slots: levels keep_lo .. j
+          keep_lo = skeleton_keep_lo(j);
+          skeleton_forward(ex, b, g, p, j - 1, b.plane[2], keep_lo, j);
+        }
+        x = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo)];
+        s_prev = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo) + 1];
+      }
+      double* E = b.plane[0];
+      ex.run_grid(g, b.images, ErodeOp<true>{x, E, sel_x});
+      const double* D = dilate_but_axis0(ex, b, g, E, sel_d);
+      const unsigned keep0 = g.k == 1 ? 0u : 0xFFu;
+      if (j == 0)
+        ex.run_grid(g, b.images, SkeletonBackOp<true>{x, D, sel_d, keep0, nullptr, g_s, g_here});
+      else
+        ex.run_grid(g, b.images, SkeletonBackOp<false>{x, D, sel_d, keep0, s_prev, g_s, g_here});
+      // dℓ/d open → dℓ/dE through the dilation's passes (axis 0 first), added to g_next.
+      const double* in = g_here;
+      for (int a = 0; a < g.k; ++a) {
+        const bool last = a == g.k - 1;
+        double* out = last ? g_next : in == b.plane[5] ? b.plane[6] : b.plane[5];
+        const double scale = a == 0 ? -1.0 : 1.0;
+        if (last)
+          ex.run_grid(g, b.images, DilateAxisBackOp<true>{a, scale, in, sel_d, out});
+        else
+          ex.run_grid(g, b.images, DilateAxisBackOp<false>{a, scale, in, sel_d, out});
+        in = out;
+      }
+      ex.run_grid(g, b.images, ErodeBackOp{g_next, sel_x, g_here});
       double* tmp = g_here;
       g_here = g_next;
       g_next = tmp;

@@ -5,13 +5,22 @@
 //                  axis, then the min over the axes), out-of-range neighbours left out;
 //   dilate(x)(q) = max of x over the 3^k window around q, out-of-range pixels left out.
 // Each value is one of its inputs, so its derivative is 1 at the selected input and 0 elsewhere;
-// ties go to the lowest flat index, by visiting candidates in increasing index order and keeping
-// only a strictly better one.
+// ties go to the lowest flat index (from the pixel itself, a candidate before it is taken when
+// as good, one after it only when strictly better).
+//
+// The dilation is separable: the max over the 3^k window is a max over 3-windows along the last
+// axis, then along the one before, ..., then along axis 0 (k passes of 3 candidates instead of
+// 3^k). Its selection is the same element: "greater value, or equal value and lower index" is a
+// total order, and along pass a the candidates' flat indices are ordered by their offset on axis a
+// (the axes already reduced have smaller strides, their offsets sum to less than stride[a]).
 //
 // The backward of a pooling is a gather: the gradient of input a is the sum of the output
 // gradients of the pixels whose window holds a and selected it. The windows are symmetric, so those
-// pixels are a's own neighbours, visited in a fixed order: the sum has the same order on every
-// backend and needs no atomics. Selections are stored as flat pixel indices (one int64 per pixel).
+// pixels are a's own neighbours, visited in increasing index order: the sum has the same order on
+// every backend and needs no atomics; the dilation's goes back through its k passes. Selections
+// are one byte per pixel: the erosion's is the code of the selected cross element (kCrossSelf,
+// or 1 + 2a / 2 + 2a for the neighbour before / after along axis a), the dilation's holds two bits
+// per pass (0, 1, 2: the neighbour before, the pixel itself, the neighbour after along its axis).
 #pragma once
 
 #include <cstdint>
@@ -57,113 +66,153 @@ CULOSS_HD Neighbourhood neighbourhood(const Grid& g, int64_t q) {
   return h;
 }
 
-// Calls f(j) for the cross of i (i and its in-range axis neighbours) in increasing index order.
-template <class F>
-CULOSS_HD void for_cross(const Neighbourhood& h, int64_t i, F&& f) {
-  for (int a = 0; a < h.k; ++a)
-    if (h.lo[a] < 0) f(i - h.stride[a]);
-  f(i);
-  for (int a = h.k - 1; a >= 0; --a)
-    if (h.hi[a] > 0) f(i + h.stride[a]);
-}
+// The loops over the axes have K trips on interior pixels: unrolled, the CPU's row loop around
+// them vectorises.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define CULOSS_AXES_UNROLL _Pragma("GCC unroll 3")
+#else
+#define CULOSS_AXES_UNROLL
+#endif
 
-// A pixel with every neighbour in range, on a grid of K axes: the same visits with loop bounds
+// Whether the neighbour before / after along axis a is in range.
+CULOSS_HD bool has_before(const Neighbourhood& h, int a) { return h.lo[a] < 0; }
+CULOSS_HD bool has_after(const Neighbourhood& h, int a) { return h.hi[a] > 0; }
+CULOSS_HD int64_t axis_stride(const Neighbourhood& h, int a) { return h.stride[a]; }
+
+// A pixel with every neighbour in range, on a grid of K axes: the same code with the range tests
 // known at compile time (the CPU's rows use it away from the borders; results are identical).
 template <int K>
 struct Interior {
   int64_t stride[kMaxSpatialAxes];
 };
+template <int K>
+CULOSS_HD constexpr bool has_before(const Interior<K>&, int) { return true; }
+template <int K>
+CULOSS_HD constexpr bool has_after(const Interior<K>&, int) { return true; }
+template <int K>
+CULOSS_HD int64_t axis_stride(const Interior<K>& h, int a) { return h.stride[a]; }
 
-template <int K, class F>
-CULOSS_HD void for_cross(const Interior<K>& h, int64_t i, F&& f) {
-  for (int a = 0; a < K; ++a) f(i - h.stride[a]);
-  f(i);
-  for (int a = K - 1; a >= 0; --a) f(i + h.stride[a]);
-}
+// A pixel inside its row (both last-axis neighbours in range) on a row at the border of
+// another axis: the in-range tests of the other axes are the row's, the same along it.
+template <int K>
+struct RowEdge {
+  int64_t stride[kMaxSpatialAxes];
+  bool before[kMaxSpatialAxes], after[kMaxSpatialAxes];
+};
+template <int K>
+CULOSS_HD bool has_before(const RowEdge<K>& h, int a) { return a == K - 1 || h.before[a]; }
+template <int K>
+CULOSS_HD bool has_after(const RowEdge<K>& h, int a) { return a == K - 1 || h.after[a]; }
+template <int K>
+CULOSS_HD int64_t axis_stride(const RowEdge<K>& h, int a) { return h.stride[a]; }
+template <int K>
+CULOSS_HD constexpr int axes_of(const RowEdge<K>&) { return K; }
 
-template <int K, class F>
-CULOSS_HD void for_window(const Interior<K>& h, int64_t i, F&& f) {
-  constexpr int r0 = K >= 1 ? 1 : 0, r1 = K >= 2 ? 1 : 0, r2 = K >= 3 ? 1 : 0;
-  const int64_t s0 = h.stride[0], s1 = K >= 2 ? h.stride[1] : 0, s2 = K >= 3 ? h.stride[2] : 0;
-  for (int d0 = -r0; d0 <= r0; ++d0)
-    for (int d1 = -r1; d1 <= r1; ++d1)
-      for (int d2 = -r2; d2 <= r2; ++d2) f(i + d0 * s0 + d1 * s1 + d2 * s2);
-}
-
-// Calls f(j) for the in-range pixels of the 3^k window around i in increasing index order (the
-// offsets in row-major order of (d_0, ..., d_{k-1}) ∈ {−1, 0, 1}^k).
-template <class F>
-CULOSS_HD void for_window(const Neighbourhood& h, int64_t i, F&& f) {
-  for (int d0 = h.lo[0]; d0 <= h.hi[0]; ++d0)
-    for (int d1 = h.lo[1]; d1 <= h.hi[1]; ++d1)
-      for (int d2 = h.lo[2]; d2 <= h.hi[2]; ++d2)
-        f(i + d0 * h.stride[0] + d1 * h.stride[1] + d2 * h.stride[2]);
-}
-
-// erode(x) at i; *sel = the selected element.
 template <class H>
-CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, int64_t* sel) {
+CULOSS_HD int axes_of(const H& h) { return h.k; }
+template <int K>
+CULOSS_HD constexpr int axes_of(const Interior<K>&) { return K; }
+
+// Selection codes of the erosion (one byte per pixel).
+constexpr unsigned char kCrossSelf = 0;
+CULOSS_HD constexpr unsigned char cross_before(int a) { return static_cast<unsigned char>(1 + 2 * a); }
+CULOSS_HD constexpr unsigned char cross_after(int a) { return static_cast<unsigned char>(2 + 2 * a); }
+
+// erode(x) at i, with the code of the selected element into `code`. Starting
+// from i itself, the elements before it are taken in decreasing index order on ties too (so the
+// last taken is the lowest index), the elements after it only when strictly smaller.
+template <class H>
+CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, int64_t& code) {
+  const int k = axes_of(h);
   double best = x[i];
-  int64_t at = -1;
-  for_cross(h, i, [&](int64_t j) {
-    if (at < 0 || x[j] < best) {
-      best = x[j];
-      at = j;
+  code = kCrossSelf;
+  CULOSS_AXES_UNROLL
+  for (int a = k - 1; a >= 0; --a)
+    if (has_before(h, a)) {
+      const double v = x[i - axis_stride(h, a)];
+      const bool take = !(v > best);
+      best = take ? v : best;
+      code = take ? cross_before(a) : code;
     }
-  });
-  *sel = at;
-  return best;
-}
-
-// dilate(x) at i; *sel = the selected element.
-template <class H>
-CULOSS_HD double dilate_at(const double* x, const H& h, int64_t i, int64_t* sel) {
-  double best = x[i];
-  int64_t at = -1;
-  for_window(h, i, [&](int64_t j) {
-    if (at < 0 || x[j] > best) {
-      best = x[j];
-      at = j;
+  CULOSS_AXES_UNROLL
+  for (int a = k - 1; a >= 0; --a)
+    if (has_after(h, a)) {
+      const double v = x[i + axis_stride(h, a)];
+      const bool take = v < best;
+      best = take ? v : best;
+      code = take ? cross_after(a) : code;
     }
-  });
-  *sel = at;
-  return best;
-}
-
-// The values alone (no selection to track: the forward of the skeleton), which compile to plain
-// min / max instructions.
-template <class H>
-CULOSS_HD double erode_value(const double* x, const H& h, int64_t i) {
-  double best = x[i];
-  for_cross(h, i, [&](int64_t j) { best = x[j] < best ? x[j] : best; });
-  return best;
-}
-template <class H>
-CULOSS_HD double dilate_value(const double* x, const H& h, int64_t i) {
-  double best = x[i];
-  for_window(h, i, [&](int64_t j) { best = x[j] > best ? x[j] : best; });
   return best;
 }
 
 // Backward of erode at input i: Σ of g_out over the cross pixels that selected i.
 template <class H>
-CULOSS_HD double erode_back_at(const double* g_out, const int64_t* sel, const H& h,
+CULOSS_HD double erode_back_at(const double* g_out, const unsigned char* sel, const H& h,
                                int64_t i) {
+  const int k = axes_of(h);
   double s = 0.0;
-  for_cross(h, i, [&](int64_t j) {
-    if (sel[j] == i) s += g_out[j];
-  });
+  CULOSS_AXES_UNROLL
+  for (int a = 0; a < k; ++a)
+    if (has_before(h, a)) {
+      const int64_t j = i - axis_stride(h, a);
+      const double g = g_out[j];  // loaded either way: no branch
+      s += sel[j] == cross_after(a) ? g : 0.0;
+    }
+  const double g_i = g_out[i];
+  s += sel[i] == kCrossSelf ? g_i : 0.0;
+  CULOSS_AXES_UNROLL
+  for (int a = k - 1; a >= 0; --a)
+    if (has_after(h, a)) {
+      const int64_t j = i + axis_stride(h, a);
+      const double g = g_out[j];
+      s += sel[j] == cross_before(a) ? g : 0.0;
+    }
   return s;
 }
 
-// Backward of dilate at input i: Σ of g_out over the window pixels that selected i.
+// One pass of the separable dilation: the max of x over i and its neighbours along `axis`, with
+// the pass's code (0 before, 1 itself, 2 after) into `code` (stored in bits 2·axis of the
+// selection byte). (The codes are 64-bit, as wide as the values: the CPU's vectoriser keeps
+// them in the same lanes.)
 template <class H>
-CULOSS_HD double dilate_back_at(const double* g_out, const int64_t* sel, const H& h,
-                                int64_t i) {
+CULOSS_HD double dilate_axis_at(const double* x, const H& h, int axis, int64_t i,
+                                int64_t& code) {
+  const int64_t st = axis_stride(h, axis);
+  double best = x[i];
+  code = 1;
+  if (has_before(h, axis)) {
+    const double v = x[i - st];
+    const bool take = !(v < best);
+    best = take ? v : best;
+    code = take ? 0 : code;
+  }
+  if (has_after(h, axis)) {
+    const double v = x[i + st];
+    const bool take = v > best;
+    best = take ? v : best;
+    code = take ? 2 : code;
+  }
+  return best;
+}
+
+// Backward of one dilation pass at input i: Σ of g_out over i and its neighbours along `axis`
+// whose pass selected i.
+template <class H>
+CULOSS_HD double dilate_axis_back_at(const double* g_out, const unsigned char* sel, const H& h,
+                                     int axis, int64_t i) {
+  const int64_t st = axis_stride(h, axis);
+  const int shift = 2 * axis;
   double s = 0.0;
-  for_window(h, i, [&](int64_t j) {
-    if (sel[j] == i) s += g_out[j];
-  });
+  if (has_before(h, axis)) {
+    const double g = g_out[i - st];  // loaded either way: no branch
+    s += ((sel[i - st] >> shift) & 3) == 2 ? g : 0.0;
+  }
+  const double g_i = g_out[i];
+  s += ((sel[i] >> shift) & 3) == 1 ? g_i : 0.0;
+  if (has_after(h, axis)) {
+    const double g = g_out[i + st];
+    s += ((sel[i + st] >> shift) & 3) == 0 ? g : 0.0;
+  }
   return s;
 }
 

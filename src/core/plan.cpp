@@ -295,7 +295,7 @@ GeometryBuffers carve_geometry(Carver& carver, const Call& call, const Plan& pla
   const int planes = skeleton ? kSkeletonPlanes : distance ? kDistancePlanes : 0;
   for (int i = 0; i < planes; ++i) g.plane[i] = carver.take<double>(count);
   for (int i = 0; i < (skeleton ? kSkeletonSelections : 0); ++i)
-    g.sel[i] = carver.take<int64_t>(count);
+    g.sel[i] = carver.take<unsigned char>(count);
   g.edt = carver.take<double>(distance && count > 0 ? distance_scratch(prog.grid, g.images) : 0);
   return g;
 }

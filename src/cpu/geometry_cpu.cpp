@@ -4,6 +4,9 @@
 // exactly one task, so any thread count gives the same bits.
 #include "cpu/geometry_cpu.hpp"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "core/dispatch.hpp"
 #include "cpu/thread_pool.hpp"
 #include "kernels/geometry/geometry.cuh"
@@ -12,8 +15,35 @@ namespace culoss::cpu {
 
 namespace {
 
+// The iterations of a row loop are independent (see run_grid): GCC may vectorise without
+// checking for overlaps.
+#if defined(__GNUC__) && !defined(__clang__)
+#define CULOSS_IVDEP _Pragma("GCC ivdep")
+#else
+#define CULOSS_IVDEP
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CULOSS_GEOMETRY_AVX2 1
+// Whether the CPU has AVX2, unless CULOSS_CPU_SIMD caps it (SSE4 or baseline), as for the fast
+// path (fast_passes.cpp).
+bool use_avx2() {
+  static const bool yes = [] {
+    const char* cap = std::getenv("CULOSS_CPU_SIMD");
+    const bool capped = cap && (std::strcmp(cap, "SSE4") == 0 || std::strcmp(cap, "baseline") == 0);
+    return !capped && __builtin_cpu_supports("avx2");
+  }();
+  return yes;
+}
+#else
+#define CULOSS_GEOMETRY_AVX2 0
+#endif
+
 struct CpuExec {
   static constexpr int kLineTile = 32;  // adjacent lines of axis 0 walked together
+#if CULOSS_GEOMETRY_AVX2
+  bool avx2 = use_avx2();
+#endif
   template <class Op>
   void run(int64_t count, const Op& op, int64_t grain) const {
     for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
@@ -26,7 +56,9 @@ struct CpuExec {
   }
   // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
   // only its last-axis bounds change along the row; a row away from the borders of the other
-  // axes visits its inner pixels with compile-time bounds (Interior<K>).
+  // axes visits its inner pixels with compile-time bounds (Interior<K>) in a loop of its own,
+  // which the compiler vectorises: every grid op writes only element i of its outputs and reads
+  // planes it does not write (geometry.cuh), so the iterations are independent (ivdep).
   template <class Op>
   void run_grid(const Grid& g, int64_t images, const Op& op) const {
     switch (g.k) {
@@ -38,23 +70,68 @@ struct CpuExec {
         return rows<3>(g, images, op);
     }
   }
+  // The inner pixels of a row (H: Interior<K>, or RowEdge<K> on a row at the border of another
+  // axis); compiled a second time for AVX2 where the compiler can (the same operations on wider
+  // vectors: the same bits), chosen at run time.
+  template <class H, class Op>
+  static void inner_row(const Op& op_in, const H& inner, int64_t start, int64_t n) {
+    const Op op = op_in;  // a local copy: the byte stores of selections cannot alias it
+    CULOSS_IVDEP
+    for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
+  }
+#if CULOSS_GEOMETRY_AVX2
+  template <class H, class Op>
+  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in, const H& inner,
+                                                             int64_t start, int64_t n) {
+    const Op op = op_in;
+    CULOSS_IVDEP
+    for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
+  }
+#endif
   template <int K, class Op>
-  void rows(const Grid& g, int64_t images, const Op& op) const {
+  void rows(const Grid& g, int64_t images, const Op& op_in) const {
     const int last = K - 1;
     const int64_t n = g.extent[last], count = images * (g.P / n);
     Interior<K> inner{};
     for (int a = 0; a < K; ++a) inner.stride[a] = g.stride[a];
     for_each_chunk(Partition(count, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
+      // A local copy: the byte stores of the selections could alias the caller's op, not this.
+      const Op op = op_in;
       for (int64_t r = b; r < e; ++r) {
         const int64_t start = r * n;
         Neighbourhood h = neighbourhood(g, start % g.P);
         bool interior_row = true;
         for (int a = 0; a < last; ++a) interior_row = interior_row && h.lo[a] < 0 && h.hi[a] > 0;
-        for (int64_t c = 0; c < n; ++c) {
-          if (interior_row && c > 0 && c + 1 < n) {
-            op(start + c, inner);
-            continue;
+        // The first pixel, the inner ones in a loop of their own, the last pixel.
+        auto along = [&](const auto& inner_h) {
+          h.lo[last] = 0;
+          h.hi[last] = 1;
+          op(start, h);
+#if CULOSS_GEOMETRY_AVX2
+          if (avx2) {
+            inner_row_avx2(op, inner_h, start, n);
+          } else
+#endif
+            inner_row(op, inner_h, start, n);
+          h.lo[last] = -1;
+          h.hi[last] = 0;
+          op(start + n - 1, h);
+        };
+        if (interior_row && n >= 3) {
+          along(inner);
+          continue;
+        }
+        if (n >= 3) {  // a row at the border of another axis: its tests are the row's
+          RowEdge<K> edge{};
+          for (int a = 0; a < K; ++a) {
+            edge.stride[a] = g.stride[a];
+            edge.before[a] = h.lo[a] < 0;
+            edge.after[a] = h.hi[a] > 0;
           }
+          along(edge);
+          continue;
+        }
+        for (int64_t c = 0; c < n; ++c) {
           h.lo[last] = c > 0 ? -1 : 0;
           h.hi[last] = c + 1 < n ? 1 : 0;
           op(start + c, h);

@@ -412,6 +412,26 @@ TEST(GeometryIdentities, SumOfDiceAndGeometryTermsIsTheSumOfTheCalls) {
   }
 }
 
+// Two clDice terms: the last one's backward starts from the levels its forward kept, the first
+// one's recomputes them (the second forward overwrote them); iteration counts below, at and
+// above the kept levels.
+TEST(GeometryIdentities, TwoClDiceTermsAreTheSumOfTheCalls) {
+  const int pairs[][2] = {{3, 2}, {1, 5}, {7, 3}};
+  for (const auto& it : pairs) {
+    Case c = small_case(1, 12, 10, 11);
+    Loss first(CULOSS_CLDICE), second(CULOSS_CLDICE), sum(CULOSS_SUM);
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(first, CULOSS_PARAM_ITERATIONS, it[0]));
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(second, CULOSS_PARAM_ITERATIONS, it[1]));
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, first, 0.4));
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, second, 0.6));
+    const Outputs a = run(first, c.t, {}), b = run(second, c.t, {}), s = run(sum, c.t, {});
+    ASSERT_EQ(s.status, CULOSS_SUCCESS) << api_test::last_error();
+    EXPECT_NEAR(s.loss[0], 0.4 * a.loss[0] + 0.6 * b.loss[0], 1e-12) << it[0] << " " << it[1];
+    for (size_t i = 0; i < s.grad.size(); ++i)
+      EXPECT_NEAR(s.grad[i], 0.4 * a.grad[i] + 0.6 * b.grad[i], 1e-7) << it[0] << " " << i;
+  }
+}
+
 TEST(GeometryIdentities, ThreadCountsGiveTheSameBits) {
   for (culoss_kind kind : {CULOSS_HAUSDORFF_DT, CULOSS_BOUNDARY, CULOSS_CLDICE}) {
     Case c = small_case(3, 40, 37);
