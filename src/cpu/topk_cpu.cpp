@@ -1,6 +1,7 @@
 // TOPK_CE's selection on the CPU. Each pixel's key is computed in chunks on the thread pool;
-// the K-th smallest key τ is found by a radix select, eight passes of 256-bin digit histograms
-// counted per chunk and added in chunk order; then every key below τ is selected, and of the
+// the K-th smallest key τ is found by a radix select, up to eight passes of 256-bin digit
+// histograms counted per chunk and added in chunk order (it stops at the digit whose bucket holds
+// just the keys still to take); then every key below τ is selected, and of the
 // keys equal to τ the lowest pixels, by a count of ties per chunk added in chunk order. All
 // sums are of integers and every flag is written by one chunk: any number of threads gives
 // the same selection.
@@ -67,32 +68,44 @@ void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const To
   const int64_t K = topk_count(ts.top_fraction, M);
 
   // τ = the K-th smallest key, digit by digit from the top; `rank` ends as the number of pixels
-  // with key τ that are selected.
+  // with key τ that are selected. Once the digit's bucket holds exactly the `rank` keys still
+  // to take, every key with that prefix is selected and the lower digits cannot change the
+  // selection: τ stays a prefix (`mask` covers its digits) and nothing is a tie.
   uint64_t tau = 0, mask = 0;
   int64_t rank = K;
+  bool whole_bucket = false;
   if (K == 0) {
     tau = 0;  // nothing below it; no tie taken
   } else {
-    for (int shift = 56; shift >= 0; shift -= 8) {
+    for (int shift = 56; shift >= 0 && !whole_bucket; shift -= 8) {
       for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
         int64_t* h = slots + i * kSlots;
         std::fill(h, h + kDigits, 0);
         for (int64_t pix = begin; pix < end; ++pix)
           if ((keys[pix] & mask) == tau) ++h[(keys[pix] >> shift) & 0xff];
       });
-      int64_t below = 0, digit = 0;
+      int64_t below = 0, digit = 0, in_digit = 0;
       for (; digit < kDigits; ++digit) {
-        int64_t in_digit = 0;
+        in_digit = 0;
         for (int64_t i = 0; i < count; ++i) in_digit += slots[i * kSlots + digit];
         if (below + in_digit >= rank) break;
         below += in_digit;
       }
       rank -= below;
+      whole_bucket = in_digit == rank;
       tau |= static_cast<uint64_t>(digit) << shift;
       mask |= uint64_t(0xff) << shift;
     }
   }
 
+  unsigned char* flags = b.selected;
+  if (whole_bucket) {  // every key whose prefix is at most τ's
+    for_each_chunk(chunks, [&](int64_t, int64_t begin, int64_t end) {
+      for (int64_t pix = begin; pix < end; ++pix)
+        flags[pix] = keys[pix] != kTopKLeftOut && (keys[pix] & mask) <= tau ? 1 : 0;
+    });
+    return;
+  }
   // Ties at τ per chunk, then the flags: below τ, or among the first `rank` ties.
   const int64_t take_ties = K == 0 ? 0 : rank;
   for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
@@ -105,7 +118,6 @@ void select_top_k(const Call& call, const Plan& plan, const Buffers& b, const To
     slots[i * kSlots + kDigits] = before;
     before += ties;
   }
-  unsigned char* flags = b.selected;
   for_each_chunk(chunks, [&](int64_t i, int64_t begin, int64_t end) {
     int64_t tie = slots[i * kSlots + kDigits];
     for (int64_t pix = begin; pix < end; ++pix) {
