@@ -32,15 +32,17 @@ struct PixelState {
   int64_t argmax;  // lowest class with the largest input (marginal CE)
 };
 
+// With `activation` false the softmax is left out (s.soft is the identity's): for a pass whose
+// terms read only the target, the weights and their coefficients.
 template <class R, class T>
 CULOSS_HD PixelState<R> pixel_state(const Program& prog, const ElementArgs& a, const T* x,
-                                    int64_t n, int64_t q) {
+                                    int64_t n, int64_t q, bool activation = true) {
   PixelState<R> s;
   s.base = a.L.base(n, q);
   s.stride = a.L.class_stride();
   s.px = read_pixel<R>(a.target, a.pixel_weight, a.L.C, n * a.L.P + q);
-  s.soft =
-      pixel_activation<R>(prog.any_softmax ? ACT_SOFTMAX : ACT_NONE, x, s.base, s.stride, a.L.C);
+  s.soft = pixel_activation<R>(activation && prog.any_softmax ? ACT_SOFTMAX : ACT_NONE, x, s.base,
+                               s.stride, a.L.C);
   s.argmax = 0;
   if (prog.any_marginal) {  // softmax is monotone: the argmax of p is the argmax of the input
     R best = to_real<R>(x[s.base]);
@@ -203,8 +205,8 @@ CULOSS_HD R pixel_element(const Program& prog, const ElementArgs& a, const T* x,
 // image n; `element` is what the term sees there, its maps included.
 template <class R, class T, class F>
 CULOSS_HD void each_map_term(const Program& prog, const ElementArgs& a, const T* x, int64_t n,
-                             int64_t q, F&& f) {
-  const PixelState<R> s = pixel_state<R>(prog, a, x, n, q);
+                             int64_t q, F&& f, bool activation = true) {
+  const PixelState<R> s = pixel_state<R>(prog, a, x, n, q, activation);
   for (int64_t c = 0; c < a.L.C; ++c) {
     const int64_t e = s.base + c * s.stride;
     const TermPixel<R> tp{c,    a.L.C, to_real<R>(x[e]), target_value(a.target, s.px, c, e),
@@ -248,7 +250,7 @@ CULOSS_HD void pixel_upstream(const Program& prog, const ElementArgs& a, const T
     const double* coef = coefs + (n * a.L.C + tp.c) * prog.coef_width + ts.coef_offset;
     maps[(ts.map_offset + Unit::kUpstreamMap) * plane + (n * a.L.C + tp.c) * a.L.P + q] =
         static_cast<double>(Unit::upstream(ts, tp, coef));
-  });
+  }, /*activation=*/false);  // upstream() reads the target, v and coefficients only
 }
 
 // Target and weight validity for CHECK_TARGETS (the CPU scan and the CUDA check kernel).

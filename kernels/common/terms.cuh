@@ -237,6 +237,7 @@ struct NoMaps {
   template <class R>
   CULOSS_HD static void seed(const TermSpec&, const TermPixel<R>&, R*) {}
   CULOSS_HD static double distance_value(const TermSpec&, int, double, double) { return 0.0; }
+  // dℓ/d(map) from the target, v and the coefficients (pixel_upstream computes no activation).
   template <class R>
   CULOSS_HD static R upstream(const TermSpec&, const TermPixel<R>&, const double*) {
     return R(0);
