@@ -4,10 +4,10 @@
 // exactly one task, so any thread count gives the same bits.
 #include "cpu/geometry_cpu.hpp"
 
-#include <cstdlib>
 #include <cstring>
 
 #include "core/dispatch.hpp"
+#include "cpu/fast_path.hpp"
 #include "cpu/thread_pool.hpp"
 #include "kernels/geometry/geometry.cuh"
 
@@ -25,13 +25,13 @@ namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CULOSS_GEOMETRY_AVX2 1
-// Whether the CPU has AVX2, unless CULOSS_CPU_SIMD caps it (SSE4 or baseline), as for the fast
-// path (fast_passes.cpp).
+// Whether the rows may run their AVX2 copy: the instruction set the fast path chose for this
+// CPU (fast_passes.cpp: CPUID, capped by CULOSS_CPU_SIMD) is AVX2 or wider. One choice for both;
+// without Highway the fast path chooses nothing and the rows keep their baseline code.
 bool use_avx2() {
   static const bool yes = [] {
-    const char* cap = std::getenv("CULOSS_CPU_SIMD");
-    const bool capped = cap && (std::strcmp(cap, "SSE4") == 0 || std::strcmp(cap, "baseline") == 0);
-    return !capped && __builtin_cpu_supports("avx2");
+    const char* t = fast_target_name();
+    return std::strcmp(t, "AVX3") == 0 || std::strcmp(t, "AVX2") == 0;
   }();
   return yes;
 }
