@@ -166,6 +166,33 @@ HWY_INLINE const float* stage_inputs(const FastCall& f, int64_t e, size_t count,
   return buf;
 }
 
+// e^x for x ≤ 0, the argument of every softmax and sigmoid here (x − max, −|x|), in fewer steps
+// than hn::Exp, which serves any x: x = q ln 2 + r with q = round(x / ln 2) from one addition of
+// 1.5 · 2^23 (q then sits in the low bits), |r| ≤ ln 2 / 2 by Cody–Waite's two-part ln 2, e^r by
+// the degree-7 polynomial of Highway's Exp (Estrin), and 2^q added to the exponent bits. Where
+// e^x would fall below 2.7e−38 (x < −86.5, near the smallest normal float) it is 0, like the
+// subnormal it replaces next to a softmax's 1. NaN stays NaN. Within 1 ulp of e^x on [−86.5, 0]
+// (checked against exp in double on a dense sweep of that range; hn::Exp is within 1.02 ulp).
+HWY_INLINE V exp_nonpositive(D d, V x) {
+  const hn::RebindToSigned<D> di;
+  const V round_shift = hn::Set(d, 12582912.0f);  // 1.5 · 2^23
+  const V shifted = hn::MulAdd(x, hn::Set(d, 1.44269504088896341f), round_shift);
+  const V q = hn::Sub(shifted, round_shift);
+  V r = hn::MulAdd(q, hn::Set(d, -0.693145751953125f), x);
+  r = hn::MulAdd(q, hn::Set(d, -1.428606765330187045e-6f), r);
+  const V r2 = hn::Mul(r, r);
+  const V a = hn::MulAdd(hn::Set(d, 0.166666671633720397949219f), r, hn::Set(d, 0.5f));
+  const V b = hn::MulAdd(hn::Set(d, 0.00833336077630519866943359f), r,
+                         hn::Set(d, 0.0416664853692054748535156f));
+  const V c = hn::MulAdd(hn::Set(d, 0.000198527617612853646278381f), r,
+                         hn::Set(d, 0.00139304355252534151077271f));
+  const V poly = hn::MulAdd(hn::MulAdd(c, r2, b), r2, a);
+  const V er = hn::Add(hn::MulAdd(poly, r2, r), hn::Set(d, 1.0f));  // e^r in [0.7, 1.42]
+  // the low bits of `shifted` hold q (two's complement): shifted left by 23, only q · 2^23 is left
+  const auto scaled = hn::Add(hn::BitCast(di, er), hn::ShiftLeft<23>(hn::BitCast(di, shifted)));
+  return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -86.5f)), hn::BitCast(d, scaled));
+}
+
 // The softmax of a vector of pixels: e_c = exp(x_c − max) into `e`, and 1 / Σ e, log Σ e.
 HWY_INLINE void softmax(D d, int64_t C, const float* x, int64_t stride, float* e, V& mx, V& inv,
                         V* log_sum) {
@@ -173,7 +200,7 @@ HWY_INLINE void softmax(D d, int64_t C, const float* x, int64_t stride, float* e
   for (int64_t c = 1; c < C; ++c) mx = hn::Max(mx, hn::LoadU(d, x + c * stride));
   V sum = hn::Zero(d);
   for (int64_t c = 0; c < C; ++c) {
-    const V ec = hn::Exp(d, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+    const V ec = exp_nonpositive(d, hn::Sub(hn::LoadU(d, x + c * stride), mx));
     hn::StoreU(ec, d, e + c * kBufLanes);
     sum = hn::Add(sum, ec);
   }
@@ -258,6 +285,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
 struct Folded {
   float AB[kFastMaxClasses], B1[kFastMaxClasses], B2[kFastMaxClasses];
   float K1[kFastMaxClasses], K0[kFastMaxClasses], L1[kFastMaxClasses], L0[kFastMaxClasses];
+  float KT[kFastMaxClasses], LT[kFastMaxClasses];  // K1 + K0 and L1 + L0 (the label's class)
 };
 
 void fold(const FastCall& f, int64_t n, Folded& out) {
@@ -288,6 +316,8 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
     out.K0[c] = narrow_coef<float>(K0);
     out.L1[c] = narrow_coef<float>(L1);
     out.L0[c] = narrow_coef<float>(L0);
+    out.KT[c] = narrow_coef<float>(K1 + K0);
+    out.LT[c] = narrow_coef<float>(L1 + L0);
   }
 }
 
@@ -315,30 +345,68 @@ HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t
   return buf;
 }
 
-template <class T, class L, Element M>
-double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
-  const D d;
-  const size_t lanes = hn::Lanes(d);
-  const int64_t C = f.C, P = f.P;
-  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
-  float h[kFastMaxClasses * kBufLanes];
-  Folded k;
-  const V one = hn::Set(d, 1.0f), two = hn::Set(d, 2.0f);
-  V loss_acc = hn::Zero(d);
-  double total = 0.0;
-  int pending = 0;
-  int64_t folded_image = -1;
-  for (int64_t pix = begin; pix < end;) {
-    const int64_t n = pix / P, q = pix % P;
-    if (n != folded_image) {
-      fold(f, n, k);
-      folded_image = n;
+// The gradient of a vector of pixels, g_c = h_c − p_c H for c < C (p_c at `pc`, class stride
+// `pstride`), to the gradient buffer at element e0: whole vectors straight, a tail or
+// channels-last lane by lane. `hc(c)` gives h_c, `H` is Σ h.
+template <class HOf>
+HWY_INLINE void store_gradient(D d, const FastCall& f, int64_t e0, size_t count, const float* pc,
+                               int64_t pstride, V H, HOf&& hc) {
+  float* g = f.grad + e0;
+  const int64_t cs = f.class_stride, ps = f.pixel_stride;
+  const bool whole = count == hn::Lanes(d) && ps == 1;
+  for (int64_t c = 0; c < f.C; ++c) {
+    const V gc = hn::NegMulAdd(hn::LoadU(d, pc + c * pstride), H, hc(c));  // h − p H
+    if (whole) {
+      hn::StoreU(gc, d, g + c * cs);
+    } else {
+      float lane[kBufLanes];
+      hn::StoreU(gc, d, lane);
+      for (size_t j = 0; j < count; ++j) g[c * cs + static_cast<int64_t>(j) * ps] = lane[j];
     }
-    const int64_t image_end = std::min(end, (n + 1) * P);
-    const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
-    V lab, v;
-    labels<L>(d, f, false, pix, count, lab, v);
-    const int64_t e0 = f.element(n, q);
+  }
+}
+
+// The loss of a vector of pixels (returned) and their gradient (when wanted), for the pixels at
+// element e0 with labels `lab` and weights `v`; `k` holds the image's folded coefficients.
+template <class T, Element M>
+HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0, size_t count,
+                            V lab, V v, float* xbuf, float* e, float* h) {
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C;
+  const V one = hn::Set(d, 1.0f);
+  if constexpr (M == Element::kCrossEntropy) {
+    // h_c = −v k_c with k_c = K1 t + K0 (KT at the label's class, K0 elsewhere), so H = −v S,
+    // S = Σ k_c, and g_c = h_c − p_c H = v (p_c S − k_c); the loss is
+    // v Σ l_c (log Σ − (x_c − max)) = v (Σ l_c · log Σ − Σ l_c (x_c − max)), l_c = L1 t + L0.
+    // One loop over the classes gathers Σ exp, S and the loss sums; one more writes g.
+    int64_t stride;
+    const float* x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
+    V mx = hn::LoadU(d, x);
+    for (int64_t c = 1; c < C; ++c) mx = hn::Max(mx, hn::LoadU(d, x + c * stride));
+    V sum = hn::Zero(d), S = hn::Zero(d), Lw = hn::Zero(d), Lx = hn::Zero(d);
+    for (int64_t c = 0; c < C; ++c) {
+      const V xm = hn::Sub(hn::LoadU(d, x + c * stride), mx);
+      const V ec = exp_nonpositive(d, xm);
+      hn::StoreU(ec, d, e + c * kBufLanes);
+      sum = hn::Add(sum, ec);
+      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+      S = hn::Add(S, hn::IfThenElse(is_c, hn::Set(d, k.KT[c]), hn::Set(d, k.K0[c])));
+      const V lc = hn::IfThenElse(is_c, hn::Set(d, k.LT[c]), hn::Set(d, k.L0[c]));
+      Lw = hn::Add(Lw, lc);
+      Lx = hn::MulAdd(lc, xm, Lx);
+    }
+    const V inv = hn::Div(one, sum);
+    if (f.grad) {
+      const V vS = hn::Mul(hn::Mul(v, S), inv);  // v S / Σ: times e_c gives v p_c S
+      store_gradient(d, f, e0, count, e, kBufLanes, hn::Zero(d), [&](int64_t c) {
+        const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+        const V kc = hn::IfThenElse(is_c, hn::Set(d, k.KT[c]), hn::Set(d, k.K0[c]));
+        return hn::MulSub(hn::LoadU(d, e + c * kBufLanes), vS, hn::Mul(v, kc));
+      });
+    }
+    return hn::Mul(v, hn::MulSub(Lw, hn::Log(d, sum), Lx));
+  } else {
+    const V two = hn::Set(d, 2.0f);
     // p_c of the vector's pixels: computed into `e` (stride kBufLanes), or cached at `pc`
     const float* pc = e;
     int64_t pstride = kBufLanes;
@@ -354,7 +422,6 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     V H = hn::Zero(d), loss = hn::Zero(d);
     for (int64_t c = 0; c < C; ++c) {
       const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
-      const V t = hn::IfThenElseZero(is_c, one);
       V p;
       if constexpr (M == Element::kCachedP) {
         p = hn::LoadU(d, pc + c * pstride);
@@ -362,51 +429,62 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
         p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
         hn::StoreU(p, d, e + c * kBufLanes);
       }
-      // v (p (A t + B1 + 2 p B2) − (K1 t + K0)); each mode leaves out the terms that are zero
-      // in it, which gives the same bits as the general form
+      // v (p (A t + B1 + 2 p B2) − (K1 t + K0)); the cached mode leaves out the cross-entropy
+      // part, which is zero there
+      const V region =
+          hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
+                     hn::IfThenElse(is_c, hn::Set(d, k.AB[c]), hn::Set(d, k.B1[c])));
       V hc;
-      if constexpr (M == Element::kCrossEntropy) {
-        hc = hn::Neg(hn::Mul(v, hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]))));
+      if constexpr (M == Element::kCachedP) {
+        hc = hn::Mul(v, hn::Mul(p, region));
       } else {
-        const V region =
-            hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
-                       hn::IfThenElse(is_c, hn::Set(d, k.AB[c]), hn::Set(d, k.B1[c])));
-        if constexpr (M == Element::kCachedP) {
-          hc = hn::Mul(v, hn::Mul(p, region));
-        } else {
-          const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
-          hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
+        const V t = hn::IfThenElseZero(is_c, one);
+        const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
+        hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
+        if (f.any_ce) {
+          // −log p = log Σ − (x − max): x − max first, which is exact near max
+          const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+          const V w = hn::Mul(v, hn::MulAdd(hn::Set(d, k.L1[c]), t, hn::Set(d, k.L0[c])));
+          loss = hn::MulAdd(w, nlogp, loss);
         }
       }
       hn::StoreU(hc, d, h + c * kBufLanes);
       H = hn::Add(H, hc);
-      if (M != Element::kCachedP && f.any_ce) {
-        // −log p = log Σ − (x − max): x − max first, which is exact near max
-        const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
-        const V w = hn::Mul(v, hn::MulAdd(hn::Set(d, k.L1[c]), t, hn::Set(d, k.L0[c])));
-        loss = hn::MulAdd(w, nlogp, loss);
-      }
     }
-    if (f.grad) {
-      float* g = f.grad + e0;
-      const int64_t cs = f.class_stride, ps = f.pixel_stride;
-      for (int64_t c = 0; c < C; ++c) {
-        const V gc = hn::NegMulAdd(hn::LoadU(d, pc + c * pstride), H,
-                                   hn::LoadU(d, h + c * kBufLanes));  // h − p H
-        if (count == lanes && ps == 1) {
-          hn::StoreU(gc, d, g + c * cs);
-        } else {  // a tail, or channels-last: lane by lane
-          float lane[kBufLanes];
-          hn::StoreU(gc, d, lane);
-          for (size_t j = 0; j < count; ++j) g[c * cs + static_cast<int64_t>(j) * ps] = lane[j];
-        }
+    if (f.grad)
+      store_gradient(d, f, e0, count, pc, pstride, H,
+                     [&](int64_t c) { return hn::LoadU(d, h + c * kBufLanes); });
+    return loss;
+  }
+}
+
+template <class T, class L, Element M>
+double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t P = f.P;
+  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
+  float h[kFastMaxClasses * kBufLanes];
+  Folded k;
+  V loss_acc = hn::Zero(d);
+  double total = 0.0;
+  int pending = 0;
+  for (int64_t pix = begin; pix < end;) {  // the chunk's part of one image at a time
+    const int64_t n = pix / P;
+    fold(f, n, k);
+    const int64_t image_end = std::min(end, (n + 1) * P);
+    for (int64_t q = pix - n * P; pix < image_end;) {
+      const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
+      V lab, v;
+      labels<L>(d, f, false, pix, count, lab, v);
+      loss_acc = hn::Add(loss_acc, element_vector<T, M>(d, f, k, f.element(n, q), count, lab, v,
+                                                        xbuf, e, h));
+      pix += static_cast<int64_t>(count);
+      q += static_cast<int64_t>(count);
+      if (++pending == kFastFlush || pix >= end) {
+        flush(d, loss_acc, total);
+        pending = 0;
       }
-    }
-    loss_acc = hn::Add(loss_acc, loss);
-    pix += static_cast<int64_t>(count);
-    if (++pending == kFastFlush || pix >= end) {
-      flush(d, loss_acc, total);
-      pending = 0;
     }
   }
   return total;
@@ -503,7 +581,7 @@ struct Sigmoid {
 };
 HWY_INLINE Sigmoid sigmoid(D d, V x) {
   const V one = hn::Set(d, 1.0f);
-  const V ex = hn::Exp(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
+  const V ex = exp_nonpositive(d, hn::Neg(hn::Abs(x)));  // e^−|x| in (0, 1]
   const V inv = hn::Div(one, hn::Add(one, ex));
   const auto nonneg = hn::Ge(x, hn::Zero(d));
   const V exinv = hn::Mul(ex, inv);
