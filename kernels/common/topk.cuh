@@ -33,6 +33,19 @@ CULOSS_HD uint64_t topk_key(double loss) {
   return ~ascending;
 }
 
+// The CPU fast path's keys, 32 bits: its losses are floats, and the float's bits order them as
+// topk_key orders the double they convert to (same ties, a NaN first), so the selection is the
+// same with half the key bytes. kTopKLeftOut32 is the key of a pixel that is not counted.
+constexpr uint32_t kTopKLeftOut32 = ~uint32_t(0);
+
+CULOSS_HD uint32_t topk_key32(float loss) {
+  if (loss != loss) return 0;
+  uint32_t u;
+  const float l = loss == 0.0f ? 0.0f : loss;
+  std::memcpy(&u, &l, 4);
+  return u ^ ((u >> 31) ? 0u : 0x7fffffffu);  // ~(sign ? ~u : u | 2^31)
+}
+
 // K = ⌈fraction · M⌉, at least 1 when M > 0. A product within 1e-9 (relative) of an integer is
 // that integer: 0.7 · 10 is 7.000000000000001 in double, and the user means 7.
 CULOSS_HD int64_t topk_count(double fraction, int64_t M) {

@@ -77,7 +77,7 @@ HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t 
 // The labels of a full vector of pixels from flat pixel `pix` as 32-bit lanes, with `ok` false
 // where the label does not fit in 32 bits (then it is no class; for int64 labels).
 template <class L>
-HWY_INLINE hn::Vec<hn::RebindToSigned<D>> load_labels32(D d, const L* lab,
+HWY_INLINE hn::Vec<hn::RebindToSigned<D>> load_labels32(D /*d*/, const L* lab,
                                                           hn::Mask<hn::RebindToSigned<D>>& ok) {
   const hn::RebindToSigned<D> d32;
   if constexpr (std::is_same_v<L, int64_t>) {
@@ -495,7 +495,7 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
 //   ℓ = v Σ_c ω_c (t_c (1 − ε) + ε / C) (log Σ − (x_c − max)),
 // every pixel counting (the selection is what these keys make).
 template <class T, class L>
-int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, uint64_t* keys) {
+int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, uint32_t* keys) {
   FastCall f = selected_call;
   f.selected = nullptr;
   const D d;
@@ -511,8 +511,11 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
   }
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
   int64_t counted = 0;
-  for (int64_t pix = begin; pix < end;) {
-    const int64_t n = pix / P, q = pix % P;
+  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end;) {
+    if (q == P) {
+      ++n;
+      q = 0;
+    }
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
     V lab, v;
     labels<L>(d, f, false, pix, count, lab, v);
@@ -529,16 +532,26 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
       loss = hn::MulAdd(w, nlogp, loss);
     }
     loss = hn::Mul(v, loss);
-    HWY_ALIGN float lane_loss[kBufLanes], lane_cls[kBufLanes];
-    hn::Store(loss, d, lane_loss);
-    hn::Store(lab, d, lane_cls);
-    for (size_t j = 0; j < count; ++j) {
-      const bool in = lane_cls[j] >= 0.0f;
-      keys[pix + static_cast<int64_t>(j)] =
-          in ? topk_key(static_cast<double>(lane_loss[j])) : kTopKLeftOut;
-      counted += in ? 1 : 0;
+    // topk_key32 of each lane: −0 as +0, the bits flipped below the sign of a non-negative
+    // loss, 0 for a NaN, kTopKLeftOut32 where the pixel is not counted
+    const hn::RebindToUnsigned<D> du;
+    const hn::RebindToSigned<D> di;
+    const auto bits = hn::BitCast(du, hn::IfThenZeroElse(hn::Eq(loss, hn::Zero(d)), loss));
+    const auto negative = hn::BitCast(du, hn::ShiftRight<31>(hn::BitCast(di, bits)));
+    auto key = hn::Xor(bits, hn::AndNot(negative, hn::Set(du, 0x7fffffffu)));
+    key = hn::IfThenZeroElse(hn::RebindMask(du, hn::IsNaN(loss)), key);
+    const auto in = hn::RebindMask(du, hn::Ge(lab, hn::Zero(d)));
+    key = hn::IfThenElse(in, key, hn::Set(du, kTopKLeftOut32));
+    if (count == lanes) {
+      hn::StoreU(key, du, keys + pix);
+    } else {
+      HWY_ALIGN uint32_t lane_key[kBufLanes];
+      hn::Store(key, du, lane_key);
+      std::copy(lane_key, lane_key + count, keys + pix);
     }
+    counted += static_cast<int64_t>(hn::CountTrue(du, in));  // lanes past `count` are not in
     pix += static_cast<int64_t>(count);
+    q += static_cast<int64_t>(count);
   }
   return counted;
 }
@@ -847,7 +860,7 @@ void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
   });
 }
 
-int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys) {
+int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return with_labels(f, [&](auto l) {
     return with_input(f, [&](auto x) {
       return topk_keys_t<decltype(x), decltype(l)>(f, begin, end, keys);
@@ -879,7 +892,7 @@ namespace {
 using StatsPtr = void (*)(const FastCall&, int64_t, int64_t, int64_t, double*);
 using ElementPtr = double (*)(const FastCall&, int64_t, int64_t);
 using CheckPtr = void (*)(const FastCall&, int64_t, int64_t);
-using KeysPtr = int64_t (*)(const FastCall&, int64_t, int64_t, uint64_t*);
+using KeysPtr = int64_t (*)(const FastCall&, int64_t, int64_t, uint32_t*);
 
 struct Target {
   StatsPtr stats;
@@ -975,7 +988,7 @@ void fast_check_targets_chunk(const FastCall& f, int64_t begin, int64_t end) {
 void fast_check_weights_chunk(const FastCall& f, int64_t begin, int64_t end) {
   target().check_weights(f, begin, end);
 }
-int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys) {
+int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return target().topk_keys(f, begin, end, keys);
 }
 const char* fast_target_name() { return target().name; }
@@ -991,7 +1004,7 @@ double fast_element_chunk(const FastCall&, int64_t, int64_t) { return 0.0; }
 void fast_check_targets(const FastCall&) {}
 void fast_check_targets_chunk(const FastCall&, int64_t, int64_t) {}
 void fast_check_weights_chunk(const FastCall&, int64_t, int64_t) {}
-int64_t fast_topk_keys_chunk(const FastCall&, int64_t, int64_t, uint64_t*) { return 0; }
+int64_t fast_topk_keys_chunk(const FastCall&, int64_t, int64_t, uint32_t*) { return 0; }
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

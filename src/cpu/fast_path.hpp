@@ -102,9 +102,9 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
 // Before it, the statistics pass must have run over every pixel when `cache_p` is set.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
-// TOPK_CE's sort keys of flat pixels [begin, end) (topk_key of each counted pixel's cross-
-// entropy, summed over the classes in float; kTopKLeftOut elsewhere); returns how many count.
-int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint64_t* keys);
+// TOPK_CE's sort keys of flat pixels [begin, end): topk_key32 of each counted pixel's cross-
+// entropy, summed over the classes in float, kTopKLeftOut32 elsewhere; returns how many count.
+int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys);
 // CHECK_TARGETS of a covered call when `check_first` (before anything is written): the
 // targets, then the pixel weights, refused with check_targets's status and message (the first
 // bad element).

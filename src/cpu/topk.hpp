@@ -10,7 +10,8 @@ namespace culoss::cpu {
 
 // Its workspace, carved after the passes' partials (empty without a TOPK_CE term).
 struct TopKScratch {
-  uint64_t* keys;   // N x P sort keys (kTopKLeftOut where a pixel is not counted)
+  uint64_t* keys;   // N x P sort keys, 64 or (fast path) 32 bits; kTopKLeftOut(32) where a
+                    // pixel is not counted
   int64_t* counts;  // per chunk: 256 digit counts, then the chunk's counted or tied pixels
 };
 TopKScratch carve_top_k(Carver& carver, const Call& call, const Plan& plan);

@@ -42,6 +42,35 @@ TEST(TopKSelect, KeysOrderLossesDescending) {
   EXPECT_NE(kTopKLeftOut, topk_key(-std::nan("")));
 }
 
+// The fast path's 32-bit keys order floats exactly as topk_key orders their doubles.
+TEST(TopKSelect, FloatKeysOrderAsTheDoubleKeys) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> v = {std::nanf(""), -std::nanf(""), inf, 3e38f, 3.5f, 1.0f,
+                          std::nextafter(1.0f, 0.0f), 1e-38f, 1e-45f, 0.0f, -0.0f, -1e-45f,
+                          -1.0f, -3e38f, -inf};
+  const size_t special = v.size();
+  for (size_t i = 0; i < special; ++i)  // every pair of the special values
+    for (size_t k = 0; k < special; ++k) {
+      ASSERT_EQ(topk_key(v[i]) < topk_key(v[k]), culoss::topk_key32(v[i]) < culoss::topk_key32(v[k]));
+      ASSERT_EQ(topk_key(v[i]) == topk_key(v[k]),
+                culoss::topk_key32(v[i]) == culoss::topk_key32(v[k]));
+    }
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> u(-50, 50);
+  for (int i = 0; i < 20000; ++i) v.push_back(u(rng));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float a = v[i];
+    EXPECT_NE(culoss::kTopKLeftOut32, culoss::topk_key32(a)) << a;
+    for (size_t j = 0; j < 40; ++j) {
+      const float b = v[(i * 7919 + j * 104729) % v.size()];
+      const uint64_t da = topk_key(a), db = topk_key(b);
+      const uint32_t fa = culoss::topk_key32(a), fb = culoss::topk_key32(b);
+      ASSERT_EQ(da < db, fa < fb) << a << " " << b;
+      ASSERT_EQ(da == db, fa == fb) << a << " " << b;
+    }
+  }
+}
+
 TEST(TopKSelect, KIsTheCeilingWithProductsSnappedToIntegers) {
   EXPECT_EQ(0, topk_count(0.5, 0));
   EXPECT_EQ(1, topk_count(1e-300, 1));
