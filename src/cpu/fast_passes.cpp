@@ -345,17 +345,16 @@ HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t
   return buf;
 }
 
-// The gradient of a vector of pixels, g_c = h_c − p_c H for c < C (p_c at `pc`, class stride
-// `pstride`), to the gradient buffer at element e0: whole vectors straight, a tail or
-// channels-last lane by lane. `hc(c)` gives h_c, `H` is Σ h.
-template <class HOf>
-HWY_INLINE void store_gradient(D d, const FastCall& f, int64_t e0, size_t count, const float* pc,
-                               int64_t pstride, V H, HOf&& hc) {
+// The gradient of a vector of pixels to the gradient buffer at element e0: `gradient_of(c)`
+// gives g_c for c < C; whole vectors are stored straight, a tail or channels-last lane by lane.
+template <class GradientOf>
+HWY_INLINE void store_gradient(D d, const FastCall& f, int64_t e0, size_t count,
+                               GradientOf&& gradient_of) {
   float* g = f.grad + e0;
   const int64_t cs = f.class_stride, ps = f.pixel_stride;
   const bool whole = count == hn::Lanes(d) && ps == 1;
   for (int64_t c = 0; c < f.C; ++c) {
-    const V gc = hn::NegMulAdd(hn::LoadU(d, pc + c * pstride), H, hc(c));  // h − p H
+    const V gc = gradient_of(c);
     if (whole) {
       hn::StoreU(gc, d, g + c * cs);
     } else {
@@ -398,7 +397,7 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
     const V inv = hn::Div(one, sum);
     if (f.grad) {
       const V vS = hn::Mul(hn::Mul(v, S), inv);  // v S / Σ: times e_c gives v p_c S
-      store_gradient(d, f, e0, count, e, kBufLanes, hn::Zero(d), [&](int64_t c) {
+      store_gradient(d, f, e0, count, [&](int64_t c) {
         const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
         const V kc = hn::IfThenElse(is_c, hn::Set(d, k.KT[c]), hn::Set(d, k.K0[c]));
         return hn::MulSub(hn::LoadU(d, e + c * kBufLanes), vS, hn::Mul(v, kc));
@@ -452,8 +451,9 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
       H = hn::Add(H, hc);
     }
     if (f.grad)
-      store_gradient(d, f, e0, count, pc, pstride, H,
-                     [&](int64_t c) { return hn::LoadU(d, h + c * kBufLanes); });
+      store_gradient(d, f, e0, count, [&](int64_t c) {  // g_c = h_c − p_c H
+        return hn::NegMulAdd(hn::LoadU(d, pc + c * pstride), H, hn::LoadU(d, h + c * kBufLanes));
+      });
     return loss;
   }
 }
