@@ -316,8 +316,10 @@ CULOSS_API culoss_status culoss_loss_output_axes(culoss_loss loss, int64_t ndim,
  * process may run on (its affinity mask). n < 0 or n > 1024 is refused with
  * CULOSS_ERROR_INVALID_ARGUMENT and the setting is left as it was. The setting is process-wide;
  * it may be changed from any thread at any time, and calls already running finish with either
- * count. Threads are started when first needed and kept, idle, for later calls; a child made by
- * fork() starts its own.
+ * count. Threads are started when first needed (or by culoss_set_num_threads) and kept, idle,
+ * for later calls; a child made by fork() starts its own. Idle threads sleep, and waking one
+ * takes tens of microseconds: culoss_set_num_threads also wakes them to watch for work for a
+ * short while, so a caller that sets the count just before a call finds them ready.
  *
  * culoss_get_num_threads: the number of threads CPU calls use now (>= 1).
  */

@@ -9,9 +9,16 @@
 // virtual machine). So a worker that finishes a job, and a caller waiting for its workers, first
 // watch for a while (kSpinTime, pausing between looks) before they sleep: the next pass of the
 // same call finds its workers awake. After that they sleep, and an idle library takes no CPU.
-// With more threads than CPUs nobody watches (a watcher would take the CPU from a worker). The pool is never destroyed (no destruction-order hazards at exit;
-// the library is linked -z nodelete so that dlclose never unmaps code a worker waits in), and a
-// forked child starts a fresh one (its parent's workers do not exist there).
+// With more threads than CPUs nobody watches (a watcher would take the CPU from a worker).
+// Waking a sleeping worker takes 40-60 µs in the benchmarks' VM (250 µs at the 90th
+// percentile), and a 2-thread call on 8x4x128² logits then takes 290 µs instead of 216:
+// culoss_set_num_threads wakes them ahead of time (Pool::ready), so a caller that sets the
+// count just before a call (the Python modules do, with their argument handling to follow)
+// finds them awake or waking.
+//
+// The pool is never destroyed (no destruction-order hazards at exit; the library is linked
+// -z nodelete so that dlclose never unmaps code a worker waits in), and a forked child starts a
+// fresh one (its parent's workers do not exist there).
 #include "cpu/thread_pool.hpp"
 
 #include <atomic>
@@ -80,10 +87,14 @@ inline void cpu_relax() {
 #endif
 }
 
-// Watches `done` until it holds or kSpinTime has passed; returns whether it holds.
+// How long a worker woken by Pool::ready watches: longer, since the call it was woken for
+// comes after the caller's own preparations.
+constexpr std::chrono::microseconds kReadySpinTime{250};
+
+// Watches `done` until it holds or `time` has passed; returns whether it holds.
 template <class Done>
-bool spin_until(Done&& done) {
-  const auto until = std::chrono::steady_clock::now() + kSpinTime;
+bool spin_until(Done&& done, std::chrono::microseconds time = kSpinTime) {
+  const auto until = std::chrono::steady_clock::now() + time;
   for (int i = 0;; ++i) {
     if (done()) return true;
     cpu_relax();
@@ -148,6 +159,16 @@ class Pool {
     if (job.error) std::rethrow_exception(job.error);
   }
 
+  // Starts workers up to threads - 1, and wakes sleeping ones to watch for a job a while: the
+  // next run finds them awake. Never throws (a thread that cannot be started is left out).
+  void ready(int threads) noexcept {
+    std::lock_guard<std::mutex> lock(m_);
+    grow(threads - 1);
+    if (sleeping_ == 0 || !watch_.load(std::memory_order_relaxed)) return;
+    ++rouse_;
+    work_cv_.notify_all();
+  }
+
  private:
   // Starts workers until there are `wanted` (under m_). A thread that cannot be started leaves
   // the pool smaller: callers do the work themselves.
@@ -167,13 +188,21 @@ class Pool {
 
   void worker() noexcept {
     std::unique_lock<std::mutex> lock(m_);
+    bool roused = false;  // woken by ready(), not by a job
     for (;;) {
-      if (!head_ && watch_.load(std::memory_order_relaxed)) {  // watch for a job a while before sleeping
+      if (!head_ &&
+          watch_.load(std::memory_order_relaxed)) {  // watch for a job a while before sleeping
         lock.unlock();
-        spin_until([&] { return queued_.load(std::memory_order_relaxed); });
+        spin_until([&] { return queued_.load(std::memory_order_relaxed); },
+                   roused ? kReadySpinTime : kSpinTime);
         lock.lock();
       }
-      work_cv_.wait(lock, [&] { return head_ != nullptr; });
+      const uint64_t rouse = rouse_;
+      ++sleeping_;
+      work_cv_.wait(lock, [&] { return head_ != nullptr || rouse_ != rouse; });
+      --sleeping_;
+      roused = !head_;
+      if (roused) continue;  // woken by ready(): watch for the job it announces
       Job* job = head_;
       if (--job->open_slots <= 0) dequeue(job);
       queued_.store(head_ != nullptr, std::memory_order_relaxed);
@@ -208,6 +237,8 @@ class Pool {
   std::atomic<bool> queued_{false};  // head_ != nullptr, for watching without m_
   std::atomic<bool> watch_{true};    // whether to watch before sleeping
   int workers_ = 0;
+  int sleeping_ = 0;    // workers waiting on work_cv_ (m_)
+  uint64_t rouse_ = 0;  // bumped by ready() (m_)
 };
 
 std::atomic<Pool*> g_pool{nullptr};
@@ -238,6 +269,8 @@ void set_num_threads(int n) {
     fail(CULOSS_ERROR_INVALID_ARGUMENT, "number of threads is ", n, "; expected 1 to ", kMaxThreads,
          ", or 0 for the default (", default_threads(), " here)");
   g_requested.store(n);
+  const int threads = num_threads();
+  if (threads > 1) pool().ready(threads);
 }
 
 int num_threads() {

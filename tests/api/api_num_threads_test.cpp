@@ -296,6 +296,29 @@ TEST(NumThreads, EveryCountGivesTheSameBits) {
     }
 }
 
+// Setting the count wakes idle threads for the next call (culoss.h). Callers on several threads
+// that set the count before each call, as the Python modules do, get the same bits as one
+// caller alone, and nobody waits forever.
+TEST(NumThreads, CallersThatSetTheCountBeforeEachCallAgree) {
+  DefaultThreadsAfter restore;
+  const std::vector<Case> all = cases();
+  const Case& c = all.front();
+  const std::vector<int64_t> shape = output_shape(c, CULOSS_REDUCTION_MEAN);
+  ASSERT_OK(culoss_set_num_threads(1));
+  const Bits expected = run(c, CULOSS_REDUCTION_MEAN, shape);
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> callers;
+  for (int k = 0; k < 4; ++k)
+    callers.emplace_back([&, k] {
+      for (int i = 0; i < 12; ++i) {
+        culoss_set_num_threads(1 + (k + i) % 3);
+        if (!(run(c, CULOSS_REDUCTION_MEAN, shape) == expected)) ++mismatches[k];
+      }
+    });
+  for (std::thread& t : callers) t.join();
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(mismatches[k], 0) << "caller " << k;
+}
+
 #if defined(__linux__)
 TEST(NumThreads, AForkedChildComputesWithItsOwnThreads) {
   // The parent's pool has workers (and may be busy in another thread at fork time); the child

@@ -171,7 +171,7 @@ class Borrowed:
         self.released = False
         # an empty tensor has no layout: NumPy exports strides of 0 for it, which culoss would
         # refuse as non-compact, so its strides are dropped (nothing is ever read through them)
-        if tensor.strides and any(tensor.shape[i] == 0 for i in range(tensor.ndim)):
+        if tensor.strides and 0 in tensor.shape[:tensor.ndim]:
             tensor.strides = None
 
     @property
@@ -242,18 +242,19 @@ def consume(capsule: Any, owner: Any = None, writable: bool = False) -> Borrowed
     raise TypeError("not a DLPack capsule (name %r)" % (name,))
 
 
+def take(obj: Any, stream: Optional[int] = None, writable: bool = False) -> Borrowed:
+    """The DLTensor of ``obj`` (an array with ``__dlpack__`` or a DLPack capsule itself), to be
+    released by the caller (:meth:`Borrowed.release`)."""
+    if type(obj).__name__ == "PyCapsule":
+        return consume(obj, None, writable=writable)
+    return consume(export(obj, stream), obj, writable=writable)
+
+
 @contextmanager
 def borrow(obj: Any, stream: Optional[int] = None, writable: bool = False) -> Iterator[Borrowed]:
-    """The DLTensor of ``obj`` for the duration of a ``with`` block.
-
-    ``obj`` is an array with ``__dlpack__`` or a DLPack capsule itself. The deleter runs when
-    the block ends, also on an exception.
-    """
-    if capsule_name(obj) is not None:
-        capsule, owner = obj, None
-    else:
-        capsule, owner = export(obj, stream), obj
-    b = consume(capsule, owner, writable=writable)
+    """The DLTensor of ``obj`` for the duration of a ``with`` block (:func:`take`); the deleter
+    runs when the block ends, also on an exception."""
+    b = take(obj, stream, writable)
     try:
         yield b
     finally:

@@ -388,6 +388,12 @@ class Loss:
     def output_axes(self, ndim: int) -> Optional[Tuple[int, ...]]:
         """The input axes the value's axes stand for (``()`` for MEAN/SUM), or None when the
         class axis is out of range (culoss then refuses the call and says why)."""
+        cache = self.__dict__.setdefault("_axes_by_ndim", {})  # a loss never changes
+        if ndim not in cache:
+            cache[ndim] = self._output_axes(ndim)
+        return cache[ndim]
+
+    def _output_axes(self, ndim: int) -> Optional[Tuple[int, ...]]:
         axes = (c_int64 * max(ndim, 1))()
         count = c_int64()
         status = self._handle._lib.loss_output_axes(self._handle.ptr, ndim, axes,
@@ -568,21 +574,31 @@ class Loss:
             return lib.compute(h.ptr, bi.pointer(), bt.pointer(), bp_ptr, bv_ptr, bg_ptr, scale,
                                ws_ptr, ws_bytes, stream or None), "culoss_compute"
 
-        with ExitStack() as es:
-            es.enter_context(fw.device_context(device))
-            if device[0] == kDLCUDA and stream is None:
+        # the borrowed tensors, released (their producers' deleters run) however the call ends
+        held: List[_dlpack.Borrowed] = []
+
+        def take(obj: Any, s: Optional[int], writable: bool = False) -> _dlpack.Borrowed:
+            b = _dlpack.take(obj, s, writable)
+            held.append(b)
+            return b
+
+        cuda = device[0] == kDLCUDA
+        ctx = fw.device_context(device) if cuda else None
+        if ctx is not None:
+            ctx.__enter__()
+        try:
+            if cuda and stream is None:
                 stream = fw.current_stream(inp, device)
             s_arg = dlpack_stream_arg(device, stream)
-            bi = es.enter_context(_dlpack.borrow(inp, s_arg))
-            bt = es.enter_context(_dlpack.borrow(_prepare(target), _arg_stream(target, stream)))
+            bi = take(inp, s_arg)
+            bt = take(_prepare(target), _arg_stream(target, stream))
             _patch_bool(bt)
             bp = None
             if pixel_weight is not None:
-                bp = es.enter_context(_dlpack.borrow(_prepare(pixel_weight),
-                                                     _arg_stream(pixel_weight, stream)))
+                bp = take(_prepare(pixel_weight), _arg_stream(pixel_weight, stream))
             bs = None
             if mode == "from_stats":
-                bs = es.enter_context(_dlpack.borrow(_prepare(stats), _arg_stream(stats, stream)))
+                bs = take(_prepare(stats), _arg_stream(stats, stream))
             in_dtype = _DTYPES.get(bi.dtype[:2]) if bi.dtype[2] == 1 else None
             if in_dtype is None or device[0] not in (kDLCPU, kDLCUDA):
                 # no output can be made for such an input: let culoss say what is wrong with
@@ -594,8 +610,9 @@ class Loss:
                 value = fw.empty((self._stats_count(bi, bt),), "float64", inp, device)
             else:
                 value_dtype = "float64" if in_dtype == "float64" else "float32"
-                value = fw.empty(self.output_shape(bi.shape), value_dtype, inp, device)
-            bv = es.enter_context(_dlpack.borrow(value, s_arg, writable=True))
+                in_shape = bi.shape
+                value = fw.empty(self.output_shape(in_shape), value_dtype, inp, device)
+            bv = take(value, s_arg, writable=True)
             g = None
             bg = None
             if mode == "stats":
@@ -610,14 +627,13 @@ class Loss:
                         raise BufferError("grad_out is the input, which is read-only")
                     bg = bi  # the very same DLTensor: culoss overwrites the input in place
                 else:
-                    bg = es.enter_context(_dlpack.borrow(gfw.prepare(grad_out),
-                                                         _arg_stream(grad_out, stream),
-                                                         writable=True))
+                    bg = take(gfw.prepare(grad_out), _arg_stream(grad_out, stream),
+                              writable=True)
             elif grad:
-                g = fw.empty(bi.shape, grad_dtype or in_dtype, inp, device)
-                bg = es.enter_context(_dlpack.borrow(g, s_arg, writable=True))
+                g = fw.empty(in_shape, grad_dtype or in_dtype, inp, device)
+                bg = take(g, s_arg, writable=True)
             ws_keep, ws_ptr, ws_bytes = None, None, 0
-            if device[0] == kDLCUDA and not user_stream:
+            if cuda and not user_stream:
                 # from the framework's stream-ordered allocator, on the stream culoss runs on
                 # (with a stream of the caller's own, culoss allocates stream-ordered itself);
                 # one size serves culoss_compute and both statistics calls
@@ -629,6 +645,11 @@ class Loss:
                     ws_ptr, ws_bytes = ptr, int(size.value)
             _check(*call(bv, bg, ws_ptr, ws_bytes))
             del ws_keep
+        finally:
+            for b in reversed(held):
+                b.release()
+            if ctx is not None:
+                ctx.__exit__(None, None, None)
         value = fw.finish(value, inp, device)
         if g is not None and grad_out is None:
             g = fw.finish(g, inp, device)
@@ -648,6 +669,8 @@ def _prepare(obj: Any) -> Any:
 
 
 def _arg_stream(obj: Any, stream: Optional[int]) -> Optional[int]:
+    if stream is None:  # a CPU call: no stream argument whatever the device
+        return None
     return dlpack_stream_arg(_dlpack.device_of(obj), stream)
 
 

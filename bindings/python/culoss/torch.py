@@ -79,7 +79,9 @@ def _value_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _match_torch_threads(input: Tensor) -> None:
-    """CPU calls use PyTorch's intra-op thread count (one setting, no oversubscription)."""
+    """CPU calls use PyTorch's intra-op thread count (one setting, no oversubscription).
+    Called first: setting the count also wakes culoss's idle threads, which are then up by the
+    time the call, after the argument handling, needs them."""
     if input.device.type == "cpu":
         _get_lib().set_num_threads(torch.get_num_threads())
 
