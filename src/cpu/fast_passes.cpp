@@ -193,6 +193,26 @@ HWY_INLINE V exp_nonpositive(D d, V x) {
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, -86.5f)), hn::BitCast(d, scaled));
 }
 
+// log(1 + u) for u in [0, 1], the softplus term of every sigmoid loss here (u = e^−|x|),
+// without the two divisions of hn::Log1p, which serves any u: u · P(2u − 1), P of degree 9
+// interpolating log(1 + u) / u at the Chebyshev nodes of [0, 1] (fitted in double, rounded to
+// float). Within 1.85 ulp of log1p in double for every float in [1e−38, 1] (checked
+// exhaustively; hn::Log1p: within 2), so relative accuracy holds for tiny u, where it is ≈ u.
+HWY_INLINE V log1p_unit(D d, V u) {
+  const V t = hn::MulSub(hn::Set(d, 2.0f), u, hn::Set(d, 1.0f));
+  V p = hn::Set(d, -6.203236353e-06f);
+  p = hn::MulAdd(p, t, hn::Set(d, 2.050886906e-05f));
+  p = hn::MulAdd(p, t, hn::Set(d, -5.303138096e-05f));
+  p = hn::MulAdd(p, t, hn::Set(d, 1.809013338e-04f));
+  p = hn::MulAdd(p, t, hn::Set(d, -6.425994798e-04f));
+  p = hn::MulAdd(p, t, hn::Set(d, 2.289702184e-03f));
+  p = hn::MulAdd(p, t, hn::Set(d, -8.461023681e-03f));
+  p = hn::MulAdd(p, t, hn::Set(d, 3.315225244e-02f));
+  p = hn::MulAdd(p, t, hn::Set(d, -1.442635506e-01f));
+  p = hn::MulAdd(p, t, hn::Set(d, 8.109301925e-01f));
+  return hn::Mul(p, u);
+}
+
 // The softmax of a vector of pixels: e_c = exp(x_c − max) into `e`, and 1 / Σ e, log Σ e.
 HWY_INLINE void softmax(D d, int64_t C, const float* x, int64_t stride, float* e, V& mx, V& inv,
                         V* log_sum) {
@@ -700,7 +720,7 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
         const Sigmoid sg = sigmoid(d, x);
         V gr = zero;
         if (bce) {
-          const V l1p = hn::Log1p(d, sg.ex);
+          const V l1p = log1p_unit(d, sg.ex);
           const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
           const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
           const V tsm = hn::MulAdd(t, keep, shift);                  // t′
@@ -710,7 +730,7 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), sg.p), hn::Mul(hn::Mul(gp, tsm), sg.q)));
         }
         if (focal) {
-          const V l1p = hn::Log1p(d, sg.ex);
+          const V l1p = log1p_unit(d, sg.ex);
           const V sp_pos = hn::Add(hn::Max(x, zero), l1p);
           const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);
           const V nt = hn::Sub(one, t);
