@@ -13,6 +13,8 @@
 //   RegionTerm (kernels/terms/region.cuh): h = p · dℓ/dp, region_dloss_dp = v (a t + b dSP/dp),
 //     statistics region_element_stats (I = Σ v p t, SP = Σ v p or v p², ST = Σ v t, MCC's
 //     SV = Σ v), the same coefficients for every region kind;
+//   FocalSoftmaxTerm (kernels/terms/focal_softmax.cuh): h_t = −k (1 − p_t)^γ (1 − γ p_t q) at the
+//     label's class only, k = v ω (focal_softmax_h; at most one such term);
 // and the softmax chain rule of pixel_element: dℓ/dx_c = h_c − p_c Σ h. Summed over the terms:
 //   h_c = v (p (A t + B1 + 2 p B2) − (K1 t + K0)),   ℓ = −v (L1 t + L0) log p_c,
 // with per-(image, class) sums A = Σ a, B1 = Σ b (plain), B2 = Σ b (squared denominator),
@@ -55,8 +57,8 @@ constexpr size_t kBufLanes = 16;  // at least the lanes of any x86 target (AVX-5
 // ignored, or an unchecked invalid label) and v = m · pixel weight. Lanes past `count` are
 // not counted. With `check`, an invalid label refuses the call (CHECK_TARGETS).
 template <class L>
-HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t count,
-                             size_t lanes, float* cls, float* v) {
+HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t count, size_t lanes,
+                             float* cls, float* v) {
   const L* lab = static_cast<const L*>(f.labels) + pix;
   for (size_t j = 0; j < count; ++j) {
     const int64_t l = static_cast<int64_t>(lab[j]);
@@ -78,7 +80,7 @@ HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t 
 // where the label does not fit in 32 bits (then it is no class; for int64 labels).
 template <class L>
 HWY_INLINE hn::Vec<hn::RebindToSigned<D>> load_labels32(D /*d*/, const L* lab,
-                                                          hn::Mask<hn::RebindToSigned<D>>& ok) {
+                                                        hn::Mask<hn::RebindToSigned<D>>& ok) {
   const hn::RebindToSigned<D> d32;
   if constexpr (std::is_same_v<L, int64_t>) {
     const hn::Repartition<int64_t, D> d64;
@@ -106,9 +108,9 @@ HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V
   const L* lab = static_cast<const L*>(f.labels) + pix;
   hn::Mask<decltype(d32)> fits;
   const auto l32 = load_labels32<L>(d, lab, fits);
-  const auto in_range = hn::And(
-      fits, hn::And(hn::Not(hn::Lt(l32, hn::Zero(d32))),
-                    hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(f.C)))));
+  const auto in_range =
+      hn::And(fits, hn::And(hn::Not(hn::Lt(l32, hn::Zero(d32))),
+                            hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(f.C)))));
   auto counted = in_range;
   if (f.ignore_index >= 0 && f.ignore_index < f.C)  // only then can a class be the ignore index
     counted = hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), in_range);
@@ -123,8 +125,8 @@ HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V
   }
   const auto counted_f = hn::RebindMask(d, counted);
   cls = hn::IfThenElse(counted_f, hn::ConvertTo(d, l32), hn::Set(d, -1.0f));
-  v = hn::IfThenElseZero(counted_f, f.pixel_weight ? hn::LoadU(d, f.pixel_weight + pix)
-                                                   : hn::Set(d, 1.0f));
+  v = hn::IfThenElseZero(counted_f,
+                         f.pixel_weight ? hn::LoadU(d, f.pixel_weight + pix) : hn::Set(d, 1.0f));
 }
 
 #endif
@@ -306,6 +308,7 @@ struct Folded {
   float AB[kFastMaxClasses], B1[kFastMaxClasses], B2[kFastMaxClasses];
   float K1[kFastMaxClasses], K0[kFastMaxClasses], L1[kFastMaxClasses], L0[kFastMaxClasses];
   float KT[kFastMaxClasses], LT[kFastMaxClasses];  // K1 + K0 and L1 + L0 (the label's class)
+  float FW[kFastMaxClasses], FL[kFastMaxClasses];  // the softmax focal term's ω: gradient, value
 };
 
 void fold(const FastCall& f, int64_t n, Folded& out) {
@@ -313,7 +316,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   const int64_t C = f.C, W = prog.coef_width;
   for (int64_t c = 0; c < C; ++c) {
     const double* coef = f.coefs + (n * C + c) * W;
-    double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0;
+    double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0, FW = 0, FL = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       const double* k = coef + ts.coef_offset;
@@ -327,6 +330,9 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
         K0 += g * off;
         L1 += f.scale[i] * on;
         L0 += f.scale[i] * off;
+      } else if (ts.kind == TK_FOCAL_SOFTMAX) {
+        FW += f.grad_scale * f.scale[i] * k[0];
+        FL += f.scale[i] * k[0];
       }
     }
     out.AB[c] = narrow_coef<float>(A + B1);
@@ -338,7 +344,50 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
     out.L0[c] = narrow_coef<float>(L0);
     out.KT[c] = narrow_coef<float>(K1 + K0);
     out.LT[c] = narrow_coef<float>(L1 + L0);
+    out.FW[c] = narrow_coef<float>(FW);
+    out.FL[c] = narrow_coef<float>(FL);
   }
+}
+
+// The softmax focal term (kernels/terms/focal_softmax.cuh) of a vector of pixels, at the label's
+// class t: returns h_t = −v ω (1 − p_t)^γ (1 − γ p_t q), q = log p_t / (1 − p_t) (−1 where
+// p_t = 1), and adds the loss −v ω (1 − p_t)^γ log p_t to `loss`. `e` holds e^(x_c − max) (Σ e =
+// 1 / inv), `x` the logits. 1 − p_t is Σ_{c≠t} e_c / Σ, free of cancellation; log p_t is
+// (x_t − max) − log Σ, as the cross-entropy's. γ = 0, 1, 2 take no power.
+HWY_INLINE V focal_softmax_h(D d, const FastCall& f, const Folded& k, V lab, V v, const float* x,
+                             int64_t stride, const float* e, V mx, V inv, V log_sum, V& loss) {
+  const V zero = hn::Zero(d), one = hn::Set(d, 1.0f);
+  V et = zero, other = zero, xt = mx, fw = zero, fl = zero;
+  for (int64_t c = 0; c < f.C; ++c) {
+    const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+    const V ec = hn::LoadU(d, e + c * kBufLanes);
+    et = hn::IfThenElse(is_c, ec, et);
+    other = hn::Add(other, hn::IfThenZeroElse(is_c, ec));
+    xt = hn::IfThenElse(is_c, hn::LoadU(d, x + c * stride), xt);
+    fw = hn::IfThenElse(is_c, hn::Set(d, k.FW[c]), fw);
+    fl = hn::IfThenElse(is_c, hn::Set(d, k.FL[c]), fl);
+  }
+  const float gamma = static_cast<float>(f.prog->term[f.focal_term].gamma);
+  const V p = hn::Mul(et, inv), u = hn::Mul(other, inv);
+  const V logp = hn::Sub(hn::Sub(xt, mx), log_sum);
+  V ug;
+  if (gamma == 0.0f) {
+    ug = one;
+  } else if (gamma == 1.0f) {
+    ug = u;
+  } else if (gamma == 2.0f) {
+    ug = hn::Mul(u, u);
+  } else {
+    const auto live = hn::Gt(u, zero);
+    ug = hn::IfThenElseZero(
+        live,
+        exp_nonpositive(d, hn::Mul(hn::Set(d, gamma), hn::Log(d, hn::IfThenElse(live, u, one)))));
+  }
+  const auto live = hn::Gt(u, zero);
+  const V q = hn::IfThenElse(live, hn::Div(logp, hn::IfThenElse(live, u, one)), hn::Set(d, -1.0f));
+  const V vug = hn::Mul(v, ug);
+  loss = hn::NegMulAdd(hn::Mul(vug, fl), logp, loss);
+  return hn::Mul(hn::Neg(hn::Mul(vug, fw)), hn::NegMulAdd(hn::Mul(hn::Set(d, gamma), p), q, one));
 }
 
 // What the element pass of a covered softmax call computes (chosen per call, ElementChunk):
@@ -359,7 +408,8 @@ HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t
     return p;
   }
   for (int64_t c = 0; c < f.C; ++c) {
-    for (size_t j = 0; j < lanes; ++j) buf[c * kBufLanes + j] = j < count ? p[c * f.class_stride + j] : 0.0f;
+    for (size_t j = 0; j < lanes; ++j)
+      buf[c * kBufLanes + j] = j < count ? p[c * f.class_stride + j] : 0.0f;
   }
   stride = kBufLanes;
   return buf;
@@ -438,7 +488,11 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
       x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
       softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
     }
-    V H = hn::Zero(d), loss = hn::Zero(d);
+    V H = hn::Zero(d), loss = hn::Zero(d), focal_h = hn::Zero(d);
+    if constexpr (M != Element::kCachedP) {
+      if (f.focal_term >= 0)
+        focal_h = focal_softmax_h(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
+    }
     for (int64_t c = 0; c < C; ++c) {
       const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
       V p;
@@ -450,9 +504,8 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
       }
       // v (p (A t + B1 + 2 p B2) − (K1 t + K0)); the cached mode leaves out the cross-entropy
       // part, which is zero there
-      const V region =
-          hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
-                     hn::IfThenElse(is_c, hn::Set(d, k.AB[c]), hn::Set(d, k.B1[c])));
+      const V region = hn::MulAdd(hn::Mul(two, p), hn::Set(d, k.B2[c]),
+                                  hn::IfThenElse(is_c, hn::Set(d, k.AB[c]), hn::Set(d, k.B1[c])));
       V hc;
       if constexpr (M == Element::kCachedP) {
         hc = hn::Mul(v, hn::Mul(p, region));
@@ -467,6 +520,8 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
           loss = hn::MulAdd(w, nlogp, loss);
         }
       }
+      if (M != Element::kCachedP && f.focal_term >= 0)
+        hc = hn::Add(hc, hn::IfThenElseZero(is_c, focal_h));
       hn::StoreU(hc, d, h + c * kBufLanes);
       H = hn::Add(H, hc);
     }
@@ -497,8 +552,8 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
       const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, image_end - pix));
       V lab, v;
       labels<L>(d, f, false, pix, count, lab, v);
-      loss_acc = hn::Add(loss_acc, element_vector<T, M>(d, f, k, f.element(n, q), count, lab, v,
-                                                        xbuf, e, h));
+      loss_acc = hn::Add(loss_acc,
+                         element_vector<T, M>(d, f, k, f.element(n, q), count, lab, v, xbuf, e, h));
       pix += static_cast<int64_t>(count);
       q += static_cast<int64_t>(count);
       if (++pending == kFastFlush || pix >= end) {
@@ -536,7 +591,8 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
       ++n;
       q = 0;
     }
-    const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
+    const size_t count =
+        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
     V lab, v;
     labels<L>(d, f, false, pix, count, lab, v);
     int64_t stride;
@@ -545,8 +601,8 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
     softmax(d, C, x, stride, e, mx, inv, &log_sum);
     V loss = hn::Zero(d);
     for (int64_t c = 0; c < C; ++c) {
-      const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))),
-                                     hn::Set(d, 1.0f));
+      const V t =
+          hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), hn::Set(d, 1.0f));
       const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
       const V w = hn::MulAdd(hn::Set(d, on[c]), t, hn::Set(d, off[c]));
       loss = hn::MulAdd(w, nlogp, loss);
@@ -582,8 +638,8 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
 // The inputs of `count` pixels of a run at element `e` (pixel `pix` of the weights): full float
 // vectors straight from memory, else lane by lane with zeros (and v = 0) past `count`.
 template <class T, class TT>
-HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t count, V& x,
-                         V& t, V& v) {
+HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t count, V& x, V& t,
+                         V& v) {
   const size_t lanes = hn::Lanes(d);
   const T* xs = static_cast<const T*>(f.x) + e;
   const TT* ts = static_cast<const TT*>(f.labels) + e;
@@ -721,13 +777,14 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
         V gr = zero;
         if (bce) {
           const V l1p = log1p_unit(d, sg.ex);
-          const V sp_pos = hn::Add(hn::Max(x, zero), l1p);          // softplus(x) = −log q
+          const V sp_pos = hn::Add(hn::Max(x, zero), l1p);           // softplus(x) = −log q
           const V sp_neg = hn::Add(hn::Max(hn::Neg(x), zero), l1p);  // softplus(−x) = −log p
           const V tsm = hn::MulAdd(t, keep, shift);                  // t′
           const V off = hn::Sub(one, tsm);
           loss_acc = hn::Add(loss_acc, hn::Mul(v, hn::MulAdd(hn::Mul(lp, tsm), sp_neg,
                                                              hn::Mul(hn::Mul(ln, off), sp_pos))));
-          gr = hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), sg.p), hn::Mul(hn::Mul(gp, tsm), sg.q)));
+          gr =
+              hn::Mul(v, hn::Sub(hn::Mul(hn::Mul(gn, off), sg.p), hn::Mul(hn::Mul(gp, tsm), sg.q)));
         }
         if (focal) {
           const V l1p = log1p_unit(d, sg.ex);
@@ -752,9 +809,9 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           const V vat = hn::Mul(v, at);
           loss_acc = hn::Add(loss_acc, hn::Mul(hn::Mul(hn::Mul(vat, fl), ce), ug));
           const auto live = hn::Gt(u, zero);
-          const V r = hn::IfThenElse(
-              live, hn::Div(hn::Mul(sg.p, sg.q), hn::IfThenElse(live, u, one)),
-              hn::IfThenElse(hn::Ge(t, half), sg.p, sg.q));
+          const V r =
+              hn::IfThenElse(live, hn::Div(hn::Mul(sg.p, sg.q), hn::IfThenElse(live, u, one)),
+                             hn::IfThenElse(hn::Ge(t, half), sg.p, sg.q));
           const V inner = hn::MulAdd(hn::Mul(hn::Mul(vgamma, ce), hn::NegMulAdd(two, t, one)), r,
                                      hn::Sub(sg.p, t));
           gr = hn::MulAdd(hn::Mul(hn::Mul(vat, fgw), ug), inner, gr);
@@ -798,23 +855,19 @@ decltype(auto) with_dense_targets(const FastCall& f, F&& fn) {
 void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
   if (f.sigmoid_dense)
     return with_input(f, [&](auto x) {
-      with_dense_targets(f, [&](auto t) {
-        sigmoid_stats_chunk_t<decltype(x), decltype(t)>(f, n, q0, q1, row);
-      });
+      with_dense_targets(
+          f, [&](auto t) { sigmoid_stats_chunk_t<decltype(x), decltype(t)>(f, n, q0, q1, row); });
     });
   with_input(f, [&](auto x) {
-    with_labels(f, [&](auto l) {
-      stats_chunk_t<decltype(x), decltype(l)>(f, n, q0, q1, row);
-    });
+    with_labels(f, [&](auto l) { stats_chunk_t<decltype(x), decltype(l)>(f, n, q0, q1, row); });
   });
 }
 
 double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
   if (f.sigmoid_dense)
     return with_input(f, [&](auto x) {
-      return with_dense_targets(f, [&](auto t) {
-        return sigmoid_chunk_t<decltype(x), decltype(t)>(f, begin, end);
-      });
+      return with_dense_targets(
+          f, [&](auto t) { return sigmoid_chunk_t<decltype(x), decltype(t)>(f, begin, end); });
     });
   return with_labels(f, [&](auto l) {
     using L = decltype(l);
@@ -822,8 +875,9 @@ double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
       return element_chunk_t<float, L, Element::kCachedP>(f, begin, end);
     return with_input(f, [&](auto x) {
       using T = decltype(x);
-      return f.any_region ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
-                          : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
+      return f.any_region || f.focal_term >= 0
+                 ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
+                 : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
     });
   });
 }
@@ -882,9 +936,8 @@ void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
 
 int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return with_labels(f, [&](auto l) {
-    return with_input(f, [&](auto x) {
-      return topk_keys_t<decltype(x), decltype(l)>(f, begin, end, keys);
-    });
+    return with_input(
+        f, [&](auto x) { return topk_keys_t<decltype(x), decltype(l)>(f, begin, end, keys); });
   });
 }
 
@@ -923,10 +976,10 @@ struct Target {
 };
 
 // The entries compiled for one instruction set (namespace N_<target>).
-#define CULOSS_FAST_TARGET(ns, name) \
-  Target {                                                                                   \
-    &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk,       \
-        &ns::TopKKeysChunk, name                                                              \
+#define CULOSS_FAST_TARGET(ns, name)                                                    \
+  Target {                                                                              \
+    &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk, \
+        &ns::TopKKeysChunk, name                                                        \
   }
 
 // What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
@@ -955,7 +1008,7 @@ CpuFeatures cpu_features() {
   const bool lzcnt = ce & (1u << 5);
   f.avx2 = avx2 && bmi1 && bmi2 && fma && f16c && lzcnt;
   const bool avx512 = (b7 & (1u << 16)) && (b7 & (1u << 17)) && (b7 & (1u << 30)) &&
-                      (b7 & (1u << 31));  // F, DQ, BW, VL
+                      (b7 & (1u << 31));                    // F, DQ, BW, VL
   f.avx3 = f.avx2 && avx512 && (xcr0_lo & 0xe0u) == 0xe0u;  // opmask and ZMM state
   return f;
 }
@@ -984,9 +1037,9 @@ Target select_target() {
 #if HWY_TARGETS & HWY_SSE4
   if (cpu.sse4) return CULOSS_FAST_TARGET(N_SSE4, "SSE4");
 #endif
-  return {&HWY_STATIC_DISPATCH(StatsChunk), &HWY_STATIC_DISPATCH(ElementChunk),
+  return {&HWY_STATIC_DISPATCH(StatsChunk),        &HWY_STATIC_DISPATCH(ElementChunk),
           &HWY_STATIC_DISPATCH(CheckTargetsChunk), &HWY_STATIC_DISPATCH(CheckWeightsChunk),
-          &HWY_STATIC_DISPATCH(TopKKeysChunk), "baseline"};
+          &HWY_STATIC_DISPATCH(TopKKeysChunk),     "baseline"};
 }
 
 const Target& target() {

@@ -141,6 +141,7 @@ bool fast_covers(const Call& call, const Plan& plan) {
   const bool channels_last = L.inner == 1 && L.pre == L.P;
   if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
+  int softmax_focal_terms = 0;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     if (t.activation != ACT_SOFTMAX) return false;
@@ -148,6 +149,8 @@ bool fast_covers(const Call& call, const Plan& plan) {
       if (t.stat_count != t.region.stat_slots()) return false;
     } else if (t.kind == TK_CE || (t.kind == TK_TOPK_CE && prog.count == 1)) {
       if (t.stat_count > 1) return false;  // Σ m t only (no distributed value slots)
+    } else if (t.kind == TK_FOCAL_SOFTMAX) {
+      if (t.stat_count > 1 || ++softmax_focal_terms > 1) return false;
     } else {
       return false;
     }
@@ -203,23 +206,24 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     } else if (t.stat_count == 1) {  // CrossEntropyTerm::counts: Σ m t
       add(t.stat_offset, FQ_MT);
     }
-    if (t.kind == TK_CE || t.kind == TK_TOPK_CE) f.any_ce = true;
+    if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX) f.any_ce = true;
     if (t.kind == TK_TOPK_CE) {
       f.topk_term = i;
       f.selected = b.selected;
-      f.topk_class_weights = t.class_weight_offset >= 0 ? b.weights + t.class_weight_offset : nullptr;
+      f.topk_class_weights =
+          t.class_weight_offset >= 0 ? b.weights + t.class_weight_offset : nullptr;
     }
     if (t.kind == TK_REGION) f.any_region = true;
     if (t.kind == TK_BCE) f.bce_term = i;
-    if (t.kind == TK_FOCAL_BINARY) f.focal_term = i;
+    if (t.kind == TK_FOCAL_BINARY || t.kind == TK_FOCAL_SOFTMAX) f.focal_term = i;
   }
-  f.cache_p = f.any_region && !f.any_ce && !f.sigmoid_dense && call.grad.present &&
-              f.pixel_stride == 1;
+  f.cache_p =
+      f.any_region && !f.any_ce && !f.sigmoid_dense && call.grad.present && f.pixel_stride == 1;
   // Without pixel weights (to be checked after every label) the statistics pass reads every
   // label before anything is written and refuses a bad one itself, the same chunk-ordered error
   // as check_targets; unless it writes the probabilities (cache_p).
-  f.check_labels = call.check_targets && call.index_target && prog.has_stats && !f.pixel_weight &&
-                   !f.cache_p;
+  f.check_labels =
+      call.check_targets && call.index_target && prog.has_stats && !f.pixel_weight && !f.cache_p;
   f.check_first = call.check_targets && !f.check_labels;
   f.prog = &prog;
   f.coefs = b.coefs;

@@ -86,7 +86,7 @@ struct FastCall {
   bool any_region;  // some term is a region term (the element pass needs its coefficients)
   // Dense targets with a sigmoid (`labels` holds the targets, of the input's shape): region
   // terms, at most one binary cross-entropy term `bce_term` and one focal term `focal_term`
-  // (−1: none).
+  // (−1: none). With a softmax and index targets, `focal_term` is the one softmax focal term.
   bool sigmoid_dense;
   int bce_term, focal_term;
 };

@@ -30,9 +30,8 @@ constexpr double kGradTol = 1e-5;
 const culoss_kind kKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
                               CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_MCC,
                               CULOSS_CROSS_ENTROPY};
-const culoss_kind kRegionKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,
-                                    CULOSS_TVERSKY,       CULOSS_FOCAL_TVERSKY,
-                                    CULOSS_GENERALIZED_DICE, CULOSS_MCC};
+const culoss_kind kRegionKinds[] = {CULOSS_DICE,          CULOSS_JACCARD,          CULOSS_TVERSKY,
+                                    CULOSS_FOCAL_TVERSKY, CULOSS_GENERALIZED_DICE, CULOSS_MCC};
 
 // Runs `f` with the fast path switched off (the generic passes in double).
 template <class F>
@@ -79,8 +78,8 @@ void randomize_options(std::mt19937& rng, RegionCase& rc) {
     if (u(rng) < 0.4) o.label_smoothing = 0.1 + 0.3 * u(rng);
   } else {
     const double r = u(rng);
-    o.reduction = r < 0.6 ? CULOSS_REDUCTION_MEAN
-                          : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
+    o.reduction =
+        r < 0.6 ? CULOSS_REDUCTION_MEAN : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
     o.batch = u(rng) < 0.3;
     o.include_background = u(rng) < 0.7;
     if (o.kind == CULOSS_DICE || o.kind == CULOSS_JACCARD) o.squared = u(rng) < 0.4;
@@ -115,8 +114,8 @@ void randomize_options(std::mt19937& rng, RegionCase& rc) {
       close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol});
   if (!v) return v << "\n  case: " << describe_case(rc);
   if (cfg.grad) {
-    ::testing::AssertionResult g = close_vectors("grad", fast.grad, slow.grad,
-                                                 Tol{kGradTol, kGradTol * max_abs(slow.grad)});
+    ::testing::AssertionResult g =
+        close_vectors("grad", fast.grad, slow.grad, Tol{kGradTol, kGradTol * max_abs(slow.grad)});
     if (!g) return g << "\n  case: " << describe_case(rc);
   }
   return ::testing::AssertionSuccess();
@@ -142,13 +141,12 @@ template <class Build>
   ::testing::AssertionResult v =
       close_vectors("loss", fast.loss, slow.loss, Tol{kValueTol, kValueTol});
   if (!v) return v;
-  return close_vectors("grad", fast.grad, slow.grad,
-                       Tol{kGradTol, kGradTol * max_abs(slow.grad)});
+  return close_vectors("grad", fast.grad, slow.grad, Tol{kGradTol, kGradTol * max_abs(slow.grad)});
 }
 
 // Shapes whose pixel counts are no multiple of any vector width (and one that is), 2D and 3D.
-const std::vector<std::vector<int64_t>> kShapes = {
-    {2, 4, 7, 5}, {3, 5, 33}, {1, 3, 1, 1}, {2, 2, 16, 16}, {1, 6, 3, 4, 5}, {2, 3, 70, 71}};
+const std::vector<std::vector<int64_t>> kShapes = {{2, 4, 7, 5},   {3, 5, 33},      {1, 3, 1, 1},
+                                                   {2, 2, 16, 16}, {1, 6, 3, 4, 5}, {2, 3, 70, 71}};
 
 TEST(FastPath, MatchesReferencesAndGenericPassEveryKindDtype) {
   std::mt19937 rng(1601);
@@ -186,8 +184,8 @@ TEST(FastPath, ChannelsLastMatchesReferencesAndGenericPass) {
   int it = 0;
   for (culoss_kind kind : kKinds)
     for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()}) {
-      RegionCase rc = make_case(rng, kind, shapes[static_cast<size_t>(it++) % shapes.size()],
-                                in_dt, testing_util::i64(), 0.1, 3.0, /*class_axis=*/-1);
+      RegionCase rc = make_case(rng, kind, shapes[static_cast<size_t>(it++) % shapes.size()], in_dt,
+                                testing_util::i64(), 0.1, 3.0, /*class_axis=*/-1);
       randomize_options(rng, rc);
       EXPECT_TRUE(matches_ref(rc));
       RunConfig cfg;
@@ -238,8 +236,8 @@ TEST(FastPath, BinaryCrossEntropyMatchesReferenceAndGenericPass) {
   for (const DLDataType& in_dt : {testing_util::f32(), testing_util::f16(), testing_util::bf16()})
     for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()})
       for (int k = 0; k < 2; ++k) {
-        RegionCase rc = bce_case(rng, shapes[static_cast<size_t>(it++) % shapes.size()], in_dt,
-                                 tgt_dt);
+        RegionCase rc =
+            bce_case(rng, shapes[static_cast<size_t>(it++) % shapes.size()], in_dt, tgt_dt);
         RunConfig cfg;
         cfg.grad_f32 = true;
         EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
@@ -346,8 +344,8 @@ TEST(FastPath, OnePixelAndInRangeIgnoreIndex) {
   for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY}) {
     RegionCase one = make_case(rng, kind, {1, 3, 1}, testing_util::f32(), testing_util::i64(), 0.0);
     EXPECT_TRUE(matches_ref(one));
-    RegionCase in_range = make_case(rng, kind, {2, 4, 5, 6}, testing_util::f32(),
-                                    testing_util::i32(), 0.0);
+    RegionCase in_range =
+        make_case(rng, kind, {2, 4, 5, 6}, testing_util::f32(), testing_util::i32(), 0.0);
     in_range.opt.ignore_index = 2;  // a class label that is ignored
     EXPECT_TRUE(matches_ref(in_range));
   }
@@ -376,8 +374,8 @@ TEST(FastPath, InvalidLabelRefusedAsTheGenericPass) {
   for (culoss_kind kind : {CULOSS_DICE, CULOSS_CROSS_ENTROPY})
     for (bool weights : {false, true})
       for (bool in_place : {false, true}) {
-        RegionCase rc = make_case(rng, kind, {2, 4, 40, 50}, testing_util::f32(),
-                                  testing_util::i64());
+        RegionCase rc =
+            make_case(rng, kind, {2, 4, 40, 50}, testing_util::f32(), testing_util::i64());
         rc.labels[1234] = 9;
         rc.labels[2345] = -3;
         if (weights) rc.pixel_weight.assign(rc.labels.size(), 1.0);
@@ -451,8 +449,8 @@ TEST(FastPath, InvalidDenseTargetAndPixelWeightRefusedAsTheGenericPass) {
       EXPECT_TRUE(fast.untouched_on_failure) << bad.what;
     }
   // Dice with pixel weights: its labels, then its weights, before its cached probabilities.
-  RegionCase rc = make_case(rng, CULOSS_DICE, {2, 4, 40, 50}, testing_util::f32(),
-                            testing_util::i64());
+  RegionCase rc =
+      make_case(rng, CULOSS_DICE, {2, 4, 40, 50}, testing_util::f32(), testing_util::i64());
   rc.pixel_weight.assign(rc.labels.size(), 1.0);
   rc.pixel_weight[2001] = -0.5;
   RunConfig cfg;
@@ -491,8 +489,8 @@ RegionCase dense_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> 
   const int64_t C = num_classes(rc);
   RegionOptions& o = rc.opt;
   const double r = u(rng);
-  o.reduction = r < 0.6 ? CULOSS_REDUCTION_MEAN
-                        : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
+  o.reduction =
+      r < 0.6 ? CULOSS_REDUCTION_MEAN : (r < 0.8 ? CULOSS_REDUCTION_SUM : CULOSS_REDUCTION_NONE);
   o.batch = u(rng) < 0.3;
   o.include_background = u(rng) < 0.7;
   if (kind == CULOSS_DICE || kind == CULOSS_JACCARD) o.squared = u(rng) < 0.4;
@@ -535,8 +533,9 @@ TEST(FastPath, SigmoidSumOfRegionAndBceMatchesGenericPass) {
   std::mt19937 rng(1613);
   for (int it = 0; it < 8; ++it) {
     const culoss_kind kind = it % 2 ? CULOSS_MCC : CULOSS_DICE;
-    RegionCase rc = dense_case(rng, kind, kShapes[static_cast<size_t>(it) % kShapes.size()],
-                               testing_util::f32(), it % 3 ? testing_util::f32() : testing_util::u8());
+    RegionCase rc =
+        dense_case(rng, kind, kShapes[static_cast<size_t>(it) % kShapes.size()],
+                   testing_util::f32(), it % 3 ? testing_util::f32() : testing_util::u8());
     rc.opt.reduction = CULOSS_REDUCTION_MEAN;
     EXPECT_TRUE(sum_matches_generic(rc, [&](culoss_loss sum) {
       Loss region(kind), bce(CULOSS_BCE);
@@ -564,8 +563,8 @@ TEST(FastPath, SigmoidFocalMatchesReferenceAndGenericPass) {
   for (double gamma : gammas)
     for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()})
       for (const DLDataType& tgt_dt : {testing_util::f32(), testing_util::u8()}) {
-        RegionCase rc = bce_case(rng, kShapes[static_cast<size_t>(it++) % kShapes.size()], in_dt,
-                                 tgt_dt);
+        RegionCase rc =
+            bce_case(rng, kShapes[static_cast<size_t>(it++) % kShapes.size()], in_dt, tgt_dt);
         rc.opt = default_options(CULOSS_FOCAL);
         rc.opt.activation = CULOSS_ACTIVATION_SIGMOID;
         rc.opt.gamma = gamma;
@@ -593,6 +592,66 @@ TEST(FastPath, SigmoidFocalMatchesReferenceAndGenericPass) {
       culoss_loss_add_term(sum, dice, 1.0);
       culoss_loss_add_term(sum, focal, 2.0);
     }));
+  }
+}
+
+// The focal loss with a softmax on class-index labels (the general element pass with the focal
+// term at the label's class): against the long-double reference and the generic passes, γ on
+// its special values (0, 1, 2) and off them, every input and label dtype, NCHW and NHWC, class
+// and pixel weights, ignored pixels, saturated logits; and summed with Dice and cross-entropy.
+TEST(FastPath, SoftmaxFocalMatchesReferenceAndGenericPass) {
+  std::mt19937 rng(1616);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const double gammas[] = {0.0, 1.0, 2.0, 0.5, 3.7};
+  const DLDataType in_dts[] = {testing_util::f32(), testing_util::f16(), testing_util::bf16()};
+  const DLDataType lab_dts[] = {testing_util::i64(), testing_util::i32(), testing_util::u8()};
+  int it = 0;
+  for (double gamma : gammas)
+    for (const DLDataType& in_dt : in_dts)
+      for (const DLDataType& lab_dt : lab_dts) {
+        const int axis = it % 3 == 2 ? -1 : 1;
+        std::vector<int64_t> shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+        if (axis == -1) std::rotate(shape.begin() + 1, shape.begin() + 2, shape.end());
+        const double logit_scale = it % 4 == 0 ? 40.0 : 3.0;  // saturated: p_t = 1 or 0
+        RegionCase rc = make_case(rng, CULOSS_FOCAL, shape, in_dt, lab_dt, 0.1, logit_scale, axis);
+        rc.opt.gamma = gamma;
+        rc.opt.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
+        if (u(rng) < 0.4) {
+          rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
+          for (double& w : rc.opt.class_weights) w = 0.2 + 1.5 * u(rng);
+        }
+        if (u(rng) < 0.3) {
+          rc.pixel_weight.resize(rc.labels.size());
+          for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+        }
+        if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30))
+            << "gamma " << gamma;
+        EXPECT_TRUE(matches_generic(rc, cfg)) << "gamma " << gamma;
+        cfg.grad = false;
+        EXPECT_TRUE(matches_generic(rc, cfg)) << "gamma " << gamma << ", value only";
+      }
+  // Dice + focal and cross-entropy + focal in one call
+  for (int k = 0; k < 4; ++k) {
+    RegionCase rc = make_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(k)],
+                              testing_util::f32(), testing_util::i64());
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    EXPECT_TRUE(sum_matches_generic(
+        rc,
+        [&](culoss_loss sum) {
+          Loss other(k % 2 ? CULOSS_DICE : CULOSS_CROSS_ENTROPY), focal(CULOSS_FOCAL);
+          for (culoss_loss term :
+               {static_cast<culoss_loss>(other), static_cast<culoss_loss>(focal)}) {
+            culoss_loss_set_int(term, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX);
+            culoss_loss_set_int(term, CULOSS_PARAM_IGNORE_INDEX, -100);
+          }
+          culoss_loss_set_float(focal, CULOSS_PARAM_GAMMA, gammas[k]);
+          culoss_loss_add_term(sum, other, 1.0);
+          culoss_loss_add_term(sum, focal, 2.0);
+        }))
+        << "term " << k;
   }
 }
 
