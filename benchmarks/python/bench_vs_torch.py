@@ -12,6 +12,8 @@ reference. Competitors run in PyTorch eager and under ``torch.compile``:
 - an nnU-Net-style memory-efficient soft Dice, written here from its documented formula
   (softmax, one-hot target built without gradient, background dropped, per-image statistics,
   ``-(2I + s) / max(P + T + s, 1e-8)`` averaged);
+- the multi-class focal loss (``focal_softmax``, γ = 2): MONAI's ``FocalLoss(use_softmax=True)``
+  and the formula written here (``softmax_focal``);
 - Dice + cross-entropy (``dice_ce``, culoss's fused ``Dice() + CrossEntropy()``): MONAI's
   ``DiceCELoss`` and that nnU-Net-style Dice plus ``F.cross_entropy``;
 - nnU-Net's TopK cross-entropy (``topk_ce``: the per-voxel cross-entropy, the k% largest over
@@ -60,10 +62,10 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 GPU_SHAPES = "16x4x512x512,32x1x1024x1024,2x4x64x64"
 QUICK_SHAPES = "2x4x32x32,4x1x32x32"
-ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "lovasz_softmax",
-              "lovasz_hinge", "mcc", "topk_ce", "hausdorff_dt", "cldice"]
-SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "lovasz_softmax", "topk_ce",
-                  "hausdorff_dt", "cldice"}
+ALL_LOSSES = ["dice", "tversky", "gdice", "ce", "dice_ce", "bce", "focal", "focal_softmax",
+              "lovasz_softmax", "lovasz_hinge", "mcc", "topk_ce", "hausdorff_dt", "cldice"]
+SOFTMAX_LOSSES = {"dice", "tversky", "gdice", "ce", "dice_ce", "focal_softmax", "lovasz_softmax",
+                  "topk_ce", "hausdorff_dt", "cldice"}
 
 
 # ------------------------------------------------------------------------------ imports
@@ -95,6 +97,14 @@ def import_culoss():
 
 
 # ------------------------------------------------------------------------------ own peers
+
+def softmax_focal(x, labels, gamma):
+    """The multi-class focal loss of Lin et al. from its formula: −(1 − p_t)^γ log p_t per
+    pixel (p = softmax over the class axis, t the label), averaged over the pixels."""
+    import torch
+    logp = torch.log_softmax(x, 1).gather(1, labels.unsqueeze(1)).squeeze(1)
+    return (-(1.0 - logp.exp()) ** gamma * logp).mean()
+
 
 def nnunet_style_soft_dice(x, y, smooth=1e-5, batch_dice=False, do_bg=False):
     """nnU-Net's memory-efficient soft Dice, from its documented formula.
@@ -270,6 +280,17 @@ def peers_for(loss, shape):
             "MONAI FocalLoss", "monai", "Focal", {},
             (lambda f: lambda x, t: f(x, t["dense"]))(m.FocalLoss(alpha=0.25, gamma=2.0)),
             target="dense")])
+    elif loss == "focal_softmax":
+        # multi-class focal loss, −(1 − p_t)^γ log p_t averaged over the pixels, γ = 2
+        sm = {"activation": "softmax", "gamma": 2.0}
+        add(None, lambda m: [Peer(
+            "softmax focal from its formula", "own", "Focal", sm,
+            lambda x, t: softmax_focal(x, t["labels"], 2.0))])
+        add("monai.losses", lambda m: [Peer(
+            "MONAI FocalLoss(use_softmax=True)", "monai", "Focal", sm,
+            (lambda f: lambda x, t: f(x, t["labels_n1"]))(
+                m.FocalLoss(use_softmax=True, to_onehot_y=True, gamma=2.0)),
+            scale=1.0 / shape[1], note="mean over the classes too: culoss / C")])
     elif loss == "lovasz_softmax":
         add("segmentation_models_pytorch.losses", lambda m: [Peer(
             "smp LovaszLoss", "smp", "LovaszSoftmax", {},
@@ -539,7 +560,7 @@ class Bench:
         if not configs:  # no competitor installed: still time culoss's default
             kind = {"dice": "Dice", "tversky": "Tversky", "gdice": "GeneralizedDice",
                     "ce": "CrossEntropy", "dice_ce": "Dice+CrossEntropy", "bce": "BCE",
-                    "focal": "Focal",
+                    "focal": "Focal", "focal_softmax": "Focal",
                     "lovasz_softmax": "LovaszSoftmax", "lovasz_hinge": "LovaszHinge",
                     "mcc": "MCC", "topk_ce": "TopKCrossEntropy", "hausdorff_dt": "HausdorffDT",
                     "cldice": "ClDice"}[loss]
