@@ -19,6 +19,12 @@ $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --shapes 8x4x1
   --losses ce,dice,dice_ce,tversky,gdice,bce,focal,mcc,topk_ce,lovasz_softmax --repeat 20 --warmup 3 \
   --out $OUT/vs_torch/$round > $OUT/vs_torch/$round.log 2>&1
 done
+# The softmax focal loss (its fast path came after the rounds above: commit 23b31c4)
+for round in focal_softmax focal_softmax2; do
+echo "== $(date -u +%T) $round, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
+$PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --shapes 8x4x128x128,2x4x64x64x64 \
+  --losses focal_softmax --repeat 20 --warmup 3 --out $OUT/vs_torch/$round > $OUT/vs_torch/$round.log 2>&1
+done
 echo "== $(date -u +%T) compile, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/python/bench_vs_torch.py --device cpu --compile --shapes 8x4x128x128 \
   --losses ce,dice,dice_ce --repeat 20 --warmup 3 --out $OUT/vs_torch/compile > $OUT/vs_torch/compile.log 2>&1
