@@ -349,6 +349,17 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   }
 }
 
+// u^γ for u in [0, 1] and γ ≥ 0, as pow (0^0 = 1): the focal losses' modulating factor. γ = 0,
+// 1 and 2 (the common ones) take no logarithm; otherwise e^(γ log u), whose argument is ≤ 0.
+HWY_INLINE V pow_unit(D d, V u, float gamma) {
+  if (gamma == 0.0f) return hn::Set(d, 1.0f);
+  if (gamma == 1.0f) return u;
+  if (gamma == 2.0f) return hn::Mul(u, u);
+  const auto live = hn::Gt(u, hn::Zero(d));
+  const V log_u = hn::Log(d, hn::IfThenElse(live, u, hn::Set(d, 1.0f)));
+  return hn::IfThenElseZero(live, exp_nonpositive(d, hn::Mul(hn::Set(d, gamma), log_u)));
+}
+
 // The softmax focal term (kernels/terms/focal_softmax.cuh) of a vector of pixels, at the label's
 // class t: returns h_t = −v ω (1 − p_t)^γ (1 − γ p_t q), q = log p_t / (1 − p_t) (−1 where
 // p_t = 1), and adds the loss −v ω (1 − p_t)^γ log p_t to `loss`. `e` holds e^(x_c − max) (Σ e =
@@ -370,19 +381,7 @@ HWY_INLINE V focal_softmax_h(D d, const FastCall& f, const Folded& k, V lab, V v
   const float gamma = static_cast<float>(f.prog->term[f.focal_term].gamma);
   const V p = hn::Mul(et, inv), u = hn::Mul(other, inv);
   const V logp = hn::Sub(hn::Sub(xt, mx), log_sum);
-  V ug;
-  if (gamma == 0.0f) {
-    ug = one;
-  } else if (gamma == 1.0f) {
-    ug = u;
-  } else if (gamma == 2.0f) {
-    ug = hn::Mul(u, u);
-  } else {
-    const auto live = hn::Gt(u, zero);
-    ug = hn::IfThenElseZero(
-        live,
-        exp_nonpositive(d, hn::Mul(hn::Set(d, gamma), hn::Log(d, hn::IfThenElse(live, u, one)))));
-  }
+  const V ug = pow_unit(d, u, gamma);
   const auto live = hn::Gt(u, zero);
   const V q = hn::IfThenElse(live, hn::Div(logp, hn::IfThenElse(live, u, one)), hn::Set(d, -1.0f));
   const V vug = hn::Mul(v, ug);
@@ -793,18 +792,7 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           const V nt = hn::Sub(one, t);
           const V ce = hn::MulAdd(t, sp_neg, hn::Mul(nt, sp_pos));
           const V u = hn::MulAdd(sg.p, nt, hn::Mul(sg.q, t));
-          V ug;  // u^γ as pow (0^0 = 1)
-          if (gamma == 0.0f) {
-            ug = one;
-          } else if (gamma == 1.0f) {
-            ug = u;
-          } else if (gamma == 2.0f) {
-            ug = hn::Mul(u, u);
-          } else {
-            const auto live = hn::Gt(u, zero);
-            ug = hn::IfThenElseZero(
-                live, hn::Exp(d, hn::Mul(vgamma, hn::Log(d, hn::IfThenElse(live, u, one)))));
-          }
+          const V ug = pow_unit(d, u, gamma);
           const V at = alpha_on ? hn::MulAdd(alpha, t, hn::Mul(hn::Sub(one, alpha), nt)) : one;
           const V vat = hn::Mul(v, at);
           loss_acc = hn::Add(loss_acc, hn::Mul(hn::Mul(hn::Mul(vat, fl), ce), ug));

@@ -68,10 +68,22 @@ RegionCase make_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> s
   return rc;
 }
 
+// Class weights in [0.2, 1.7) (4 cases in 10) and pixel weights in [0, 2) (3 in 10), at random.
+void random_weights(std::mt19937& rng, RegionCase& rc) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  if (u(rng) < 0.4) {
+    rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
+    for (double& w : rc.opt.class_weights) w = 0.2 + 1.5 * u(rng);
+  }
+  if (u(rng) < 0.3) {
+    rc.pixel_weight.resize(rc.labels.size());
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+}
+
 // Random options the fast path takes (all but the activation, layout and target form).
 void randomize_options(std::mt19937& rng, RegionCase& rc) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
-  const int64_t C = num_classes(rc);
   RegionOptions& o = rc.opt;
   if (o.kind == CULOSS_CROSS_ENTROPY) {
     o.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
@@ -85,14 +97,7 @@ void randomize_options(std::mt19937& rng, RegionCase& rc) {
     if (o.kind == CULOSS_DICE || o.kind == CULOSS_JACCARD) o.squared = u(rng) < 0.4;
     if (o.kind != CULOSS_GENERALIZED_DICE && u(rng) < 0.3) o.average = CULOSS_AVERAGE_MICRO;
   }
-  if (u(rng) < 0.4) {
-    o.class_weights.resize(static_cast<size_t>(C));
-    for (double& w : o.class_weights) w = 0.2 + 1.5 * u(rng);
-  }
-  if (u(rng) < 0.3) {
-    rc.pixel_weight.resize(rc.labels.size());
-    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
-  }
+  random_weights(rng, rc);
   if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
 }
 
@@ -616,14 +621,7 @@ TEST(FastPath, SoftmaxFocalMatchesReferenceAndGenericPass) {
         RegionCase rc = make_case(rng, CULOSS_FOCAL, shape, in_dt, lab_dt, 0.1, logit_scale, axis);
         rc.opt.gamma = gamma;
         rc.opt.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
-        if (u(rng) < 0.4) {
-          rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
-          for (double& w : rc.opt.class_weights) w = 0.2 + 1.5 * u(rng);
-        }
-        if (u(rng) < 0.3) {
-          rc.pixel_weight.resize(rc.labels.size());
-          for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
-        }
+        random_weights(rng, rc);
         if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
         RunConfig cfg;
         cfg.grad_f32 = true;
@@ -678,14 +676,7 @@ TEST(FastPath, TopKCrossEntropyMatchesGenericPass) {
         RegionCase rc = make_case(rng, CULOSS_TOPK_CE, shape, in_dt, lab_dt, 0.1, 3.0, axis);
         rc.opt.top_fraction = fraction;
         if (u(rng) < 0.4) rc.opt.label_smoothing = 0.2 * u(rng);
-        if (u(rng) < 0.4) {
-          rc.opt.class_weights.resize(static_cast<size_t>(num_classes(rc)));
-          for (double& w : rc.opt.class_weights) w = 0.2 + 1.5 * u(rng);
-        }
-        if (u(rng) < 0.3) {
-          rc.pixel_weight.resize(rc.labels.size());
-          for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
-        }
+        random_weights(rng, rc);
         RunConfig cfg;
         cfg.grad_f32 = true;
         EXPECT_TRUE(matches_generic(rc, cfg)) << "fraction " << fraction;
