@@ -53,6 +53,10 @@ using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
 constexpr size_t kBufLanes = 16;  // at least the lanes of any x86 target (AVX-512: 16)
 
+// Labels in [0, limit) are classes (a binary mask's: 0 and 1); others count as ignored, or are
+// refused by the check.
+HWY_INLINE int64_t label_limit(const FastCall& f) { return f.mask_labels ? 2 : f.C; }
+
 // Labels of `count` pixels from flat pixel `pix`: the class as a float (−1 where not counted:
 // ignored, or an unchecked invalid label) and v = m · pixel weight. Lanes past `count` are
 // not counted. With `check`, an invalid label refuses the call (CHECK_TARGETS).
@@ -60,9 +64,10 @@ template <class L>
 HWY_INLINE void stage_labels(const FastCall& f, bool check, int64_t pix, size_t count, size_t lanes,
                              float* cls, float* v) {
   const L* lab = static_cast<const L*>(f.labels) + pix;
+  const int64_t limit = label_limit(f);
   for (size_t j = 0; j < count; ++j) {
     const int64_t l = static_cast<int64_t>(lab[j]);
-    const bool counted = l >= 0 && l < f.C && l != f.ignore_index;
+    const bool counted = l >= 0 && l < limit && l != f.ignore_index;
     if (check && !counted && l != f.ignore_index)
       fail_invalid_target(*f.call, pix + static_cast<int64_t>(j), &lab[j]);
     const bool kept = counted && (!f.selected || f.selected[pix + static_cast<int64_t>(j)]);
@@ -108,11 +113,12 @@ HWY_INLINE void vector_labels(D d, const FastCall& f, bool check, int64_t pix, V
   const L* lab = static_cast<const L*>(f.labels) + pix;
   hn::Mask<decltype(d32)> fits;
   const auto l32 = load_labels32<L>(d, lab, fits);
+  const int64_t limit = label_limit(f);
   const auto in_range =
       hn::And(fits, hn::And(hn::Not(hn::Lt(l32, hn::Zero(d32))),
-                            hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(f.C)))));
+                            hn::Lt(l32, hn::Set(d32, static_cast<int32_t>(limit)))));
   auto counted = in_range;
-  if (f.ignore_index >= 0 && f.ignore_index < f.C)  // only then can a class be the ignore index
+  if (f.ignore_index >= 0 && f.ignore_index < limit)  // only then can a class be the ignore index
     counted = hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), in_range);
   if (check && !hn::AllTrue(d32, counted)) {  // some lane is ignored or invalid: find out which
     float c[kBufLanes], w[kBufLanes];
@@ -631,36 +637,84 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
   return counted;
 }
 
-// Dense targets with a sigmoid, channels-first: per (image, class) a run of pixels, vectors
-// along it (the input, the target and the pixel weights are contiguous there).
+// Dense targets (or a binary mask) with a sigmoid, channels-first: per (image, class) a run of
+// pixels, vectors along it (the input, the target and the pixel weights are contiguous there).
 //
-// The inputs of `count` pixels of a run at element `e` (pixel `pix` of the weights): full float
-// vectors straight from memory, else lane by lane with zeros (and v = 0) past `count`.
+// The targets of the sigmoid passes: a dense target of type S (t is its value, every element
+// counts), or a binary mask of labels of type L (t = 1 where the label is 1; a pixel counts
+// where its label is 0 or 1 and not the ignore index: FastCall::mask_labels).
+template <class S>
+struct DenseTarget {
+  using type = S;
+};
+template <class L>
+struct MaskLabels {
+  using type = L;
+};
+template <class TT>
+constexpr bool kIsMask = !std::is_same_v<TT, DenseTarget<typename TT::type>>;
+
+// The input x, target t, weight v = m · pixel weight and count m of `count` elements from
+// element e (class c of flat pixel pix, whose weight is read): full float vectors straight from
+// memory, labels through 32-bit lanes, the rest through a float copy (zeros past `count`).
 template <class T, class TT>
 HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t count, V& x, V& t,
-                         V& v) {
+                         V& v, V& m) {
+  using S = typename TT::type;
   const size_t lanes = hn::Lanes(d);
   const T* xs = static_cast<const T*>(f.x) + e;
-  const TT* ts = static_cast<const TT*>(f.labels) + e;
+  const S* ts = static_cast<const S*>(f.labels) + e;
   const float* w = f.pixel_weight ? f.pixel_weight + pix : nullptr;
-  if constexpr (std::is_same_v<T, float> && std::is_same_v<TT, float>) {
+  const V one = hn::Set(d, 1.0f);
+#if HWY_TARGET != HWY_SCALAR
+  if constexpr (std::is_same_v<T, float> && (kIsMask<TT> || std::is_same_v<S, float>)) {
     if (count == lanes) {
       x = hn::LoadU(d, xs);
-      t = hn::LoadU(d, ts);
-      v = w ? hn::LoadU(d, w) : hn::Set(d, 1.0f);
+      const V weight = w ? hn::LoadU(d, w) : one;
+      if constexpr (kIsMask<TT>) {
+        const hn::RebindToSigned<D> d32;
+        hn::Mask<decltype(d32)> fits;
+        const auto l32 = load_labels32<S>(d, ts, fits);
+        const auto is_one = hn::Eq(l32, hn::Set(d32, 1));
+        auto counted = hn::And(fits, hn::Or(hn::Eq(l32, hn::Zero(d32)), is_one));
+        if (f.ignore_index == 0 || f.ignore_index == 1)
+          counted =
+              hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), counted);
+        const auto counted_f = hn::RebindMask(d, counted);
+        m = hn::IfThenElseZero(counted_f, one);
+        t = hn::IfThenElseZero(hn::And(counted_f, hn::RebindMask(d, is_one)), one);
+        v = hn::IfThenElseZero(counted_f, weight);
+      } else {
+        t = hn::LoadU(d, ts);
+        v = weight;
+        m = one;
+      }
       return;
     }
   }
-  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes];
+#endif
+  HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes], mb[kBufLanes];
   for (size_t j = 0; j < lanes; ++j) {
-    const bool in = j < count;
-    xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
-    tb[j] = in ? static_cast<float>(ts[j]) : 0.0f;
+    bool in = j < count;
+    float tj = 0.0f;
+    if (in) {
+      if constexpr (kIsMask<TT>) {
+        const int64_t l = static_cast<int64_t>(ts[j]);
+        in = (l == 0 || l == 1) && l != f.ignore_index;
+        tj = l == 1 ? 1.0f : 0.0f;
+      } else {
+        tj = static_cast<float>(ts[j]);
+      }
+    }
+    xb[j] = j < count ? to_real<float>(xs[j]) : 0.0f;
+    tb[j] = in ? tj : 0.0f;
     vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
+    mb[j] = in ? 1.0f : 0.0f;
   }
   x = hn::Load(d, xb);
   t = hn::Load(d, tb);
   v = hn::Load(d, vb);
+  m = hn::Load(d, mb);
 }
 
 // σ(x) and σ(−x) = 1 − σ(x), each without cancellation, and e^−|x|.
@@ -694,8 +748,8 @@ void sigmoid_stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1,
     int pending = 0;
     for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
       const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
-      V x, t, v;
-      load_run<T, TT>(d, f, (n * C + c) * P + q, n * P + q, count, x, t, v);
+      V x, t, v, m;
+      load_run<T, TT>(d, f, (n * C + c) * P + q, n * P + q, count, x, t, v, m);
       const V p = sigmoid(d, x).p, vp = hn::Mul(v, p), vt = hn::Mul(v, t);
       acc[FQ_VPT] = hn::MulAdd(vp, t, acc[FQ_VPT]);
       acc[FQ_VP] = hn::Add(acc[FQ_VP], vp);
@@ -703,6 +757,8 @@ void sigmoid_stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1,
       acc[FQ_VT] = hn::Add(acc[FQ_VT], vt);
       acc[FQ_VTT] = hn::MulAdd(vt, t, acc[FQ_VTT]);
       acc[FQ_V] = hn::Add(acc[FQ_V], v);
+      acc[FQ_MT] = hn::MulAdd(m, t, acc[FQ_MT]);
+      acc[FQ_M] = hn::Add(acc[FQ_M], m);
       if (++pending == kFastFlush || q + static_cast<int64_t>(lanes) >= q1) {
         for (int k = 0; k < FQ_COUNT; ++k)
           if (f.need[k]) flush(d, acc[k], sum[k]);
@@ -770,8 +826,8 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
       for (int64_t q = q0; q < q1; q += static_cast<int64_t>(lanes)) {
         const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
         const int64_t e = (n * C + c) * P + q;
-        V x, t, v;
-        load_run<T, TT>(d, f, e, n * P + q, count, x, t, v);
+        V x, t, v, m;
+        load_run<T, TT>(d, f, e, n * P + q, count, x, t, v, m);
         const Sigmoid sg = sigmoid(d, x);
         V gr = zero;
         if (bce) {
@@ -836,14 +892,18 @@ decltype(auto) with_labels(const FastCall& f, F&& fn) {
 
 // Dense targets of the sigmoid passes: float32 or uint8.
 template <class F>
-decltype(auto) with_dense_targets(const FastCall& f, F&& fn) {
-  return dispatch_among<float, uint8_t>(f.label_dtype, std::forward<F>(fn));
+decltype(auto) with_sigmoid_targets(const FastCall& f, F&& fn) {
+  if (f.mask_labels)
+    return dispatch_among<uint8_t, int32_t, int64_t>(
+        f.label_dtype, [&](auto l) { return fn(MaskLabels<decltype(l)>{}); });
+  return dispatch_among<float, uint8_t>(f.label_dtype,
+                                        [&](auto s) { return fn(DenseTarget<decltype(s)>{}); });
 }
 
 void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
   if (f.sigmoid_dense)
     return with_input(f, [&](auto x) {
-      with_dense_targets(
+      with_sigmoid_targets(
           f, [&](auto t) { sigmoid_stats_chunk_t<decltype(x), decltype(t)>(f, n, q0, q1, row); });
     });
   with_input(f, [&](auto x) {
@@ -854,7 +914,7 @@ void StatsChunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* ro
 double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
   if (f.sigmoid_dense)
     return with_input(f, [&](auto x) {
-      return with_dense_targets(
+      return with_sigmoid_targets(
           f, [&](auto t) { return sigmoid_chunk_t<decltype(x), decltype(t)>(f, begin, end); });
     });
   return with_labels(f, [&](auto l) {
@@ -910,9 +970,9 @@ void check_range_t(const S* a, int64_t begin, int64_t end, float lo, float hi, V
 }
 
 void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
-  if (!f.sigmoid_dense)
+  if (!f.sigmoid_dense || f.mask_labels)
     return with_labels(f, [&](auto l) { check_labels_t<decltype(l)>(f, begin, end); });
-  with_dense_targets(f, [&](auto tag) {  // dense targets in [0, 1]
+  dispatch_among<float, uint8_t>(f.label_dtype, [&](auto tag) {  // dense targets in [0, 1]
     using S = decltype(tag);
     const S* t = static_cast<const S*>(f.labels);
     check_range_t(

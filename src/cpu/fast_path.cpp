@@ -115,18 +115,23 @@ bool fast_covers(const Call& call, const Plan& plan) {
     return false;
   if (call.grad.present && call.grad.dtype != DType::F32) return false;
   if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
-  if (!call.index_target) {  // dense targets: the sigmoid passes
-    if (!channels_first || L.C > kFastMaxClasses ||
-        (call.target.dtype != DType::F32 && call.target.dtype != DType::U8))
-      return false;
+  if (!call.index_target || call.binary_mask) {  // dense targets or a mask: the sigmoid passes
+    const DType td = call.target.dtype;
+    const bool target_ok = call.binary_mask
+                               ? td == DType::U8 || td == DType::I32 || td == DType::I64
+                               : td == DType::F32 || td == DType::U8;
+    if (!channels_first || L.C > kFastMaxClasses || !target_ok) return false;
+    // a mask's MEAN counts its counted pixels (Σ m t, Σ m); dense targets count every element
+    const int counts = call.binary_mask ? 2 : 0;
     int bce_terms = 0, focal_terms = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& t = prog.term[i];
       if (t.activation != ACT_SIGMOID) return false;
+      const bool counts_ok = t.stat_count == 0 || t.stat_count == counts;
       if (t.kind == TK_BCE) {
-        if (t.batch_frequency || t.stat_count != 0 || ++bce_terms > 1) return false;
+        if (t.batch_frequency || !counts_ok || ++bce_terms > 1) return false;
       } else if (t.kind == TK_FOCAL_BINARY) {
-        if (t.stat_count != 0 || ++focal_terms > 1) return false;
+        if (!counts_ok || ++focal_terms > 1) return false;
       } else if (t.kind != TK_REGION || t.stat_count != t.region.stat_slots()) {
         return false;
       }
@@ -134,7 +139,6 @@ bool fast_covers(const Call& call, const Plan& plan) {
     return prog.none_mode == NONE_OFF ||
            (prog.none_mode == NONE_GROUPS && bce_terms + focal_terms == 0);
   }
-  if (!call.index_target || call.binary_mask) return false;
   if (call.target.dtype != DType::I64 && call.target.dtype != DType::I32 &&
       call.target.dtype != DType::U8)
     return false;
@@ -186,7 +190,8 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.pixel_stride = channels_first ? 1 : L.C;
   f.stat_width = prog.stat_width;
   f.slot_count = 0;
-  f.sigmoid_dense = !call.index_target;
+  f.sigmoid_dense = !call.index_target || call.binary_mask;
+  f.mask_labels = call.binary_mask;
   f.bce_term = -1;
   f.topk_term = -1;
   f.focal_term = -1;
@@ -203,8 +208,9 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset + kStatST, t.region.squared && !call.index_target ? FQ_VTT : FQ_VT);
       if (t.region.kind == RK_MCC) add(t.stat_offset + kStatSV, FQ_V);
       f.stats_need_p = true;
-    } else if (t.stat_count == 1) {  // CrossEntropyTerm::counts: Σ m t
-      add(t.stat_offset, FQ_MT);
+    } else if (t.stat_count >= 1) {  // CrossEntropyTerm::counts, ElementwiseTerm::counts
+      add(t.stat_offset, FQ_MT);     // Σ m t
+      if (t.stat_count == 2) add(t.stat_offset + 1, FQ_M);  // Σ m
     }
     if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX) f.any_ce = true;
     if (t.kind == TK_TOPK_CE) {
@@ -222,8 +228,8 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   // Without pixel weights (to be checked after every label) the statistics pass reads every
   // label before anything is written and refuses a bad one itself, the same chunk-ordered error
   // as check_targets; unless it writes the probabilities (cache_p).
-  f.check_labels =
-      call.check_targets && call.index_target && prog.has_stats && !f.pixel_weight && !f.cache_p;
+  f.check_labels = call.check_targets && call.index_target && !f.sigmoid_dense && prog.has_stats &&
+                   !f.pixel_weight && !f.cache_p;
   f.check_first = call.check_targets && !f.check_labels;
   f.prog = &prog;
   f.coefs = b.coefs;

@@ -4,12 +4,12 @@
 //
 // What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
-// Dice, MCC), alone or in a CULOSS_SUM of them, and top-k cross-entropy alone; channels-first input (NCHW, NCDHW; channels-last too,
-// gathered lane by lane) of float32, float16 or bfloat16, class-index targets (int64, int32,
-// uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not distributed; every other parameter of
-// the descriptor at its default (a parameter the fast path does not know is "not covered" until
-// someone teaches it). Everything else runs the generic passes. Steps 1 and 3 (planning,
-// finalize) are the same code for both.
+// Dice, MCC), alone or in a CULOSS_SUM of them, and top-k cross-entropy alone; channels-first input
+// (NCHW, NCDHW; channels-last too, gathered lane by lane) of float32, float16 or bfloat16,
+// class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not
+// distributed; every other parameter of the descriptor at its default (a parameter the fast path
+// does not know is "not covered" until someone teaches it). Everything else runs the generic
+// passes. Steps 1 and 3 (planning, finalize) are the same code for both.
 //
 // Also dense float32 or uint8 targets with ACTIVATION_SIGMOID, channels-first: the region kinds
 // (MCC too), binary cross-entropy (BceTerm, kernels/terms/bce.cuh; no BATCH_FREQUENCY) and the
@@ -36,8 +36,9 @@ constexpr int64_t kFastMaxClasses = 64;
 constexpr int kFastFlush = 64;  // vectors summed in float before a flush to double
 
 // Per-class sums the statistics pass can produce (index targets: t is 0 or 1, so t² = t).
-// Dense targets add Σ v t² (squared denominators); MCC adds Σ v.
-enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_VTT, FQ_V, FQ_MT, FQ_COUNT };
+// Dense targets add Σ v t² (squared denominators); MCC adds Σ v; the element-wise terms' MEAN
+// counts Σ m t and, for a binary mask (sigmoid pass only), Σ m (m: 1 where the pixel counts).
+enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_VTT, FQ_V, FQ_MT, FQ_M, FQ_COUNT };
 
 // A call the fast path covers, prepared once per call for the vector passes.
 struct FastCall {
@@ -77,7 +78,7 @@ struct FastCall {
   const double* scale;  // per term
   double grad_scale;
   float* grad;  // NULL: no gradient
-  bool any_ce;      // some term has an element value (the pass sums a loss)
+  bool any_ce;  // some term has an element value (the pass sums a loss)
   // TOPK_CE (the program's one term): its selection, N x P flags (compute selects before the
   // passes, the keys from fast_topk_keys_chunk); a pixel not selected counts as not counted.
   const unsigned char* selected;
@@ -87,7 +88,10 @@ struct FastCall {
   // Dense targets with a sigmoid (`labels` holds the targets, of the input's shape): region
   // terms, at most one binary cross-entropy term `bce_term` and one focal term `focal_term`
   // (−1: none). With a softmax and index targets, `focal_term` is the one softmax focal term.
-  bool sigmoid_dense;
+  // A binary mask (class-index labels of one class with a sigmoid, `mask_labels`) runs the same
+  // passes: t = 1 where the label is 1, and a pixel counts where it is 0 or 1 and not the ignore
+  // index.
+  bool sigmoid_dense, mask_labels;
   int bce_term, focal_term;
 };
 

@@ -653,6 +653,96 @@ TEST(FastPath, SoftmaxFocalMatchesReferenceAndGenericPass) {
   }
 }
 
+// A binary mask: one class, a sigmoid, class-index labels 0/1 (and the ignore index; `ignore`
+// of the pixels), the kind's options at random as the dense-target tests draw them.
+RegionCase mask_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> shape,
+                     DLDataType in_dt, DLDataType lab_dt, int64_t ignore_index, double ignore) {
+  RegionCase rc;
+  rc.opt = default_options(kind);
+  rc.opt.activation = CULOSS_ACTIVATION_SIGMOID;
+  rc.opt.ignore_index = ignore_index;
+  rc.shape = std::move(shape);
+  rc.input_dtype = in_dt;
+  rc.index_target = true;
+  rc.target_dtype = lab_dt;
+  std::normal_distribution<double> normal(0.0, 3.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  rc.input.resize(static_cast<size_t>(numel(rc.shape)));
+  for (double& x : rc.input) x = normal(rng);
+  rc.labels.resize(static_cast<size_t>(numel(without_axis(rc.shape, 1))));
+  for (int64_t& l : rc.labels) l = u(rng) < ignore ? ignore_index : (u(rng) < 0.3 ? 1 : 0);
+  if (u(rng) < 0.5) rc.opt.reduction = CULOSS_REDUCTION_SUM;
+  if (kind == CULOSS_BCE && u(rng) < 0.5) rc.opt.label_smoothing = 0.2 * u(rng);
+  if (kind == CULOSS_BCE && u(rng) < 0.5) rc.opt.pos_weight = {0.5 + 2.0 * u(rng)};
+  if (kind == CULOSS_FOCAL) rc.opt.gamma = u(rng) < 0.5 ? 2.0 : 1.5;
+  if (u(rng) < 0.4) {
+    rc.pixel_weight.resize(rc.labels.size());
+    for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+  }
+  if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+  return rc;
+}
+
+// Binary masks (C = 1 class-index labels with a sigmoid) on the sigmoid passes: BCE, the binary
+// focal loss and Dice against the long-double references and the generic passes, every label
+// dtype, the ignore index outside {0, 1} and on either value, pixel weights; Dice + BCE in one
+// call; a label that is no mask value refused with the generic pass's status and message.
+TEST(FastPath, BinaryMaskMatchesReferenceAndGenericPass) {
+  std::mt19937 rng(1617);
+  const DLDataType lab_dts[] = {testing_util::u8(), testing_util::i32(), testing_util::i64()};
+  int it = 0;
+  for (culoss_kind kind : {CULOSS_BCE, CULOSS_FOCAL, CULOSS_DICE})
+    for (const DLDataType& lab_dt : lab_dts)
+      for (int64_t ignore : {int64_t{-1}, int64_t{0}, int64_t{1}}) {
+        const int64_t ignore_index = ignore >= 0 ? ignore : (lab_dt.bits == 8 ? 255 : -100);
+        std::vector<int64_t> shape = kShapes[static_cast<size_t>(it) % kShapes.size()];
+        shape[1] = 1;
+        const DLDataType in_dt = it++ % 3 == 1 ? testing_util::bf16() : testing_util::f32();
+        RegionCase rc = mask_case(rng, kind, shape, in_dt, lab_dt, ignore_index, 0.1);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        if (kind == CULOSS_DICE)
+          EXPECT_TRUE(matches_reference(rc, cfg, kValueTol, kGradTol, 1.0));
+        else
+          EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
+        EXPECT_TRUE(matches_generic(rc, cfg)) << "ignore index " << ignore_index;
+      }
+  for (int k = 0; k < 3; ++k) {  // Dice + BCE
+    RegionCase rc =
+        mask_case(rng, CULOSS_DICE, {2, 1, 30, 31}, testing_util::f32(), lab_dts[k], 255, 0.1);
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    EXPECT_TRUE(sum_matches_generic(
+        rc,
+        [&](culoss_loss sum) {
+          Loss dice(CULOSS_DICE), bce(CULOSS_BCE);
+          for (culoss_loss term : {static_cast<culoss_loss>(dice), static_cast<culoss_loss>(bce)}) {
+            culoss_loss_set_int(term, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SIGMOID);
+            culoss_loss_set_int(term, CULOSS_PARAM_IGNORE_INDEX, 255);
+          }
+          culoss_loss_add_term(sum, dice, 1.0);
+          culoss_loss_add_term(sum, bce, 0.5);
+        }))
+        << "labels " << k;
+  }
+  for (bool weights : {false, true}) {  // refusals
+    RegionCase rc = mask_case(rng, CULOSS_BCE, {2, 1, 40, 50}, testing_util::f32(),
+                              testing_util::u8(), 255, 0.1);
+    rc.labels[1234] = 2;
+    rc.labels[2345] = 7;
+    rc.pixel_weight.clear();
+    if (weights) rc.pixel_weight.assign(rc.labels.size(), 1.0);
+    RunConfig cfg;
+    cfg.grad_f32 = true;
+    const RunResult fast = run_region(rc, cfg);
+    const RunResult slow = generic([&] { return run_region(rc, cfg); });
+    EXPECT_EQ(CULOSS_ERROR_INVALID_TARGET, fast.status);
+    EXPECT_EQ(slow.error, fast.error);
+    EXPECT_NE(std::string::npos, fast.error.find("target[1234] = 2 is not a binary mask value"))
+        << fast.error;
+    EXPECT_TRUE(fast.untouched_on_failure);
+  }
+}
+
 }  // namespace
 
 namespace {
