@@ -13,8 +13,8 @@
 //   RegionTerm (kernels/terms/region.cuh): h = p · dℓ/dp, region_dloss_dp = v (a t + b dSP/dp),
 //     statistics region_element_stats (I = Σ v p t, SP = Σ v p or v p², ST = Σ v t, MCC's
 //     SV = Σ v), the same coefficients for every region kind;
-//   FocalSoftmaxTerm (kernels/terms/focal_softmax.cuh): h_t = −k (1 − p_t)^γ (1 − γ p_t q) at the
-//     label's class only, k = v ω (focal_softmax_h; at most one such term);
+//   FocalSoftmaxTerm and MarginalCeTerm: h non-zero at the label's class only (label_terms; at
+//     most one of each);
 // and the softmax chain rule of pixel_element: dℓ/dx_c = h_c − p_c Σ h. Summed over the terms:
 //   h_c = v (p (A t + B1 + 2 p B2) − (K1 t + K0)),   ℓ = −v (L1 t + L0) log p_c,
 // with per-(image, class) sums A = Σ a, B1 = Σ b (plain), B2 = Σ b (squared denominator),
@@ -273,6 +273,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
     V lab, v;
     labels<L>(d, f, f.check_labels, n * f.P + q, count, lab, v);
+    const V counted = hn::IfThenElseZero(hn::Ge(lab, hn::Zero(d)), one);  // m
     V mx = hn::Zero(d), inv = hn::Zero(d);
     if (f.stats_need_p) {
       int64_t stride;
@@ -282,6 +283,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     for (int64_t c = 0; c < C; ++c) {
       const V t = hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), one);
       if (f.need[FQ_MT]) acc[FQ_MT][c] = hn::Add(acc[FQ_MT][c], t);
+      if (f.need[FQ_M]) acc[FQ_M][c] = hn::Add(acc[FQ_M][c], counted);
       if (f.need[FQ_VT]) acc[FQ_VT][c] = hn::MulAdd(v, t, acc[FQ_VT][c]);
       if (f.need[FQ_V]) acc[FQ_V][c] = hn::Add(acc[FQ_V][c], v);
       if (f.stats_need_p) {
@@ -315,6 +317,7 @@ struct Folded {
   float K1[kFastMaxClasses], K0[kFastMaxClasses], L1[kFastMaxClasses], L0[kFastMaxClasses];
   float KT[kFastMaxClasses], LT[kFastMaxClasses];  // K1 + K0 and L1 + L0 (the label's class)
   float FW[kFastMaxClasses], FL[kFastMaxClasses];  // the softmax focal term's ω: gradient, value
+  float MA[kFastMaxClasses];  // the marginal term's flag: class c is annotated in the image
 };
 
 void fold(const FastCall& f, int64_t n, Folded& out) {
@@ -322,7 +325,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   const int64_t C = f.C, W = prog.coef_width;
   for (int64_t c = 0; c < C; ++c) {
     const double* coef = f.coefs + (n * C + c) * W;
-    double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0, FW = 0, FL = 0;
+    double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0, FW = 0, FL = 0, MA = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       const double* k = coef + ts.coef_offset;
@@ -339,6 +342,8 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
       } else if (ts.kind == TK_FOCAL_SOFTMAX) {
         FW += f.grad_scale * f.scale[i] * k[0];
         FL += f.scale[i] * k[0];
+      } else if (ts.kind == TK_MARGINAL) {
+        MA = k[0];
       }
     }
     out.AB[c] = narrow_coef<float>(A + B1);
@@ -352,6 +357,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
     out.LT[c] = narrow_coef<float>(L1 + L0);
     out.FW[c] = narrow_coef<float>(FW);
     out.FL[c] = narrow_coef<float>(FL);
+    out.MA[c] = static_cast<float>(MA);
   }
 }
 
@@ -366,33 +372,62 @@ HWY_INLINE V pow_unit(D d, V u, float gamma) {
   return hn::IfThenElseZero(live, exp_nonpositive(d, hn::Mul(hn::Set(d, gamma), log_u)));
 }
 
-// The softmax focal term (kernels/terms/focal_softmax.cuh) of a vector of pixels, at the label's
-// class t: returns h_t = −v ω (1 − p_t)^γ (1 − γ p_t q), q = log p_t / (1 − p_t) (−1 where
-// p_t = 1), and adds the loss −v ω (1 − p_t)^γ log p_t to `loss`. `e` holds e^(x_c − max) (Σ e =
-// 1 / inv), `x` the logits. 1 − p_t is Σ_{c≠t} e_c / Σ, free of cancellation; log p_t is
-// (x_t − max) − log Σ, as the cross-entropy's. γ = 0, 1, 2 take no power.
-HWY_INLINE V focal_softmax_h(D d, const FastCall& f, const Folded& k, V lab, V v, const float* x,
-                             int64_t stride, const float* e, V mx, V inv, V log_sum, V& loss) {
+// The terms whose h is non-zero at the label's class t only, for a vector of pixels: returns
+// their h_t and adds their loss to `loss`. `e` holds e^(x_c − max) (Σ e = 1 / inv), `x` the
+// logits; log p_t is (x_t − max) − log Σ, as the cross-entropy's.
+//   FocalSoftmaxTerm (kernels/terms/focal_softmax.cuh): h_t = −v ω (1 − p_t)^γ (1 − γ p_t q),
+//     q = log p_t / (1 − p_t) (−1 where p_t = 1), loss −v ω (1 − p_t)^γ log p_t; 1 − p_t is
+//     Σ_{c≠t} e_c / Σ, free of cancellation.
+//   MarginalCeTerm (kernels/terms/marginal_ce.cuh): h_t = −v t̃, loss −v t̃ log p_t, with t̃ = 0
+//     where the label is the background and the pixel's argmax (the lowest class of the largest
+//     logit) a foreground class the image's annotation lacks, else 1.
+HWY_INLINE V label_terms(D d, const FastCall& f, const Folded& k, V lab, V v, const float* x,
+                         int64_t stride, const float* e, V mx, V inv, V log_sum, V& loss) {
   const V zero = hn::Zero(d), one = hn::Set(d, 1.0f);
-  V et = zero, other = zero, xt = mx, fw = zero, fl = zero;
+  const bool focal = f.focal_term >= 0, marginal = f.marginal_term >= 0;
+  V et = zero, other = zero, xt = mx, fw = zero, fl = zero, best = zero, argmax = zero;
   for (int64_t c = 0; c < f.C; ++c) {
     const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
-    const V ec = hn::LoadU(d, e + c * kBufLanes);
+    const V ec = hn::LoadU(d, e + c * kBufLanes), xc = hn::LoadU(d, x + c * stride);
     et = hn::IfThenElse(is_c, ec, et);
     other = hn::Add(other, hn::IfThenZeroElse(is_c, ec));
-    xt = hn::IfThenElse(is_c, hn::LoadU(d, x + c * stride), xt);
-    fw = hn::IfThenElse(is_c, hn::Set(d, k.FW[c]), fw);
-    fl = hn::IfThenElse(is_c, hn::Set(d, k.FL[c]), fl);
+    xt = hn::IfThenElse(is_c, xc, xt);
+    if (focal) {
+      fw = hn::IfThenElse(is_c, hn::Set(d, k.FW[c]), fw);
+      fl = hn::IfThenElse(is_c, hn::Set(d, k.FL[c]), fl);
+    }
+    if (marginal) {
+      const auto above = c == 0 ? hn::Eq(zero, zero) : hn::Gt(xc, best);
+      best = hn::IfThenElse(above, xc, best);
+      argmax = hn::IfThenElse(above, hn::Set(d, static_cast<float>(c)), argmax);
+    }
   }
-  const float gamma = static_cast<float>(f.prog->term[f.focal_term].gamma);
-  const V p = hn::Mul(et, inv), u = hn::Mul(other, inv);
   const V logp = hn::Sub(hn::Sub(xt, mx), log_sum);
-  const V ug = pow_unit(d, u, gamma);
-  const auto live = hn::Gt(u, zero);
-  const V q = hn::IfThenElse(live, hn::Div(logp, hn::IfThenElse(live, u, one)), hn::Set(d, -1.0f));
-  const V vug = hn::Mul(v, ug);
-  loss = hn::NegMulAdd(hn::Mul(vug, fl), logp, loss);
-  return hn::Mul(hn::Neg(hn::Mul(vug, fw)), hn::NegMulAdd(hn::Mul(hn::Set(d, gamma), p), q, one));
+  V h = zero;
+  if (focal) {
+    const float gamma = static_cast<float>(f.prog->term[f.focal_term].gamma);
+    const V p = hn::Mul(et, inv), u = hn::Mul(other, inv);
+    const V ug = pow_unit(d, u, gamma);
+    const auto live = hn::Gt(u, zero);
+    const V q =
+        hn::IfThenElse(live, hn::Div(logp, hn::IfThenElse(live, u, one)), hn::Set(d, -1.0f));
+    const V vug = hn::Mul(v, ug);
+    loss = hn::NegMulAdd(hn::Mul(vug, fl), logp, loss);
+    h = hn::Mul(hn::Neg(hn::Mul(vug, fw)), hn::NegMulAdd(hn::Mul(hn::Set(d, gamma), p), q, one));
+  }
+  if (marginal) {
+    V annotated = zero;  // the flag of the argmax class
+    for (int64_t c = 0; c < f.C; ++c)
+      annotated = hn::IfThenElse(hn::Eq(argmax, hn::Set(d, static_cast<float>(c))),
+                                 hn::Set(d, k.MA[c]), annotated);
+    const auto charged = hn::Or(hn::Not(hn::Eq(lab, zero)),
+                                hn::Or(hn::Eq(argmax, zero), hn::Not(hn::Eq(annotated, zero))));
+    const double scale = f.scale[f.marginal_term];
+    const V vt = hn::IfThenElseZero(charged, v);  // v t̃
+    loss = hn::NegMulAdd(hn::Mul(vt, hn::Set(d, static_cast<float>(scale))), logp, loss);
+    h = hn::NegMulAdd(vt, hn::Set(d, static_cast<float>(f.grad_scale * scale)), h);
+  }
+  return h;
 }
 
 // What the element pass of a covered softmax call computes (chosen per call, ElementChunk):
@@ -493,10 +528,10 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
       x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
       softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
     }
-    V H = hn::Zero(d), loss = hn::Zero(d), focal_h = hn::Zero(d);
+    V H = hn::Zero(d), loss = hn::Zero(d), label_h = hn::Zero(d);
+    const bool label_only = f.focal_term >= 0 || f.marginal_term >= 0;
     if constexpr (M != Element::kCachedP) {
-      if (f.focal_term >= 0)
-        focal_h = focal_softmax_h(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
+      if (label_only) label_h = label_terms(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
     }
     for (int64_t c = 0; c < C; ++c) {
       const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
@@ -525,8 +560,7 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
           loss = hn::MulAdd(w, nlogp, loss);
         }
       }
-      if (M != Element::kCachedP && f.focal_term >= 0)
-        hc = hn::Add(hc, hn::IfThenElseZero(is_c, focal_h));
+      if (M != Element::kCachedP && label_only) hc = hn::Add(hc, hn::IfThenElseZero(is_c, label_h));
       hn::StoreU(hc, d, h + c * kBufLanes);
       H = hn::Add(H, hc);
     }
@@ -923,7 +957,7 @@ double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
       return element_chunk_t<float, L, Element::kCachedP>(f, begin, end);
     return with_input(f, [&](auto x) {
       using T = decltype(x);
-      return f.any_region || f.focal_term >= 0
+      return f.any_region || f.focal_term >= 0 || f.marginal_term >= 0
                  ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
                  : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
     });

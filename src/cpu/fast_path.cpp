@@ -25,6 +25,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_TOPK_CE:
     case CULOSS_BCE:
     case CULOSS_FOCAL:
+    case CULOSS_MARGINAL_CE:
       return true;
     default:
       return false;
@@ -114,7 +115,7 @@ bool fast_covers(const Call& call, const Plan& plan) {
       call.input.dtype != DType::BF16)
     return false;
   if (call.grad.present && call.grad.dtype != DType::F32) return false;
-  if (prog.count < 1 || prog.count > kMaxTerms || prog.any_marginal) return false;
+  if (prog.count < 1 || prog.count > kMaxTerms) return false;
   if (!call.index_target || call.binary_mask) {  // dense targets or a mask: the sigmoid passes
     const DType td = call.target.dtype;
     const bool target_ok = call.binary_mask
@@ -145,7 +146,7 @@ bool fast_covers(const Call& call, const Plan& plan) {
   const bool channels_last = L.inner == 1 && L.pre == L.P;
   if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
-  int softmax_focal_terms = 0;
+  int softmax_focal_terms = 0, marginal_terms = 0;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     if (t.activation != ACT_SOFTMAX) return false;
@@ -155,6 +156,8 @@ bool fast_covers(const Call& call, const Plan& plan) {
       if (t.stat_count > 1) return false;  // Σ m t only (no distributed value slots)
     } else if (t.kind == TK_FOCAL_SOFTMAX) {
       if (t.stat_count > 1 || ++softmax_focal_terms > 1) return false;
+    } else if (t.kind == TK_MARGINAL) {  // Σ m [t ≥ ½], Σ m; its value from the element pass
+      if (t.stat_count != 2 || ++marginal_terms > 1) return false;
     } else {
       return false;
     }
@@ -195,6 +198,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.bce_term = -1;
   f.topk_term = -1;
   f.focal_term = -1;
+  f.marginal_term = -1;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     auto add = [&](int slot, int q) {
@@ -212,7 +216,10 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset, FQ_MT);     // Σ m t
       if (t.stat_count == 2) add(t.stat_offset + 1, FQ_M);  // Σ m
     }
-    if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX) f.any_ce = true;
+    if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX ||
+        t.kind == TK_MARGINAL)
+      f.any_ce = true;
+    if (t.kind == TK_MARGINAL) f.marginal_term = i;
     if (t.kind == TK_TOPK_CE) {
       f.topk_term = i;
       f.selected = b.selected;

@@ -37,7 +37,7 @@ constexpr int kFastFlush = 64;  // vectors summed in float before a flush to dou
 
 // Per-class sums the statistics pass can produce (index targets: t is 0 or 1, so t² = t).
 // Dense targets add Σ v t² (squared denominators); MCC adds Σ v; the element-wise terms' MEAN
-// counts Σ m t and, for a binary mask (sigmoid pass only), Σ m (m: 1 where the pixel counts).
+// counts Σ m t and, for a binary mask and MARGINAL_CE, Σ m (m: 1 where the pixel counts).
 enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_VTT, FQ_V, FQ_MT, FQ_M, FQ_COUNT };
 
 // A call the fast path covers, prepared once per call for the vector passes.
@@ -93,6 +93,7 @@ struct FastCall {
   // index.
   bool sigmoid_dense, mask_labels;
   int bce_term, focal_term;
+  int marginal_term;  // the MARGINAL_CE term (softmax, index targets; −1: none)
 };
 
 // Whether the fast path covers this call (the one selection predicate).

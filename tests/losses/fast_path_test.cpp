@@ -653,6 +653,68 @@ TEST(FastPath, SoftmaxFocalMatchesReferenceAndGenericPass) {
   }
 }
 
+// Cross-entropy tolerant of missing annotations on the fast path: each image lacks one or two
+// foreground classes (their pixels labelled background), so the background term is dropped
+// where the argmax is a missing class; every input and label dtype, NCHW and NHWC, pixel
+// weights, ignored pixels, ties of the largest logit (the lowest class is the argmax); and
+// summed with Dice.
+TEST(FastPath, MarginalCrossEntropyMatchesReferenceAndGenericPass) {
+  std::mt19937 rng(1618);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const DLDataType in_dts[] = {testing_util::f32(), testing_util::f16(), testing_util::bf16()};
+  const DLDataType lab_dts[] = {testing_util::i64(), testing_util::i32(), testing_util::u8()};
+  int it = 0;
+  for (const DLDataType& in_dt : in_dts)
+    for (const DLDataType& lab_dt : lab_dts)
+      for (int rep = 0; rep < 2; ++rep) {
+        const int axis = it % 3 == 2 ? -1 : 1;
+        std::vector<int64_t> shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+        if (shape[1] < 3) shape[1] = 3;
+        if (axis == -1) std::rotate(shape.begin() + 1, shape.begin() + 2, shape.end());
+        RegionCase rc = make_case(rng, CULOSS_MARGINAL_CE, shape, in_dt, lab_dt, 0.1, 3.0, axis);
+        const int64_t C = num_classes(rc), N = shape[0];
+        const int64_t P = static_cast<int64_t>(rc.labels.size()) / N;
+        for (int64_t n = 0; n < N; ++n) {  // image n lacks class 1 + n % (C − 1), maybe one more
+          const int64_t gone = 1 + n % (C - 1), also = u(rng) < 0.5 ? 1 + (n + 1) % (C - 1) : gone;
+          for (int64_t q = 0; q < P; ++q) {
+            int64_t& l = rc.labels[static_cast<size_t>(n * P + q)];
+            if (l == gone || l == also) l = 0;
+          }
+        }
+        if (rep == 1)  // ties: every logit of some pixels equal (argmax 0) or two tied maxima
+          for (size_t i = 0; i < rc.input.size(); i += 7) rc.input[i] = 1.5;
+        rc.opt.reduction = u(rng) < 0.7 ? CULOSS_REDUCTION_MEAN : CULOSS_REDUCTION_SUM;
+        if (u(rng) < 0.3) {
+          rc.pixel_weight.resize(rc.labels.size());
+          for (double& w : rc.pixel_weight) w = 2.0 * u(rng);
+        }
+        if (u(rng) < 0.3) rc.grad_scale = -2.0 + 5.0 * u(rng);
+        RunConfig cfg;
+        cfg.grad_f32 = true;
+        EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30));
+        EXPECT_TRUE(matches_generic(rc, cfg));
+        cfg.grad = false;
+        EXPECT_TRUE(matches_generic(rc, cfg));
+      }
+  for (int k = 0; k < 2; ++k) {  // Dice + marginal CE
+    RegionCase rc = make_case(rng, CULOSS_DICE, kShapes[static_cast<size_t>(3 + k)],
+                              testing_util::f32(), testing_util::i64());
+    for (int64_t& l : rc.labels)
+      if (l == 1) l = 0;
+    rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+    EXPECT_TRUE(sum_matches_generic(rc,
+                                    [&](culoss_loss sum) {
+                                      Loss dice(CULOSS_DICE), marginal(CULOSS_MARGINAL_CE);
+                                      culoss_loss_set_int(dice, CULOSS_PARAM_IGNORE_INDEX, -100);
+                                      culoss_loss_set_int(marginal, CULOSS_PARAM_IGNORE_INDEX,
+                                                          -100);
+                                      culoss_loss_add_term(sum, dice, 1.0);
+                                      culoss_loss_add_term(sum, marginal, 1.0);
+                                    }))
+        << "sum " << k;
+  }
+}
+
 // A binary mask: one class, a sigmoid, class-index labels 0/1 (and the ignore index; `ignore`
 // of the pixels), the kind's options at random as the dense-target tests draw them.
 RegionCase mask_case(std::mt19937& rng, culoss_kind kind, std::vector<int64_t> shape,
