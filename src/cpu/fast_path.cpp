@@ -26,6 +26,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_BCE:
     case CULOSS_FOCAL:
     case CULOSS_MARGINAL_CE:
+    case CULOSS_COMBO:  // planned as a BCE term and a Dice term (plan.cpp)
       return true;
     default:
       return false;
@@ -57,6 +58,7 @@ bool param_handled(int param) {
     case CULOSS_PARAM_AVERAGE:
     case CULOSS_PARAM_CHECK_TARGETS:  // the fast path's own checks
     case CULOSS_PARAM_TOP_FRACTION:   // the selection only (select_top_k)
+    case CULOSS_PARAM_CE_RATIO:       // COMBO's term weights, from planning
       return true;
     default:
       return false;

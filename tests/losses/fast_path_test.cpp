@@ -805,6 +805,35 @@ TEST(FastPath, BinaryMaskMatchesReferenceAndGenericPass) {
   }
 }
 
+// COMBO (a BCE term and a Dice term) on the sigmoid passes, dense float32/uint8 targets and
+// binary masks: against the long-double reference and the generic passes.
+TEST(FastPath, ComboMatchesReferenceAndGenericPass) {
+  std::mt19937 rng(1619);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  int it = 0;
+  for (const DLDataType& in_dt : {testing_util::f32(), testing_util::bf16()})
+    for (int target = 0; target < 3; ++target) {  // float32, uint8, a binary mask of uint8
+      std::vector<int64_t> shape = kShapes[static_cast<size_t>(it++) % kShapes.size()];
+      RegionCase rc;
+      if (target < 2) {
+        rc = dense_case(rng, CULOSS_COMBO, shape, in_dt,
+                        target == 0 ? testing_util::f32() : testing_util::u8());
+      } else {
+        shape[1] = 1;
+        rc = mask_case(rng, CULOSS_COMBO, shape, in_dt, testing_util::u8(), 255, 0.1);
+      }
+      rc.opt.reduction = CULOSS_REDUCTION_MEAN;
+      rc.opt.squared = u(rng) < 0.4;
+      rc.opt.alpha = u(rng);
+      rc.opt.ce_ratio = u(rng);
+      RunConfig cfg;
+      cfg.grad_f32 = true;
+      EXPECT_TRUE(matches_elem_reference(rc, cfg, kValueTol, kGradTol, 1.0, 1e-30))
+          << describe_case(rc);
+      EXPECT_TRUE(matches_generic(rc, cfg));
+    }
+}
+
 }  // namespace
 
 namespace {
