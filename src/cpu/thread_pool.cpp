@@ -11,7 +11,8 @@
 // same call finds its workers awake. After that they sleep, and an idle library takes no CPU.
 // With more threads than CPUs nobody watches (a watcher would take the CPU from a worker).
 // Waking a sleeping worker takes 40-60 µs in the benchmarks' VM (250 µs at the 90th
-// percentile), and a 2-thread call on 8x4x128² logits then takes 290 µs instead of 216:
+// percentile), and a 2-thread call on 8x4x128² logits then takes about 272 µs instead of 200
+// (benchmarks/python/call_overhead.py):
 // culoss_set_num_threads wakes them ahead of time (Pool::ready), so a caller that sets the
 // count just before a call (the Python modules do, with their argument handling to follow)
 // finds them awake or waking.
