@@ -273,7 +273,8 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
     const size_t count = static_cast<size_t>(std::min<int64_t>(lanes, q1 - q));
     V lab, v;
     labels<L>(d, f, f.check_labels, n * f.P + q, count, lab, v);
-    const V counted = hn::IfThenElseZero(hn::Ge(lab, hn::Zero(d)), one);  // m
+    const V counted =  // m, only where a term asks for it
+        f.need[FQ_M] ? hn::IfThenElseZero(hn::Ge(lab, hn::Zero(d)), one) : hn::Zero(d);
     V mx = hn::Zero(d), inv = hn::Zero(d);
     if (f.stats_need_p) {
       int64_t stride;
@@ -690,65 +691,55 @@ constexpr bool kIsMask = !std::is_same_v<TT, DenseTarget<typename TT::type>>;
 
 // The input x, target t, weight v = m · pixel weight and count m of `count` elements from
 // element e (class c of flat pixel pix, whose weight is read): full float vectors straight from
-// memory, labels through 32-bit lanes, the rest through a float copy (zeros past `count`).
+// memory, a mask's labels through `labels` (the one reader of labels), the rest through a float
+// copy (zeros past `count`).
 template <class T, class TT>
 HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t count, V& x, V& t,
                          V& v, V& m) {
   using S = typename TT::type;
   const size_t lanes = hn::Lanes(d);
   const T* xs = static_cast<const T*>(f.x) + e;
-  const S* ts = static_cast<const S*>(f.labels) + e;
-  const float* w = f.pixel_weight ? f.pixel_weight + pix : nullptr;
   const V one = hn::Set(d, 1.0f);
-#if HWY_TARGET != HWY_SCALAR
-  if constexpr (std::is_same_v<T, float> && (kIsMask<TT> || std::is_same_v<S, float>)) {
-    if (count == lanes) {
-      x = hn::LoadU(d, xs);
-      const V weight = w ? hn::LoadU(d, w) : one;
-      if constexpr (kIsMask<TT>) {
-        const hn::RebindToSigned<D> d32;
-        hn::Mask<decltype(d32)> fits;
-        const auto l32 = load_labels32<S>(d, ts, fits);
-        const auto is_one = hn::Eq(l32, hn::Set(d32, 1));
-        auto counted = hn::And(fits, hn::Or(hn::Eq(l32, hn::Zero(d32)), is_one));
-        if (f.ignore_index == 0 || f.ignore_index == 1)
-          counted =
-              hn::AndNot(hn::Eq(l32, hn::Set(d32, static_cast<int32_t>(f.ignore_index))), counted);
-        const auto counted_f = hn::RebindMask(d, counted);
-        m = hn::IfThenElseZero(counted_f, one);
-        t = hn::IfThenElseZero(hn::And(counted_f, hn::RebindMask(d, is_one)), one);
-        v = hn::IfThenElseZero(counted_f, weight);
-      } else {
-        t = hn::LoadU(d, ts);
-        v = weight;
-        m = one;
-      }
-      return;
-    }
-  }
-#endif
   HWY_ALIGN float xb[kBufLanes], tb[kBufLanes], vb[kBufLanes], mb[kBufLanes];
-  for (size_t j = 0; j < lanes; ++j) {
-    bool in = j < count;
-    float tj = 0.0f;
-    if (in) {
-      if constexpr (kIsMask<TT>) {
-        const int64_t l = static_cast<int64_t>(ts[j]);
-        in = (l == 0 || l == 1) && l != f.ignore_index;
-        tj = l == 1 ? 1.0f : 0.0f;
-      } else {
-        tj = static_cast<float>(ts[j]);
+  if constexpr (kIsMask<TT>) {  // C = 1, so e is pix: the labels' own reader decides what counts
+    V cls;
+    labels<S>(d, f, false, pix, count, cls, v);
+    m = hn::IfThenElseZero(hn::Ge(cls, hn::Zero(d)), one);
+    t = hn::IfThenElseZero(hn::Eq(cls, one), one);
+    if constexpr (std::is_same_v<T, float>) {
+      if (count == lanes) {
+        x = hn::LoadU(d, xs);
+        return;
       }
     }
-    xb[j] = j < count ? to_real<float>(xs[j]) : 0.0f;
-    tb[j] = in ? tj : 0.0f;
-    vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
-    mb[j] = in ? 1.0f : 0.0f;
+    for (size_t j = 0; j < lanes; ++j) xb[j] = j < count ? to_real<float>(xs[j]) : 0.0f;
+    x = hn::Load(d, xb);
+  } else {
+    const S* ts = static_cast<const S*>(f.labels) + e;
+    const float* w = f.pixel_weight ? f.pixel_weight + pix : nullptr;
+#if HWY_TARGET != HWY_SCALAR
+    if constexpr (std::is_same_v<T, float> && std::is_same_v<S, float>) {
+      if (count == lanes) {
+        x = hn::LoadU(d, xs);
+        t = hn::LoadU(d, ts);
+        v = w ? hn::LoadU(d, w) : one;
+        m = one;
+        return;
+      }
+    }
+#endif
+    for (size_t j = 0; j < lanes; ++j) {
+      const bool in = j < count;
+      xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
+      tb[j] = in ? static_cast<float>(ts[j]) : 0.0f;
+      vb[j] = in ? (w ? w[j] : 1.0f) : 0.0f;
+      mb[j] = in ? 1.0f : 0.0f;
+    }
+    x = hn::Load(d, xb);
+    t = hn::Load(d, tb);
+    v = hn::Load(d, vb);
+    m = hn::Load(d, mb);
   }
-  x = hn::Load(d, xb);
-  t = hn::Load(d, tb);
-  v = hn::Load(d, vb);
-  m = hn::Load(d, mb);
 }
 
 // σ(x) and σ(−x) = 1 − σ(x), each without cancellation, and e^−|x|.
