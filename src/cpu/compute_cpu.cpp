@@ -7,8 +7,8 @@
 
 #include "core/dispatch.hpp"
 #include "cpu/backend.hpp"
-#include "cpu/geometry_cpu.hpp"
 #include "cpu/fast_path.hpp"
+#include "cpu/geometry_cpu.hpp"
 #include "cpu/thread_pool.hpp"
 #include "cpu/topk.hpp"
 #include "kernels/common/finalize.cuh"
@@ -183,10 +183,11 @@ void compute(const Call& call, const Plan& plan) {
   const Layout& L = call.layout;
   const FastCall fc = fast ? make_fast_call(call, prog, b) : FastCall{};
   if (fc.check_first) fast_check_targets(fc);  // before anything is written
-  if (plan.top_k >= 0)  // before the passes read `selected`
+  if (plan.top_k >= 0)                         // before the passes read `selected`
     select_top_k(call, plan, b, topk, fast ? &fc : nullptr);
 
-  geometry_forward(call, prog, b.geo);  // maps of distance / skeleton terms (geometry_cpu.cpp)
+  // maps of distance / skeleton terms (geometry_cpu.cpp)
+  geometry_forward(call, prog, b.geo, fast ? &fc : nullptr);
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     const ElementArgs a = element_args(call);
@@ -215,8 +216,8 @@ void compute(const Call& call, const Plan& plan) {
           return fast_element_chunk(fc, begin, end);
         });
       else
-        element_total = dispatch_grad<T>(
-            call.grad.present, call.grad.dtype, call.grad.data, [&](auto* grad) {
+        element_total =
+            dispatch_grad<T>(call.grad.present, call.grad.dtype, call.grad.data, [&](auto* grad) {
               return element_pass(call, partials.loss, [&](int64_t begin, int64_t end) {
                 return element_chunk(prog, a, x, grad, call, b, begin, end);
               });

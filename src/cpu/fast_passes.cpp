@@ -319,6 +319,8 @@ struct Folded {
   float KT[kFastMaxClasses], LT[kFastMaxClasses];  // K1 + K0 and L1 + L0 (the label's class)
   float FW[kFastMaxClasses], FL[kFastMaxClasses];  // the softmax focal term's ω: gradient, value
   float MA[kFastMaxClasses];  // the marginal term's flag: class c is annotated in the image
+  float HG[kFastMaxClasses], HL[kFastMaxClasses];  // HAUSDORFF_DT's class factor: gradient, value
+  float BG[kFastMaxClasses], BL[kFastMaxClasses];  // BOUNDARY's
 };
 
 void fold(const FastCall& f, int64_t n, Folded& out) {
@@ -327,6 +329,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   for (int64_t c = 0; c < C; ++c) {
     const double* coef = f.coefs + (n * C + c) * W;
     double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0, FW = 0, FL = 0, MA = 0;
+    double HG = 0, HL = 0, BG = 0, BL = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       const double* k = coef + ts.coef_offset;
@@ -345,6 +348,10 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
         FL += f.scale[i] * k[0];
       } else if (ts.kind == TK_MARGINAL) {
         MA = k[0];
+      } else if (ts.kind == TK_HAUSDORFF_DT || ts.kind == TK_BOUNDARY) {
+        const bool hd = ts.kind == TK_HAUSDORFF_DT;  // the class weight (0: class left out)
+        (hd ? HG : BG) = f.grad_scale * f.scale[i] * k[0];
+        (hd ? HL : BL) = f.scale[i] * k[0];
       }
     }
     out.AB[c] = narrow_coef<float>(A + B1);
@@ -359,6 +366,10 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
     out.FW[c] = narrow_coef<float>(FW);
     out.FL[c] = narrow_coef<float>(FL);
     out.MA[c] = static_cast<float>(MA);
+    out.HG[c] = narrow_coef<float>(HG);
+    out.HL[c] = narrow_coef<float>(HL);
+    out.BG[c] = narrow_coef<float>(BG);
+    out.BL[c] = narrow_coef<float>(BL);
   }
 }
 
@@ -427,6 +438,41 @@ HWY_INLINE V label_terms(D d, const FastCall& f, const Folded& k, V lab, V v, co
     const V vt = hn::IfThenElseZero(charged, v);  // v t̃
     loss = hn::NegMulAdd(hn::Mul(vt, hn::Set(d, static_cast<float>(scale))), logp, loss);
     h = hn::NegMulAdd(vt, hn::Set(d, static_cast<float>(f.grad_scale * scale)), h);
+  }
+  return h;
+}
+
+// `count` doubles of a geometry map as floats (zeros past `count`).
+HWY_INLINE V load_map(D d, const double* map, size_t count) {
+  HWY_ALIGN float lane[kBufLanes];
+  const size_t lanes = hn::Lanes(d);
+  if (count == lanes) {
+    for (size_t j = 0; j < lanes; ++j) lane[j] = static_cast<float>(map[j]);
+  } else {
+    for (size_t j = 0; j < lanes; ++j) lane[j] = j < count ? static_cast<float>(map[j]) : 0.0f;
+  }
+  return hn::Load(d, lane);
+}
+
+// The distance terms at class c of a vector of pixels (element index e, which is the maps'
+// index: channels-first): adds their loss to `loss` and returns their h_c = p_c dℓ/dp_c,
+//   HausdorffDtTerm (kernels/terms/distance.cuh): ℓ = v (p − t)² w, w = f_P̂^α + f_T̂^α;
+//     h = 2 v p (p − t) w;
+//   BoundaryTerm: ℓ = v p φ; h = v p φ;
+// each times its class factor (value: HL, BL; gradient: HG, BG).
+HWY_INLINE V distance_terms(D d, const FastCall& f, const Folded& k, int64_t c, int64_t e,
+                            size_t count, V p, V t, V v, V& loss) {
+  V h = hn::Zero(d);
+  if (f.hd_term >= 0) {
+    const V w = hn::Add(load_map(d, f.hd_maps[0] + e, count), load_map(d, f.hd_maps[1] + e, count));
+    const V err = hn::Sub(p, t), vw = hn::Mul(v, w);
+    loss = hn::MulAdd(hn::Mul(hn::Set(d, k.HL[c]), vw), hn::Mul(err, err), loss);
+    h = hn::Mul(hn::Mul(hn::Set(d, 2.0f * k.HG[c]), vw), hn::Mul(p, err));
+  }
+  if (f.boundary_term >= 0) {
+    const V vpphi = hn::Mul(hn::Mul(v, p), load_map(d, f.boundary_map + e, count));
+    loss = hn::MulAdd(hn::Set(d, k.BL[c]), vpphi, loss);
+    h = hn::MulAdd(hn::Set(d, k.BG[c]), vpphi, h);
   }
   return h;
 }
@@ -527,10 +573,11 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
       pc = stage_probabilities(f, e0, count, lanes, e, pstride);
     } else {
       x = stage_inputs<T>(f, e0, count, lanes, xbuf, stride);
-      softmax(d, C, x, stride, e, mx, inv, f.any_ce ? &log_sum : nullptr);
+      softmax(d, C, x, stride, e, mx, inv, f.need_log ? &log_sum : nullptr);
     }
     V H = hn::Zero(d), loss = hn::Zero(d), label_h = hn::Zero(d);
     const bool label_only = f.focal_term >= 0 || f.marginal_term >= 0;
+    const bool distance = f.hd_term >= 0 || f.boundary_term >= 0;
     if constexpr (M != Element::kCachedP) {
       if (label_only) label_h = label_terms(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
     }
@@ -554,7 +601,10 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
         const V t = hn::IfThenElseZero(is_c, one);
         const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
         hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
-        if (f.any_ce) {
+        if (distance)
+          hc = hn::Add(hc,
+                       distance_terms(d, f, k, c, e0 + c * f.class_stride, count, p, t, v, loss));
+        if (f.need_log) {
           // −log p = log Σ − (x − max): x − max first, which is exact near max
           const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
           const V w = hn::Mul(v, hn::MulAdd(hn::Set(d, k.L1[c]), t, hn::Set(d, k.L0[c])));
@@ -603,6 +653,57 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     }
   }
   return total;
+}
+
+// The first `count` lanes of a 0/1 mask to consecutive doubles at `out` (a geometry map).
+HWY_INLINE void store_mask(D d, hn::Mask<D> mask, double* out, size_t count) {
+  HWY_ALIGN float lane[kBufLanes];
+  hn::Store(hn::IfThenElseZero(mask, hn::Set(d, 1.0f)), d, lane);
+  for (size_t j = 0; j < count; ++j) out[j] = static_cast<double>(lane[j]);
+}
+
+// The distance terms' seeds (fast_seed_chunk), per vector of pixels: the labels, and the softmax
+// when HAUSDORFF_DT thresholds it; a pixel that does not count has the class −1, so no class's
+// {t = 1} holds there, and {p > ½} is cut by m.
+template <class T, class L>
+void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P, plane = f.N * C * P;
+  const bool hd = f.hd_term >= 0;
+  double* hd_maps = hd ? f.maps + f.prog->term[f.hd_term].map_offset * plane : nullptr;
+  double* boundary_map =
+      f.boundary_term >= 0 ? f.maps + f.prog->term[f.boundary_term].map_offset * plane : nullptr;
+  float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
+  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end;) {
+    if (q == P) {
+      ++n;
+      q = 0;
+    }
+    const size_t count =
+        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
+    V mx = hn::Zero(d), inv = hn::Zero(d);
+    if (hd) {
+      int64_t stride;
+      const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
+      softmax(d, C, x, stride, e, mx, inv, nullptr);
+    }
+    const auto counted = hn::Ge(lab, hn::Zero(d));
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t at = (n * C + c) * P + q;
+      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+      if (hd) {
+        const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+        store_mask(d, hn::And(counted, hn::Gt(p, hn::Set(d, 0.5f))), hd_maps + at, count);
+        store_mask(d, is_c, hd_maps + plane + at, count);
+      }
+      if (boundary_map) store_mask(d, is_c, boundary_map + at, count);
+    }
+    pix += static_cast<int64_t>(count);
+    q += static_cast<int64_t>(count);
+  }
 }
 
 // TOPK_CE's keys (fast_topk_keys_chunk): each counted pixel's cross-entropy summed over the
@@ -948,7 +1049,8 @@ double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
       return element_chunk_t<float, L, Element::kCachedP>(f, begin, end);
     return with_input(f, [&](auto x) {
       using T = decltype(x);
-      return f.any_region || f.focal_term >= 0 || f.marginal_term >= 0
+      return f.any_region || f.focal_term >= 0 || f.marginal_term >= 0 || f.hd_term >= 0 ||
+                     f.boundary_term >= 0
                  ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
                  : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
     });
@@ -1007,6 +1109,12 @@ void CheckTargetsChunk(const FastCall& f, int64_t begin, int64_t end) {
   });
 }
 
+void SeedChunk(const FastCall& f, int64_t begin, int64_t end) {
+  with_labels(f, [&](auto l) {
+    with_input(f, [&](auto x) { seed_chunk_t<decltype(x), decltype(l)>(f, begin, end); });
+  });
+}
+
 int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return with_labels(f, [&](auto l) {
     return with_input(
@@ -1039,12 +1147,14 @@ using StatsPtr = void (*)(const FastCall&, int64_t, int64_t, int64_t, double*);
 using ElementPtr = double (*)(const FastCall&, int64_t, int64_t);
 using CheckPtr = void (*)(const FastCall&, int64_t, int64_t);
 using KeysPtr = int64_t (*)(const FastCall&, int64_t, int64_t, uint32_t*);
+using SeedPtr = void (*)(const FastCall&, int64_t, int64_t);
 
 struct Target {
   StatsPtr stats;
   ElementPtr element;
   CheckPtr check_targets, check_weights;
   KeysPtr topk_keys;
+  SeedPtr seed;
   const char* name;
 };
 
@@ -1052,7 +1162,7 @@ struct Target {
 #define CULOSS_FAST_TARGET(ns, name)                                                    \
   Target {                                                                              \
     &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk, \
-        &ns::TopKKeysChunk, name                                                        \
+        &ns::TopKKeysChunk, &ns::SeedChunk, name                                        \
   }
 
 // What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
@@ -1110,9 +1220,13 @@ Target select_target() {
 #if HWY_TARGETS & HWY_SSE4
   if (cpu.sse4) return CULOSS_FAST_TARGET(N_SSE4, "SSE4");
 #endif
-  return {&HWY_STATIC_DISPATCH(StatsChunk),        &HWY_STATIC_DISPATCH(ElementChunk),
-          &HWY_STATIC_DISPATCH(CheckTargetsChunk), &HWY_STATIC_DISPATCH(CheckWeightsChunk),
-          &HWY_STATIC_DISPATCH(TopKKeysChunk),     "baseline"};
+  return {&HWY_STATIC_DISPATCH(StatsChunk),
+          &HWY_STATIC_DISPATCH(ElementChunk),
+          &HWY_STATIC_DISPATCH(CheckTargetsChunk),
+          &HWY_STATIC_DISPATCH(CheckWeightsChunk),
+          &HWY_STATIC_DISPATCH(TopKKeysChunk),
+          &HWY_STATIC_DISPATCH(SeedChunk),
+          "baseline"};
 }
 
 const Target& target() {
@@ -1137,6 +1251,9 @@ void fast_check_weights_chunk(const FastCall& f, int64_t begin, int64_t end) {
 int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return target().topk_keys(f, begin, end, keys);
 }
+void fast_seed_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  target().seed(f, begin, end);
+}
 const char* fast_target_name() { return target().name; }
 
 }  // namespace culoss::cpu
@@ -1151,6 +1268,7 @@ void fast_check_targets(const FastCall&) {}
 void fast_check_targets_chunk(const FastCall&, int64_t, int64_t) {}
 void fast_check_weights_chunk(const FastCall&, int64_t, int64_t) {}
 int64_t fast_topk_keys_chunk(const FastCall&, int64_t, int64_t, uint32_t*) { return 0; }
+void fast_seed_chunk(const FastCall&, int64_t, int64_t) {}
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

@@ -27,6 +27,8 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_FOCAL:
     case CULOSS_MARGINAL_CE:
     case CULOSS_COMBO:  // planned as a BCE term and a Dice term (plan.cpp)
+    case CULOSS_HAUSDORFF_DT:
+    case CULOSS_BOUNDARY:
       return true;
     default:
       return false;
@@ -59,6 +61,7 @@ bool param_handled(int param) {
     case CULOSS_PARAM_CHECK_TARGETS:  // the fast path's own checks
     case CULOSS_PARAM_TOP_FRACTION:   // the selection only (select_top_k)
     case CULOSS_PARAM_CE_RATIO:       // COMBO's term weights, from planning
+    case CULOSS_PARAM_SPACING:        // the distance transforms only (the shared geometry step)
       return true;
     default:
       return false;
@@ -148,10 +151,15 @@ bool fast_covers(const Call& call, const Plan& plan) {
   const bool channels_last = L.inner == 1 && L.pre == L.P;
   if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
-  int softmax_focal_terms = 0, marginal_terms = 0;
+  int softmax_focal_terms = 0, marginal_terms = 0, hd_terms = 0, boundary_terms = 0;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     if (t.activation != ACT_SOFTMAX) return false;
+    if (t.kind == TK_HAUSDORFF_DT || t.kind == TK_BOUNDARY) {  // maps are channels-first planes
+      int& terms = t.kind == TK_HAUSDORFF_DT ? hd_terms : boundary_terms;
+      if (!channels_first || t.stat_count > 2 || ++terms > 1) return false;
+      continue;
+    }
     if (t.kind == TK_REGION) {
       if (t.stat_count != t.region.stat_slots()) return false;
     } else if (t.kind == TK_CE || (t.kind == TK_TOPK_CE && prog.count == 1)) {
@@ -201,6 +209,10 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.topk_term = -1;
   f.focal_term = -1;
   f.marginal_term = -1;
+  f.hd_term = -1;
+  f.boundary_term = -1;
+  f.maps = b.geo.maps;
+  const int64_t plane = L.N * L.C * L.P;  // of the maps
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     auto add = [&](int slot, int q) {
@@ -220,7 +232,18 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     }
     if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX ||
         t.kind == TK_MARGINAL)
+      f.any_ce = f.need_log = true;
+    if (t.kind == TK_HAUSDORFF_DT) {
+      f.any_ce = true;  // an element value
+      f.hd_term = i;
+      f.hd_maps[0] = b.geo.maps + static_cast<int64_t>(t.map_offset) * plane;
+      f.hd_maps[1] = f.hd_maps[0] + plane;
+    }
+    if (t.kind == TK_BOUNDARY) {
       f.any_ce = true;
+      f.boundary_term = i;
+      f.boundary_map = b.geo.maps + static_cast<int64_t>(t.map_offset) * plane;
+    }
     if (t.kind == TK_MARGINAL) f.marginal_term = i;
     if (t.kind == TK_TOPK_CE) {
       f.topk_term = i;

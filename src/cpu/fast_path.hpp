@@ -4,7 +4,9 @@
 //
 // What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
-// Dice, MCC), alone or in a CULOSS_SUM of them, and top-k cross-entropy alone; channels-first input
+// Dice, MCC), the softmax focal loss, MARGINAL_CE, and (channels-first) the distance kinds
+// HAUSDORFF_DT and BOUNDARY, alone or in a CULOSS_SUM of them, and top-k cross-entropy alone;
+// channels-first input
 // (NCHW, NCDHW; channels-last too, gathered lane by lane) of float32, float16 or bfloat16,
 // class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not
 // distributed; every other parameter of the descriptor at its default (a parameter the fast path
@@ -94,6 +96,15 @@ struct FastCall {
   bool sigmoid_dense, mask_labels;
   int bce_term, focal_term;
   int marginal_term;  // the MARGINAL_CE term (softmax, index targets; −1: none)
+  bool need_log;      // some term takes log p (the cross-entropy kinds): the softmax keeps log Σ
+  // Distance terms (HAUSDORFF_DT, BOUNDARY; softmax, index targets, channels-first), at most one
+  // of each (−1: none). The fast path seeds their masks (fast_seed_chunk); the transforms are
+  // the shared geometry step; the element pass reads the term's maps at the element's own index
+  // (maps are channels-first planes of N·C·P doubles): f_P̂^α and f_T̂^α, or φ.
+  int hd_term, boundary_term;
+  double* maps;                // the program's geometry maps (the workspace)
+  const double* hd_maps[2];    // the HAUSDORFF_DT term's two maps
+  const double* boundary_map;  // the BOUNDARY term's map
 };
 
 // Whether the fast path covers this call (the one selection predicate).
@@ -107,6 +118,10 @@ void fast_stats_chunk(const FastCall& f, int64_t n, int64_t q0, int64_t q1, doub
 // Step 4 for flat pixels [begin, end) (n * P + q); returns their loss sum, as element_chunk.
 // Before it, the statistics pass must have run over every pixel when `cache_p` is set.
 double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
+// The geometry seeds of the distance terms for flat pixels [begin, end) (n * P + q), as
+// pixel_seed with the softmax in float: HAUSDORFF_DT's masks {p > ½} and {t = 1}, BOUNDARY's
+// {t = 1}, 0 where the pixel does not count.
+void fast_seed_chunk(const FastCall& f, int64_t begin, int64_t end);
 // TOPK_CE's sort keys of flat pixels [begin, end): topk_key32 of each counted pixel's cross-
 // entropy, summed over the classes in float, kTopKLeftOut32 elsewhere; returns how many count.
 int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys);

@@ -147,10 +147,16 @@ ElementArgs args(const Call& call) {
 
 }  // namespace
 
-void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo) {
+void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo,
+                      const FastCall* fast) {
   if (prog.map_width == 0) return;
   CpuExec ex;
   const Layout& L = call.layout;
+  if (fast) {
+    for_each_chunk(Partition(L.N * L.P, chunk_pixels(L.C)),
+                   [&](int64_t, int64_t b, int64_t e) { fast_seed_chunk(*fast, b, e); });
+    return geometry_transform(ex, prog, geo);
+  }
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     ex.run(L.N * L.P,
@@ -168,8 +174,8 @@ void geometry_backward(const Call& call, const Program& prog, const double* coef
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     ex.run(L.N * L.P,
-           UpstreamOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data),
-                                 geo.maps, coefs},
+           UpstreamOp<T, double>{prog, args(call), static_cast<const T*>(call.input.data), geo.maps,
+                                 coefs},
            chunk_pixels(L.C));
   });
   geometry_backward(ex, prog, geo);

@@ -7,8 +7,12 @@
 
 namespace culoss::cpu {
 
-// Seeds and transforms the maps of every map term (nothing without them).
-void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo);
+struct FastCall;
+
+// Seeds and transforms the maps of every map term (nothing without them); the seeds from the
+// fast path's pass when `fast` is given (a call it covers).
+void geometry_forward(const Call& call, const Program& prog, const GeometryBuffers& geo,
+                      const FastCall* fast);
 // With a gradient: the upstream derivatives from the coefficients, then their backward.
 void geometry_backward(const Call& call, const Program& prog, const double* coefs,
                        const GeometryBuffers& geo);

@@ -460,6 +460,9 @@ TEST(GeometryIdentities, InPlaceGradientEqualsSeparate) {
 }
 
 TEST(GeometryIdentities, DistributedStatisticsOfTwoShardsEqualOneCall) {
+  // Distributed calls run the generic passes; the one call too, to compare to 1e-12 (the float
+  // fast path of the distance kinds is compared in fast_path_test.cpp)
+  const culoss_test::GenericCpuPasses generic_passes;
   for (culoss_kind kind : {CULOSS_HAUSDORFF_DT, CULOSS_BOUNDARY, CULOSS_CLDICE}) {
     Case whole = small_case(4, 8, 9);
     Loss h(kind);
@@ -524,6 +527,119 @@ TEST(GeometryIdentities, GradScaleScalesTheGradient) {
   Loss h(CULOSS_CLDICE);
   const Outputs one = run(h, c.t, {}, true, 1.0), three = run(h, c.t, {}, true, 3.0);
   for (size_t i = 0; i < one.grad.size(); ++i) EXPECT_NEAR(three.grad[i], 3 * one.grad[i], 1e-9);
+}
+
+// ---- the CPU fast path -------------------------------------------------------------------------
+// HAUSDORFF_DT and BOUNDARY with the softmax, class-index labels and channels-first input run
+// the float SIMD passes (seeds and element pass; src/cpu/fast_path.hpp): against the generic
+// passes in double, within the fast path's documented tolerance (docs/reference.md: 1e-5), for
+// every input dtype with a float32 gradient, alone and in sums; against the reference in
+// Float32Inputs above.
+
+// A softmax case the fast path takes: index labels, channels-first, a value (not NONE).
+geo_ref::Spec fast_spec(std::mt19937& rng, int kind, int k) {
+  for (;;) {
+    geo_ref::Spec s = random_spec(rng, kind, k);
+    if (s.activation == geo_ref::ACT_SOFTMAX && s.class_axis == 1 && s.index_target &&
+        s.reduction != geo_ref::RED_NONE)
+      return s;
+  }
+}
+
+// `h` on the tensors of `s` with the input in `dtype` and a float32 gradient, on the fast path
+// or (generic) the generic passes.
+Outputs run_f32_grad(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype, bool generic) {
+  Tensors t = tensors(s, dtype);
+  Outputs o;
+  TestTensor loss({}, f64()), g(t.input.shape, f32());
+  loss.poison();
+  g.poison();
+  auto call = [&] {
+    return culoss_compute(h, t.input.dl(), t.target.dl(),
+                          s.pixel_weight.empty() ? nullptr : t.weight.dl(), loss.dl(), g.dl(), 1.0,
+                          nullptr, 0, nullptr);
+  };
+  if (generic) {
+    const culoss_test::GenericCpuPasses generic_passes;
+    o.status = call();
+  } else {
+    o.status = call();
+  }
+  o.loss = loss.values();
+  o.grad = g.values();
+  return o;
+}
+
+void expect_fast_matches_generic(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype,
+                                 int& differing, const std::string& what) {
+  const Outputs fast = run_f32_grad(h, s, dtype, false), slow = run_f32_grad(h, s, dtype, true);
+  ASSERT_EQ(fast.status, CULOSS_SUCCESS) << api_test::last_error() << what;
+  ASSERT_EQ(slow.status, CULOSS_SUCCESS) << api_test::last_error() << what;
+  EXPECT_NEAR(fast.loss[0], slow.loss[0], 1e-5 * (1 + std::fabs(slow.loss[0]))) << what;
+  double scale = 0;
+  for (double g : slow.grad) scale = std::max(scale, std::fabs(g));
+  for (size_t i = 0; i < slow.grad.size(); ++i)
+    EXPECT_NEAR(fast.grad[i], slow.grad[i], 1e-5 * (std::fabs(slow.grad[i]) + scale))
+        << what << " at " << i;
+  differing += fast.grad != slow.grad || fast.loss != slow.loss;
+}
+
+TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
+  std::mt19937 rng(91);
+  int differing = 0, cases = 0;
+  const DLDataType dtypes[] = {f32(), testing_util::f16(), testing_util::bf16()};
+  for (int i = 0; i < 36; ++i) {
+    const int kind = i % 2 ? geo_ref::BOUNDARY : geo_ref::HAUSDORFF_DT;
+    const geo_ref::Spec s = fast_spec(rng, kind, 1 + i % 3);
+    Loss h(static_cast<culoss_kind>(kind));
+    set_params(h, s);
+    expect_fast_matches_generic(h, s, dtypes[i % 3], differing, " case " + std::to_string(i));
+    ++cases;
+  }
+  // The usual recipes in one call: Dice + boundary, cross-entropy + Hausdorff, both maps.
+  for (int i = 0; i < 9; ++i) {
+    geo_ref::Spec s = fast_spec(rng, geo_ref::HAUSDORFF_DT, 2 + i % 2);
+    Loss sum(CULOSS_SUM), hd(CULOSS_HAUSDORFF_DT), boundary(CULOSS_BOUNDARY);
+    set_params(hd, s);
+    s.kind = geo_ref::BOUNDARY;
+    set_params(boundary, s);
+    Loss other(i % 3 == 0 ? CULOSS_DICE : CULOSS_CROSS_ENTROPY);
+    if (i % 3 != 2) {
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, other, 0.6));
+    }
+    if (i % 3 != 0) {
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, hd, 0.3));
+    }
+    if (i % 3 != 1) {
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, boundary, 1.7));
+    }
+    expect_fast_matches_generic(sum, s, dtypes[i % 3], differing, " sum " + std::to_string(i));
+    ++cases;
+  }
+  // The float passes did run: most results differ from the double ones in their last bits.
+  EXPECT_GT(differing, cases / 2);
+}
+
+// Seeds at the threshold: p = ½ exactly (two classes of equal logits) is not in {p > ½}, as in
+// the generic passes; ignored pixels are in no mask.
+TEST(GeometryFastPath, TiedLogitsAndIgnoredPixelsSeedAsTheGenericPasses) {
+  for (int kind : {geo_ref::HAUSDORFF_DT, geo_ref::BOUNDARY}) {
+    std::mt19937 rng(5);
+    geo_ref::Spec s = fast_spec(rng, kind, 2);
+    s.shape = {2, 2, 7, 9};
+    s.input.assign(2 * 2 * 63, 0.0);
+    s.labels.assign(2 * 63, 0);
+    s.pixel_weight.clear();
+    for (int64_t q = 0; q < 2 * 63; ++q) {
+      const int64_t n = q / 63, pq = q % 63;
+      if (pq % 3 == 0) s.input[(n * 2 + 1) * 63 + pq] = 1.5;  // class 1 wins there
+      s.labels[q] = pq % 5 == 0 ? s.ignore_index : pq % 2;
+    }
+    Loss h(static_cast<culoss_kind>(kind));
+    set_params(h, s);
+    int differing = 0;
+    expect_fast_matches_generic(h, s, f32(), differing, " tied");
+  }
 }
 
 // ---- refusals ---------------------------------------------------------------------------------
