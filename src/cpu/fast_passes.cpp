@@ -31,6 +31,7 @@
 #include "core/dispatch.hpp"
 #include "kernels/common/passes.cuh"
 #include "kernels/common/topk.cuh"
+#include "kernels/geometry/skeleton.cuh"  // the skeleton maps' indices
 
 // SSSE3 adds nothing over SSE4 for this code, and AVX3_DL (Ice Lake) nothing over AVX3; leaving
 // them out keeps the CPU checks below short.
@@ -254,6 +255,18 @@ HWY_INLINE void store_lanes(D d, V value, float* out, size_t count) {
   std::copy(lane, lane + count, out);
 }
 
+// `count` doubles of a geometry map as floats (zeros past `count`).
+HWY_INLINE V load_map(D d, const double* map, size_t count) {
+  HWY_ALIGN float lane[kBufLanes];
+  const size_t lanes = hn::Lanes(d);
+  if (count == lanes) {
+    for (size_t j = 0; j < lanes; ++j) lane[j] = static_cast<float>(map[j]);
+  } else {
+    for (size_t j = 0; j < lanes; ++j) lane[j] = j < count ? static_cast<float>(map[j]) : 0.0f;
+  }
+  return hn::Load(d, lane);
+}
+
 template <class T, class L>
 void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double* row) {
   const D d;
@@ -290,8 +303,18 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
       if (f.stats_need_p) {
         const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
         if (f.cache_p) store_lanes(d, p, f.grad + f.element(n, q) + c * f.class_stride, count);
+        if (f.cldice_term >= 0) {  // its skeleton maps at the element (channels-first)
+          const double* at = f.cldice_maps + f.element(n, q) + c * f.class_stride;
+          const int64_t plane = f.N * C * f.P;
+          const V vsp = hn::Mul(v, load_map(d, at + kSkelSP * plane, count));
+          const V vst = hn::Mul(v, load_map(d, at + kSkelST * plane, count));
+          acc[FQ_CL_A][c] = hn::MulAdd(vsp, t, acc[FQ_CL_A][c]);
+          acc[FQ_CL_B][c] = hn::Add(acc[FQ_CL_B][c], vsp);
+          acc[FQ_CL_CS][c] = hn::MulAdd(vst, p, acc[FQ_CL_CS][c]);
+          acc[FQ_CL_D][c] = hn::Add(acc[FQ_CL_D][c], vst);
+        }
         const V vp = hn::Mul(v, p);
-        acc[FQ_VPT][c] = hn::MulAdd(vp, t, acc[FQ_VPT][c]);
+        if (f.need[FQ_VPT]) acc[FQ_VPT][c] = hn::MulAdd(vp, t, acc[FQ_VPT][c]);
         if (f.need[FQ_VP]) acc[FQ_VP][c] = hn::Add(acc[FQ_VP][c], vp);
         if (f.need[FQ_VPP]) acc[FQ_VPP][c] = hn::MulAdd(vp, p, acc[FQ_VPP][c]);
       }
@@ -321,6 +344,7 @@ struct Folded {
   float MA[kFastMaxClasses];  // the marginal term's flag: class c is annotated in the image
   float HG[kFastMaxClasses], HL[kFastMaxClasses];  // HAUSDORFF_DT's class factor: gradient, value
   float BG[kFastMaxClasses], BL[kFastMaxClasses];  // BOUNDARY's
+  float CL[kFastMaxClasses];  // CLDICE's dℓ/dCs (scaled: its coefficients carry the scales)
 };
 
 void fold(const FastCall& f, int64_t n, Folded& out) {
@@ -329,7 +353,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
   for (int64_t c = 0; c < C; ++c) {
     const double* coef = f.coefs + (n * C + c) * W;
     double A = 0, B1 = 0, B2 = 0, K1 = 0, K0 = 0, L1 = 0, L0 = 0, FW = 0, FL = 0, MA = 0;
-    double HG = 0, HL = 0, BG = 0, BL = 0;
+    double HG = 0, HL = 0, BG = 0, BL = 0, CL = 0;
     for (int i = 0; i < prog.count; ++i) {
       const TermSpec& ts = prog.term[i];
       const double* k = coef + ts.coef_offset;
@@ -352,6 +376,8 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
         const bool hd = ts.kind == TK_HAUSDORFF_DT;  // the class weight (0: class left out)
         (hd ? HG : BG) = f.grad_scale * f.scale[i] * k[0];
         (hd ? HL : BL) = f.scale[i] * k[0];
+      } else if (ts.kind == TK_CLDICE) {
+        CL = k[2];
       }
     }
     out.AB[c] = narrow_coef<float>(A + B1);
@@ -370,6 +396,7 @@ void fold(const FastCall& f, int64_t n, Folded& out) {
     out.HL[c] = narrow_coef<float>(HL);
     out.BG[c] = narrow_coef<float>(BG);
     out.BL[c] = narrow_coef<float>(BL);
+    out.CL[c] = narrow_coef<float>(CL);
   }
 }
 
@@ -442,24 +469,15 @@ HWY_INLINE V label_terms(D d, const FastCall& f, const Folded& k, V lab, V v, co
   return h;
 }
 
-// `count` doubles of a geometry map as floats (zeros past `count`).
-HWY_INLINE V load_map(D d, const double* map, size_t count) {
-  HWY_ALIGN float lane[kBufLanes];
-  const size_t lanes = hn::Lanes(d);
-  if (count == lanes) {
-    for (size_t j = 0; j < lanes; ++j) lane[j] = static_cast<float>(map[j]);
-  } else {
-    for (size_t j = 0; j < lanes; ++j) lane[j] = j < count ? static_cast<float>(map[j]) : 0.0f;
-  }
-  return hn::Load(d, lane);
-}
-
 // The distance terms at class c of a vector of pixels (element index e, which is the maps'
 // index: channels-first): adds their loss to `loss` and returns their h_c = p_c dℓ/dp_c,
 //   HausdorffDtTerm (kernels/terms/distance.cuh): ℓ = v (p − t)² w, w = f_P̂^α + f_T̂^α;
 //     h = 2 v p (p − t) w;
 //   BoundaryTerm: ℓ = v p φ; h = v p φ;
-// each times its class factor (value: HL, BL; gradient: HG, BG).
+// each times its class factor (value: HL, BL; gradient: HG, BG); and
+//   ClDiceTerm (kernels/terms/cldice.cuh): no value; h = p (CL v S_t + G), CL = dℓ/dCs
+//     (scaled), G the skeleton's backward (dℓ/dp through S_p), 0 where v = 0 (the pixel has no
+//     gradient: the backward may reach it through a neighbour's pooling).
 HWY_INLINE V distance_terms(D d, const FastCall& f, const Folded& k, int64_t c, int64_t e,
                             size_t count, V p, V t, V v, V& loss) {
   V h = hn::Zero(d);
@@ -468,6 +486,14 @@ HWY_INLINE V distance_terms(D d, const FastCall& f, const Folded& k, int64_t c, 
     const V err = hn::Sub(p, t), vw = hn::Mul(v, w);
     loss = hn::MulAdd(hn::Mul(hn::Set(d, k.HL[c]), vw), hn::Mul(err, err), loss);
     h = hn::Mul(hn::Mul(hn::Set(d, 2.0f * k.HG[c]), vw), hn::Mul(p, err));
+  }
+  if (f.cldice_term >= 0) {
+    const int64_t plane = f.N * f.C * f.P;
+    const double* at = f.cldice_maps + e;
+    const V st = load_map(d, at + kSkelST * plane, count);
+    const V g =
+        hn::IfThenZeroElse(hn::Eq(v, hn::Zero(d)), load_map(d, at + kSkelGrad * plane, count));
+    h = hn::MulAdd(p, hn::MulAdd(hn::Mul(hn::Set(d, k.CL[c]), v), st, g), h);
   }
   if (f.boundary_term >= 0) {
     const V vpphi = hn::Mul(hn::Mul(v, p), load_map(d, f.boundary_map + e, count));
@@ -577,7 +603,7 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
     }
     V H = hn::Zero(d), loss = hn::Zero(d), label_h = hn::Zero(d);
     const bool label_only = f.focal_term >= 0 || f.marginal_term >= 0;
-    const bool distance = f.hd_term >= 0 || f.boundary_term >= 0;
+    const bool distance = f.hd_term >= 0 || f.boundary_term >= 0 || f.cldice_term >= 0;
     if constexpr (M != Element::kCachedP) {
       if (label_only) label_h = label_terms(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
     }
@@ -655,11 +681,15 @@ double element_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   return total;
 }
 
-// The first `count` lanes of a 0/1 mask to consecutive doubles at `out` (a geometry map).
-HWY_INLINE void store_mask(D d, hn::Mask<D> mask, double* out, size_t count) {
+// The first `count` lanes of `value` to consecutive doubles at `out` (a geometry map).
+HWY_INLINE void store_map(D d, V value, double* out, size_t count) {
   HWY_ALIGN float lane[kBufLanes];
-  hn::Store(hn::IfThenElseZero(mask, hn::Set(d, 1.0f)), d, lane);
+  hn::Store(value, d, lane);
   for (size_t j = 0; j < count; ++j) out[j] = static_cast<double>(lane[j]);
+}
+// A 0/1 mask so.
+HWY_INLINE void store_mask(D d, hn::Mask<D> mask, double* out, size_t count) {
+  store_map(d, hn::IfThenElseZero(mask, hn::Set(d, 1.0f)), out, count);
 }
 
 // The distance terms' seeds (fast_seed_chunk), per vector of pixels: the labels, and the softmax
@@ -670,7 +700,7 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
   const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C, P = f.P, plane = f.N * C * P;
-  const bool hd = f.hd_term >= 0;
+  const bool hd = f.hd_term >= 0, cldice = f.cldice_term >= 0;
   double* hd_maps = hd ? f.maps + f.prog->term[f.hd_term].map_offset * plane : nullptr;
   double* boundary_map =
       f.boundary_term >= 0 ? f.maps + f.prog->term[f.boundary_term].map_offset * plane : nullptr;
@@ -685,7 +715,7 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     V lab, v;
     labels<L>(d, f, false, pix, count, lab, v);
     V mx = hn::Zero(d), inv = hn::Zero(d);
-    if (hd) {
+    if (hd || cldice) {
       int64_t stride;
       const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
       softmax(d, C, x, stride, e, mx, inv, nullptr);
@@ -700,6 +730,12 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
         store_mask(d, is_c, hd_maps + plane + at, count);
       }
       if (boundary_map) store_mask(d, is_c, boundary_map + at, count);
+      if (cldice) {  // ClDiceTerm::seed: p and t where v > 0, else 0
+        const auto live = hn::Gt(v, hn::Zero(d));
+        const V p = hn::IfThenElseZero(live, hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv));
+        store_map(d, p, f.cldice_maps + kSkelP * plane + at, count);
+        store_mask(d, hn::And(live, is_c), f.cldice_maps + kSkelT * plane + at, count);
+      }
     }
     pix += static_cast<int64_t>(count);
     q += static_cast<int64_t>(count);
@@ -1050,7 +1086,7 @@ double ElementChunk(const FastCall& f, int64_t begin, int64_t end) {
     return with_input(f, [&](auto x) {
       using T = decltype(x);
       return f.any_region || f.focal_term >= 0 || f.marginal_term >= 0 || f.hd_term >= 0 ||
-                     f.boundary_term >= 0
+                     f.boundary_term >= 0 || f.cldice_term >= 0
                  ? element_chunk_t<T, L, Element::kGeneral>(f, begin, end)
                  : element_chunk_t<T, L, Element::kCrossEntropy>(f, begin, end);
     });

@@ -7,6 +7,7 @@
 
 #include "core/registry.hpp"
 #include "cpu/thread_pool.hpp"
+#include "kernels/terms/cldice.cuh"  // its statistics slots
 
 namespace culoss::cpu {
 
@@ -29,6 +30,7 @@ bool kind_covered(culoss_kind kind) {
     case CULOSS_COMBO:  // planned as a BCE term and a Dice term (plan.cpp)
     case CULOSS_HAUSDORFF_DT:
     case CULOSS_BOUNDARY:
+    case CULOSS_CLDICE:
       return true;
     default:
       return false;
@@ -62,6 +64,7 @@ bool param_handled(int param) {
     case CULOSS_PARAM_TOP_FRACTION:   // the selection only (select_top_k)
     case CULOSS_PARAM_CE_RATIO:       // COMBO's term weights, from planning
     case CULOSS_PARAM_SPACING:        // the distance transforms only (the shared geometry step)
+    case CULOSS_PARAM_ITERATIONS:     // the skeletons only (the shared geometry step)
       return true;
     default:
       return false;
@@ -151,13 +154,18 @@ bool fast_covers(const Call& call, const Plan& plan) {
   const bool channels_last = L.inner == 1 && L.pre == L.P;
   if (!(channels_first || channels_last) || L.C < 2 || L.C > kFastMaxClasses) return false;
   if (prog.none_mode != NONE_OFF && prog.none_mode != NONE_GROUPS) return false;
-  int softmax_focal_terms = 0, marginal_terms = 0, hd_terms = 0, boundary_terms = 0;
+  int softmax_focal_terms = 0, marginal_terms = 0, hd_terms = 0, boundary_terms = 0,
+      cldice_terms = 0;
   for (int i = 0; i < prog.count; ++i) {
     const TermSpec& t = prog.term[i];
     if (t.activation != ACT_SOFTMAX) return false;
     if (t.kind == TK_HAUSDORFF_DT || t.kind == TK_BOUNDARY) {  // maps are channels-first planes
       int& terms = t.kind == TK_HAUSDORFF_DT ? hd_terms : boundary_terms;
       if (!channels_first || t.stat_count > 2 || ++terms > 1) return false;
+      continue;
+    }
+    if (t.kind == TK_CLDICE) {  // its five sums (ClDiceTerm::stats), channels-first maps
+      if (!channels_first || t.stat_count != 5 || ++cldice_terms > 1) return false;
       continue;
     }
     if (t.kind == TK_REGION) {
@@ -211,6 +219,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.marginal_term = -1;
   f.hd_term = -1;
   f.boundary_term = -1;
+  f.cldice_term = -1;
   f.maps = b.geo.maps;
   const int64_t plane = L.N * L.C * L.P;  // of the maps
   for (int i = 0; i < prog.count; ++i) {
@@ -226,8 +235,9 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset + kStatST, t.region.squared && !call.index_target ? FQ_VTT : FQ_VT);
       if (t.region.kind == RK_MCC) add(t.stat_offset + kStatSV, FQ_V);
       f.stats_need_p = true;
-    } else if (t.stat_count >= 1) {  // CrossEntropyTerm::counts, ElementwiseTerm::counts
-      add(t.stat_offset, FQ_MT);     // Σ m t
+    } else if (t.kind != TK_CLDICE && t.stat_count >= 1) {  // CrossEntropyTerm::counts,
+                                                            // ElementwiseTerm::counts
+      add(t.stat_offset, FQ_MT);                            // Σ m t
       if (t.stat_count == 2) add(t.stat_offset + 1, FQ_M);  // Σ m
     }
     if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX ||
@@ -238,6 +248,16 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       f.hd_term = i;
       f.hd_maps[0] = b.geo.maps + static_cast<int64_t>(t.map_offset) * plane;
       f.hd_maps[1] = f.hd_maps[0] + plane;
+    }
+    if (t.kind == TK_CLDICE) {
+      f.cldice_term = i;
+      f.cldice_maps = b.geo.maps + static_cast<int64_t>(t.map_offset) * plane;
+      add(t.stat_offset + kClStatA, FQ_CL_A);
+      add(t.stat_offset + kClStatB, FQ_CL_B);
+      add(t.stat_offset + kClStatCs, FQ_CL_CS);
+      add(t.stat_offset + kClStatD, FQ_CL_D);
+      add(t.stat_offset + kClStatT, FQ_VT);
+      f.stats_need_p = true;
     }
     if (t.kind == TK_BOUNDARY) {
       f.any_ce = true;
@@ -255,8 +275,8 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     if (t.kind == TK_BCE) f.bce_term = i;
     if (t.kind == TK_FOCAL_BINARY || t.kind == TK_FOCAL_SOFTMAX) f.focal_term = i;
   }
-  f.cache_p =
-      f.any_region && !f.any_ce && !f.sigmoid_dense && call.grad.present && f.pixel_stride == 1;
+  f.cache_p = f.any_region && !f.any_ce && f.cldice_term < 0 && !f.sigmoid_dense &&
+              call.grad.present && f.pixel_stride == 1;
   // Without pixel weights (to be checked after every label) the statistics pass reads every
   // label before anything is written and refuses a bad one itself, the same chunk-ordered error
   // as check_targets; unless it writes the probabilities (cache_p).

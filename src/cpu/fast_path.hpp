@@ -4,9 +4,9 @@
 //
 // What it covers is decided in ONE place, fast_covers (fast_path.cpp), on an allow-list: softmax
 // cross-entropy and the softmax region kinds (Dice, Jaccard, Tversky, focal Tversky, generalized
-// Dice, MCC), the softmax focal loss, MARGINAL_CE, and (channels-first) the distance kinds
-// HAUSDORFF_DT and BOUNDARY, alone or in a CULOSS_SUM of them, and top-k cross-entropy alone;
-// channels-first input
+// Dice, MCC), the softmax focal loss, MARGINAL_CE, and (channels-first) the geometry kinds
+// HAUSDORFF_DT, BOUNDARY and CLDICE, alone or in a CULOSS_SUM of them, and top-k cross-entropy
+// alone; channels-first input
 // (NCHW, NCDHW; channels-last too, gathered lane by lane) of float32, float16 or bfloat16,
 // class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not
 // distributed; every other parameter of the descriptor at its default (a parameter the fast path
@@ -40,7 +40,23 @@ constexpr int kFastFlush = 64;  // vectors summed in float before a flush to dou
 // Per-class sums the statistics pass can produce (index targets: t is 0 or 1, so t² = t).
 // Dense targets add Σ v t² (squared denominators); MCC adds Σ v; the element-wise terms' MEAN
 // counts Σ m t and, for a binary mask and MARGINAL_CE, Σ m (m: 1 where the pixel counts).
-enum FastQuantity : int { FQ_VPT, FQ_VP, FQ_VPP, FQ_VT, FQ_VTT, FQ_V, FQ_MT, FQ_M, FQ_COUNT };
+// CLDICE (ClDiceTerm::stats) sums Σ v S_p t, Σ v S_p, Σ v S_t p, Σ v S_t over its skeleton maps
+// (and Σ v t: FQ_VT).
+enum FastQuantity : int {
+  FQ_VPT,
+  FQ_VP,
+  FQ_VPP,
+  FQ_VT,
+  FQ_VTT,
+  FQ_V,
+  FQ_MT,
+  FQ_M,
+  FQ_CL_A,
+  FQ_CL_B,
+  FQ_CL_CS,
+  FQ_CL_D,
+  FQ_COUNT
+};
 
 // A call the fast path covers, prepared once per call for the vector passes.
 struct FastCall {
@@ -105,6 +121,11 @@ struct FastCall {
   double* maps;                // the program's geometry maps (the workspace)
   const double* hd_maps[2];    // the HAUSDORFF_DT term's two maps
   const double* boundary_map;  // the BOUNDARY term's map
+  // The CLDICE term (at most one; −1: none; softmax, index targets, channels-first): the fast
+  // path seeds p and t, sums its statistics and runs its element pass (dℓ/dp from S_t and the
+  // backward's map); the skeletons and their backward are the shared geometry steps.
+  int cldice_term;
+  double* cldice_maps;  // its kSkelMaps maps, a plane apart
 };
 
 // Whether the fast path covers this call (the one selection predicate).

@@ -416,6 +416,7 @@ TEST(GeometryIdentities, SumOfDiceAndGeometryTermsIsTheSumOfTheCalls) {
 // one's recomputes them (the second forward overwrote them); iteration counts below, at and
 // above the kept levels.
 TEST(GeometryIdentities, TwoClDiceTermsAreTheSumOfTheCalls) {
+  const culoss_test::GenericCpuPasses generic_passes;  // one clDice alone runs the fast path
   const int pairs[][2] = {{3, 2}, {1, 5}, {7, 3}};
   for (const auto& it : pairs) {
     Case c = small_case(1, 12, 10, 11);
@@ -523,6 +524,7 @@ TEST(GeometryIdentities, ClDiceManyIterationsMatchReference) {
 }
 
 TEST(GeometryIdentities, GradScaleScalesTheGradient) {
+  const culoss_test::GenericCpuPasses generic_passes;  // in double: 3·g to 1e-9
   Case c = small_case();
   Loss h(CULOSS_CLDICE);
   const Outputs one = run(h, c.t, {}, true, 1.0), three = run(h, c.t, {}, true, 3.0);
@@ -530,11 +532,11 @@ TEST(GeometryIdentities, GradScaleScalesTheGradient) {
 }
 
 // ---- the CPU fast path -------------------------------------------------------------------------
-// HAUSDORFF_DT and BOUNDARY with the softmax, class-index labels and channels-first input run
-// the float SIMD passes (seeds and element pass; src/cpu/fast_path.hpp): against the generic
-// passes in double, within the fast path's documented tolerance (docs/reference.md: 1e-5), for
-// every input dtype with a float32 gradient, alone and in sums; against the reference in
-// Float32Inputs above.
+// HAUSDORFF_DT, BOUNDARY and CLDICE with the softmax, class-index labels and channels-first input
+// run the float SIMD passes (seeds, statistics and element pass; src/cpu/fast_path.hpp): against
+// the generic passes in double, within the fast path's documented tolerance (docs/reference.md:
+// 1e-5), for every input dtype with a float32 gradient, alone and in sums; against the
+// reference in Float32Inputs above.
 
 // A softmax case the fast path takes: index labels, channels-first, a value (not NONE).
 geo_ref::Spec fast_spec(std::mt19937& rng, int kind, int k) {
@@ -548,7 +550,8 @@ geo_ref::Spec fast_spec(std::mt19937& rng, int kind, int k) {
 
 // `h` on the tensors of `s` with the input in `dtype` and a float32 gradient, on the fast path
 // or (generic) the generic passes.
-Outputs run_f32_grad(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype, bool generic) {
+Outputs run_f32_grad(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype, bool generic,
+                     double grad_scale) {
   Tensors t = tensors(s, dtype);
   Outputs o;
   TestTensor loss({}, f64()), g(t.input.shape, f32());
@@ -556,8 +559,8 @@ Outputs run_f32_grad(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype, bo
   g.poison();
   auto call = [&] {
     return culoss_compute(h, t.input.dl(), t.target.dl(),
-                          s.pixel_weight.empty() ? nullptr : t.weight.dl(), loss.dl(), g.dl(), 1.0,
-                          nullptr, 0, nullptr);
+                          s.pixel_weight.empty() ? nullptr : t.weight.dl(), loss.dl(), g.dl(),
+                          grad_scale, nullptr, 0, nullptr);
   };
   if (generic) {
     const culoss_test::GenericCpuPasses generic_passes;
@@ -571,8 +574,9 @@ Outputs run_f32_grad(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype, bo
 }
 
 void expect_fast_matches_generic(culoss_loss h, const geo_ref::Spec& s, DLDataType dtype,
-                                 int& differing, const std::string& what) {
-  const Outputs fast = run_f32_grad(h, s, dtype, false), slow = run_f32_grad(h, s, dtype, true);
+                                 int& differing, const std::string& what, double grad_scale = 1) {
+  const Outputs fast = run_f32_grad(h, s, dtype, false, grad_scale),
+                slow = run_f32_grad(h, s, dtype, true, grad_scale);
   ASSERT_EQ(fast.status, CULOSS_SUCCESS) << api_test::last_error() << what;
   ASSERT_EQ(slow.status, CULOSS_SUCCESS) << api_test::last_error() << what;
   EXPECT_NEAR(fast.loss[0], slow.loss[0], 1e-5 * (1 + std::fabs(slow.loss[0]))) << what;
@@ -588,12 +592,14 @@ TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
   std::mt19937 rng(91);
   int differing = 0, cases = 0;
   const DLDataType dtypes[] = {f32(), testing_util::f16(), testing_util::bf16()};
-  for (int i = 0; i < 36; ++i) {
-    const int kind = i % 2 ? geo_ref::BOUNDARY : geo_ref::HAUSDORFF_DT;
-    const geo_ref::Spec s = fast_spec(rng, kind, 1 + i % 3);
+  const int kinds[] = {geo_ref::HAUSDORFF_DT, geo_ref::BOUNDARY, geo_ref::CLDICE};
+  for (int i = 0; i < 54; ++i) {
+    const int kind = kinds[i % 3];
+    const geo_ref::Spec s = fast_spec(rng, kind, kind == geo_ref::CLDICE ? 2 + i % 2 : 1 + i % 3);
     Loss h(static_cast<culoss_kind>(kind));
     set_params(h, s);
-    expect_fast_matches_generic(h, s, dtypes[i % 3], differing, " case " + std::to_string(i));
+    expect_fast_matches_generic(h, s, dtypes[(i / 3) % 3], differing, " case " + std::to_string(i),
+                                i % 4 == 3 ? -2.5 : 1.0);
     ++cases;
   }
   // The usual recipes in one call: Dice + boundary, cross-entropy + Hausdorff, both maps.
@@ -616,6 +622,16 @@ TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
     expect_fast_matches_generic(sum, s, dtypes[i % 3], differing, " sum " + std::to_string(i));
     ++cases;
   }
+  // Dice + clDice (MONAI's SoftDiceclDiceLoss) and cross-entropy + clDice.
+  for (int i = 0; i < 6; ++i) {
+    geo_ref::Spec s = fast_spec(rng, geo_ref::CLDICE, 2 + i % 2);
+    Loss sum(CULOSS_SUM), cldice(CULOSS_CLDICE), other(i % 2 ? CULOSS_DICE : CULOSS_CROSS_ENTROPY);
+    set_params(cldice, s);
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, other, 0.5));
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, cldice, 0.5));
+    expect_fast_matches_generic(sum, s, dtypes[i % 3], differing, " cldice sum " + std::to_string(i));
+    ++cases;
+  }
   // The float passes did run: most results differ from the double ones in their last bits.
   EXPECT_GT(differing, cases / 2);
 }
@@ -623,13 +639,14 @@ TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
 // Seeds at the threshold: p = ½ exactly (two classes of equal logits) is not in {p > ½}, as in
 // the generic passes; ignored pixels are in no mask.
 TEST(GeometryFastPath, TiedLogitsAndIgnoredPixelsSeedAsTheGenericPasses) {
-  for (int kind : {geo_ref::HAUSDORFF_DT, geo_ref::BOUNDARY}) {
+  for (int kind : {geo_ref::HAUSDORFF_DT, geo_ref::BOUNDARY, geo_ref::CLDICE}) {
     std::mt19937 rng(5);
     geo_ref::Spec s = fast_spec(rng, kind, 2);
     s.shape = {2, 2, 7, 9};
     s.input.assign(2 * 2 * 63, 0.0);
     s.labels.assign(2 * 63, 0);
     s.pixel_weight.clear();
+    s.class_weights.clear();
     for (int64_t q = 0; q < 2 * 63; ++q) {
       const int64_t n = q / 63, pq = q % 63;
       if (pq % 3 == 0) s.input[(n * 2 + 1) * 63 + pq] = 1.5;  // class 1 wins there
