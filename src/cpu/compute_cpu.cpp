@@ -208,7 +208,7 @@ void compute(const Call& call, const Plan& plan) {
         prog, finalize_buffers(b, call, call.loss_out.data, call.loss_out.dtype), L.N, L.C,
         call.grad_scale, 0, 1, [] {}, [](double v) { return v; });
     if (call.export_stats) return;  // culoss_compute_stats: the statistics are the result
-    geometry_backward(call, prog, b.coefs, b.geo);
+    geometry_backward(call, prog, b.coefs, b.geo, fast ? &fc : nullptr);
     double element_total = 0.0;
     if (plan.element_pass) {
       if (fast)

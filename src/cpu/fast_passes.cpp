@@ -742,6 +742,40 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   }
 }
 
+// CLDICE's upstream map (fast_upstream_chunk), per vector of pixels: v (dℓ/dA t + dℓ/dB) in
+// float from the image's coefficients (v = 0 where the pixel does not count).
+template <class L>
+void upstream_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
+  const D d;
+  const size_t lanes = hn::Lanes(d);
+  const int64_t C = f.C, P = f.P, plane = f.N * C * P, W = f.prog->coef_width;
+  const int coef_offset = f.prog->term[f.cldice_term].coef_offset;
+  double* upstream = f.cldice_maps + kSkelGrad * plane;
+  float dA[kFastMaxClasses], dB[kFastMaxClasses];
+  for (int64_t pix = begin, n = -1, q = 0; pix < end;) {
+    if (n < 0 || q == P) {
+      n = pix / P;
+      q = pix % P;
+      for (int64_t c = 0; c < C; ++c) {
+        const double* k = f.coefs + (n * C + c) * W + coef_offset;
+        dA[c] = narrow_coef<float>(k[0]);
+        dB[c] = narrow_coef<float>(k[1]);
+      }
+    }
+    const size_t count =
+        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
+    for (int64_t c = 0; c < C; ++c) {
+      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+      const V g = hn::Mul(v, hn::IfThenElse(is_c, hn::Set(d, dA[c] + dB[c]), hn::Set(d, dB[c])));
+      store_map(d, g, upstream + (n * C + c) * P + q, count);
+    }
+    pix += static_cast<int64_t>(count);
+    q += static_cast<int64_t>(count);
+  }
+}
+
 // TOPK_CE's keys (fast_topk_keys_chunk): each counted pixel's cross-entropy summed over the
 // classes, as topk_pixel_loss (kernels/common/topk.cuh) with the softmax pass's math,
 //   ℓ = v Σ_c ω_c (t_c (1 − ε) + ε / C) (log Σ − (x_c − max)),
@@ -1151,6 +1185,10 @@ void SeedChunk(const FastCall& f, int64_t begin, int64_t end) {
   });
 }
 
+void UpstreamChunk(const FastCall& f, int64_t begin, int64_t end) {
+  with_labels(f, [&](auto l) { upstream_chunk_t<decltype(l)>(f, begin, end); });
+}
+
 int64_t TopKKeysChunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys) {
   return with_labels(f, [&](auto l) {
     return with_input(
@@ -1190,7 +1228,7 @@ struct Target {
   ElementPtr element;
   CheckPtr check_targets, check_weights;
   KeysPtr topk_keys;
-  SeedPtr seed;
+  SeedPtr seed, upstream;
   const char* name;
 };
 
@@ -1198,7 +1236,7 @@ struct Target {
 #define CULOSS_FAST_TARGET(ns, name)                                                    \
   Target {                                                                              \
     &ns::StatsChunk, &ns::ElementChunk, &ns::CheckTargetsChunk, &ns::CheckWeightsChunk, \
-        &ns::TopKKeysChunk, &ns::SeedChunk, name                                        \
+        &ns::TopKKeysChunk, &ns::SeedChunk, &ns::UpstreamChunk, name                    \
   }
 
 // What the CPU and the OS support, read from CPUID and XGETBV (the OS must save the vector
@@ -1256,13 +1294,10 @@ Target select_target() {
 #if HWY_TARGETS & HWY_SSE4
   if (cpu.sse4) return CULOSS_FAST_TARGET(N_SSE4, "SSE4");
 #endif
-  return {&HWY_STATIC_DISPATCH(StatsChunk),
-          &HWY_STATIC_DISPATCH(ElementChunk),
-          &HWY_STATIC_DISPATCH(CheckTargetsChunk),
-          &HWY_STATIC_DISPATCH(CheckWeightsChunk),
-          &HWY_STATIC_DISPATCH(TopKKeysChunk),
-          &HWY_STATIC_DISPATCH(SeedChunk),
-          "baseline"};
+  return {&HWY_STATIC_DISPATCH(StatsChunk),        &HWY_STATIC_DISPATCH(ElementChunk),
+          &HWY_STATIC_DISPATCH(CheckTargetsChunk), &HWY_STATIC_DISPATCH(CheckWeightsChunk),
+          &HWY_STATIC_DISPATCH(TopKKeysChunk),     &HWY_STATIC_DISPATCH(SeedChunk),
+          &HWY_STATIC_DISPATCH(UpstreamChunk),     "baseline"};
 }
 
 const Target& target() {
@@ -1290,6 +1325,9 @@ int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint
 void fast_seed_chunk(const FastCall& f, int64_t begin, int64_t end) {
   target().seed(f, begin, end);
 }
+void fast_upstream_chunk(const FastCall& f, int64_t begin, int64_t end) {
+  target().upstream(f, begin, end);
+}
 const char* fast_target_name() { return target().name; }
 
 }  // namespace culoss::cpu
@@ -1305,6 +1343,7 @@ void fast_check_targets_chunk(const FastCall&, int64_t, int64_t) {}
 void fast_check_weights_chunk(const FastCall&, int64_t, int64_t) {}
 int64_t fast_topk_keys_chunk(const FastCall&, int64_t, int64_t, uint32_t*) { return 0; }
 void fast_seed_chunk(const FastCall&, int64_t, int64_t) {}
+void fast_upstream_chunk(const FastCall&, int64_t, int64_t) {}
 const char* fast_target_name() { return "none"; }
 }  // namespace culoss::cpu
 

@@ -143,6 +143,9 @@ double fast_element_chunk(const FastCall& f, int64_t begin, int64_t end);
 // pixel_seed with the softmax in float: HAUSDORFF_DT's masks {p > ½} and {t = 1}, BOUNDARY's
 // {t = 1}, 0 where the pixel does not count.
 void fast_seed_chunk(const FastCall& f, int64_t begin, int64_t end);
+// CLDICE's upstream map for flat pixels [begin, end), as pixel_upstream: dℓ/dS_p = v (dℓ/dA t +
+// dℓ/dB) from the coefficients of (image, class), before the skeleton's backward.
+void fast_upstream_chunk(const FastCall& f, int64_t begin, int64_t end);
 // TOPK_CE's sort keys of flat pixels [begin, end): topk_key32 of each counted pixel's cross-
 // entropy, summed over the classes in float, kTopKLeftOut32 elsewhere; returns how many count.
 int64_t fast_topk_keys_chunk(const FastCall& f, int64_t begin, int64_t end, uint32_t* keys);

@@ -167,10 +167,15 @@ void geometry_forward(const Call& call, const Program& prog, const GeometryBuffe
 }
 
 void geometry_backward(const Call& call, const Program& prog, const double* coefs,
-                       const GeometryBuffers& geo) {
+                       const GeometryBuffers& geo, const FastCall* fast) {
   if (!prog.any_map_grad || !call.grad.present) return;
   CpuExec ex;
   const Layout& L = call.layout;
+  if (fast) {  // a covered call's one map-gradient term is its CLDICE term
+    for_each_chunk(Partition(L.N * L.P, chunk_pixels(L.C)),
+                   [&](int64_t, int64_t b, int64_t e) { fast_upstream_chunk(*fast, b, e); });
+    return geometry_backward(ex, prog, geo);
+  }
   dispatch_float(call.input.dtype, [&](auto t) {
     using T = decltype(t);
     ex.run(L.N * L.P,

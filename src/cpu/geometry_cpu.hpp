@@ -15,6 +15,6 @@ void geometry_forward(const Call& call, const Program& prog, const GeometryBuffe
                       const FastCall* fast);
 // With a gradient: the upstream derivatives from the coefficients, then their backward.
 void geometry_backward(const Call& call, const Program& prog, const double* coefs,
-                       const GeometryBuffers& geo);
+                       const GeometryBuffers& geo, const FastCall* fast);
 
 }  // namespace culoss::cpu
