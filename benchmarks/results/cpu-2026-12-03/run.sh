@@ -31,6 +31,12 @@ $PY benchmarks/python/bench_vs_torch.py --device cpu --compile --shapes 8x4x128x
 echo "== $(date -u +%T) geometry, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausdorff_dt,cldice \
   --shapes 4x3x128x128,1x3x48x48x48 --repeat 7 --warmup 1 --out $OUT/vs_torch/geometry > $OUT/vs_torch/geometry.log 2>&1
+# The geometry kinds again after their fast path (commit f676029; two rounds)
+for round in geometry_fast geometry_fast2; do
+echo "== $(date -u +%T) $round, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
+$PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausdorff_dt,cldice \
+  --shapes 4x3x128x128,1x3x48x48x48 --repeat 7 --warmup 1 --out $OUT/vs_torch/$round > $OUT/vs_torch/$round.log 2>&1
+done
 echo "== $(date -u +%T) cpu_time, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/results/cpu-2026-12-02-simd/cpu_time.py --out $OUT/cpu_time.md > $OUT/cpu_time.log 2>&1
 echo "== $(date -u +%T) gbench 16M CE, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
