@@ -78,12 +78,22 @@ def _value_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# Inputs of at most this many elements are one chunk of work (the library's passes cut at least
+# 2^14 elements to a chunk), which the calling thread runs alone.
+_ONE_CHUNK = 1 << 14
+
+
 def _match_torch_threads(input: Tensor) -> None:
     """CPU calls use PyTorch's intra-op thread count (one setting, no oversubscription).
     Called first: setting the count also wakes culoss's idle threads, which are then up by the
-    time the call, after the argument handling, needs them."""
+    time the call, after the argument handling, needs them. A call of one chunk needs no other
+    thread: it sets the count only when the count differs (waking threads costs more than such
+    a call's work)."""
     if input.device.type == "cpu":
-        _get_lib().set_num_threads(torch.get_num_threads())
+        n = torch.get_num_threads()
+        lib = _get_lib()
+        if input.numel() > _ONE_CHUNK or lib.get_num_threads() != n:
+            lib.set_num_threads(n)
 
 
 def _forward_impl(input: Tensor, target: Tensor, pixel_weight: Optional[Tensor], spec: str,
