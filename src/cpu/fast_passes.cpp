@@ -487,7 +487,7 @@ HWY_INLINE V distance_terms(D d, const FastCall& f, const Folded& k, int64_t c, 
     loss = hn::MulAdd(hn::Mul(hn::Set(d, k.HL[c]), vw), hn::Mul(err, err), loss);
     h = hn::Mul(hn::Mul(hn::Set(d, 2.0f * k.HG[c]), vw), hn::Mul(p, err));
   }
-  if (f.cldice_term >= 0) {
+  if (f.cldice_term >= 0 && f.grad) {  // (without a gradient its backward map is not written)
     const int64_t plane = f.N * f.C * f.P;
     const double* at = f.cldice_maps + e;
     const V st = load_map(d, at + kSkelST * plane, count);
@@ -751,14 +751,15 @@ void upstream_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const int64_t C = f.C, P = f.P, plane = f.N * C * P, W = f.prog->coef_width;
   const int coef_offset = f.prog->term[f.cldice_term].coef_offset;
   double* upstream = f.cldice_maps + kSkelGrad * plane;
-  float dA[kFastMaxClasses], dB[kFastMaxClasses];
+  // dℓ/dA + dℓ/dB (summed in double: they cancel as Tprec → 1) and dℓ/dB
+  float dAB[kFastMaxClasses], dB[kFastMaxClasses];
   for (int64_t pix = begin, n = -1, q = 0; pix < end;) {
     if (n < 0 || q == P) {
       n = pix / P;
       q = pix % P;
       for (int64_t c = 0; c < C; ++c) {
         const double* k = f.coefs + (n * C + c) * W + coef_offset;
-        dA[c] = narrow_coef<float>(k[0]);
+        dAB[c] = narrow_coef<float>(k[0] + k[1]);
         dB[c] = narrow_coef<float>(k[1]);
       }
     }
@@ -768,7 +769,7 @@ void upstream_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
     labels<L>(d, f, false, pix, count, lab, v);
     for (int64_t c = 0; c < C; ++c) {
       const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
-      const V g = hn::Mul(v, hn::IfThenElse(is_c, hn::Set(d, dA[c] + dB[c]), hn::Set(d, dB[c])));
+      const V g = hn::Mul(v, hn::IfThenElse(is_c, hn::Set(d, dAB[c]), hn::Set(d, dB[c])));
       store_map(d, g, upstream + (n * C + c) * P + q, count);
     }
     pix += static_cast<int64_t>(count);

@@ -2,6 +2,7 @@
 // (fast_path.hpp). The vector passes themselves are in fast_passes.cpp.
 #include "cpu/fast_path.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -69,6 +70,20 @@ bool param_handled(int param) {
     default:
       return false;
   }
+}
+
+// Whether a distance term's map values fit float32 with room to spare, as the element pass reads
+// them: a distance is at most the grid's diagonal (in SPACING units), HAUSDORFF_DT's value is
+// (d + d̄)^ALPHA ≤ diagonal^ALPHA, BOUNDARY's |φ| ≤ diagonal. Larger ones (a huge ALPHA or
+// spacing) stay in double on the generic passes.
+bool maps_fit_float(const Grid& g, const TermSpec& t) {
+  double diagonal2 = 0.0;
+  for (int a = 0; a < g.k; ++a)
+    diagonal2 +=
+        static_cast<double>(g.extent[a]) * static_cast<double>(g.extent[a]) * t.spacing2[a];
+  const double diagonal = std::sqrt(diagonal2);
+  const double largest = t.kind == TK_HAUSDORFF_DT ? std::pow(diagonal, t.alpha) : diagonal;
+  return largest <= 1e30;
 }
 
 bool at_default(const culoss_loss_s& loss, const ParamInfo& info, const ParamRule& rule) {
@@ -161,7 +176,8 @@ bool fast_covers(const Call& call, const Plan& plan) {
     if (t.activation != ACT_SOFTMAX) return false;
     if (t.kind == TK_HAUSDORFF_DT || t.kind == TK_BOUNDARY) {  // maps are channels-first planes
       int& terms = t.kind == TK_HAUSDORFF_DT ? hd_terms : boundary_terms;
-      if (!channels_first || t.stat_count > 2 || ++terms > 1) return false;
+      if (!channels_first || t.stat_count > 2 || ++terms > 1 || !maps_fit_float(prog.grid, t))
+        return false;
       continue;
     }
     if (t.kind == TK_CLDICE) {  // its five sums (ClDiceTerm::stats), channels-first maps

@@ -85,9 +85,11 @@ struct FastCall {
   // Nothing may be written before every label is checked, so with CHECK_TARGETS the labels are
   // checked first (check_first), not inside the statistics pass.
   bool cache_p;
-  // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]`.
+  // Statistics: row slot `slot[j]` of every class receives quantity `quantity[j]` (a term
+  // sums at most kFastSlotsPerTerm of them: CLDICE's five).
+  static constexpr int kFastSlotsPerTerm = 5;
   int stat_width, slot_count;
-  int slot[4 * kMaxTerms], quantity[4 * kMaxTerms];
+  int slot[kFastSlotsPerTerm * kMaxTerms], quantity[kFastSlotsPerTerm * kMaxTerms];
   bool need[FQ_COUNT];
   bool stats_need_p;
   // Element pass.

@@ -636,6 +636,38 @@ TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
   EXPECT_GT(differing, cases / 2);
 }
 
+// The most statistics a sum can ask of the fast path: seven MCC terms (four sums each) and a
+// clDice term (five), eight terms in all.
+TEST(GeometryFastPath, LargestSumOfStatisticsMatchesTheGenericPasses) {
+  std::mt19937 rng(17);
+  const geo_ref::Spec s = fast_spec(rng, geo_ref::CLDICE, 2);
+  Loss sum(CULOSS_SUM), cldice(CULOSS_CLDICE), mcc(CULOSS_MCC);
+  set_params(cldice, s);
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(mcc, CULOSS_PARAM_ACTIVATION,
+                                                CULOSS_ACTIVATION_SOFTMAX));
+  for (int i = 0; i < 7; ++i) ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, mcc, 0.1 + i));
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, cldice, 2.0));
+  int differing = 0;
+  expect_fast_matches_generic(sum, s, f32(), differing, " 7 MCC + clDice");
+}
+
+// Distance maps beyond float32 (a large ALPHA: (d + d̄)^60 on a grid of at least 4 x 4 pixels may
+// reach 1e45) stay in double: the generic passes' result, finite, bit for bit.
+TEST(GeometryFastPath, MapsBeyondFloatRunTheGenericPasses) {
+  std::mt19937 rng(23);
+  geo_ref::Spec s = fast_spec(rng, geo_ref::HAUSDORFF_DT, 2);
+  s.alpha = 60.0;
+  s.spacing.clear();
+  Loss h(CULOSS_HAUSDORFF_DT);
+  set_params(h, s);
+  const Outputs fast = run_f32_grad(h, s, f32(), false, 1.0),
+                slow = run_f32_grad(h, s, f32(), true, 1.0);
+  ASSERT_EQ(fast.status, CULOSS_SUCCESS) << api_test::last_error();
+  EXPECT_TRUE(std::isfinite(fast.loss[0]));
+  EXPECT_EQ(fast.loss, slow.loss);
+  EXPECT_EQ(fast.grad, slow.grad);
+}
+
 // Seeds at the threshold: p = ½ exactly (two classes of equal logits) is not in {p > ½}, as in
 // the generic passes; ignored pixels are in no mask.
 TEST(GeometryFastPath, TiedLogitsAndIgnoredPixelsSeedAsTheGenericPasses) {
