@@ -3,6 +3,7 @@
 // kernels run; the passes run in chunks on the thread pool (thread_pool.hpp), bitwise the same
 // for any number of threads.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "core/dispatch.hpp"
@@ -168,11 +169,14 @@ void compute(const Call& call, const Plan& plan) {
   const bool fast = fast_covers(call, plan);
   // Before anything is written; the fast path checks the targets itself (below).
   if (call.check_targets && !fast) check_targets(call);
-  std::vector<unsigned char> owned;
+  // Without a caller's workspace, one of our own, left uninitialised as a caller's would be (every
+  // slice is written before it is read): zeroing it would cost a pass over all of it, and the
+  // geometry kinds' planes make it large (tens of MB).
+  std::unique_ptr<unsigned char[]> owned;
   void* base = call.workspace;
   if (!base) {
-    owned.resize(compute_workspace_bytes(call, plan));
-    base = owned.data();
+    owned.reset(new unsigned char[compute_workspace_bytes(call, plan)]);
+    base = owned.get();
   }
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
