@@ -4,6 +4,7 @@
 // for any number of threads.
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/dispatch.hpp"
@@ -155,6 +156,52 @@ double element_pass(const Call& call, double* partial, Chunk&& chunk) {
   return total;
 }
 
+// The workspace of a call that passes none. It is left uninitialised, as a caller's is (every
+// slice is written before it is read): zeroing would cost a pass over all of it. And it is the
+// one buffer the library keeps for such calls (the largest asked for so far, up to
+// kKeptWorkspaceBytes; never freed before exit), so that a call does not fault in fresh pages:
+// glibc hands allocations above 32 MiB (clDice keeps about 18 planes of N·C·P doubles: 48 MiB
+// at 1×3×48³) to the kernel and back on every call, and faulting 48 MiB in took 18 ms on a
+// 2-core VM. A call that finds the kept buffer in use by another thread, or needs more than the
+// bound, allocates its own.
+constexpr size_t kKeptWorkspaceBytes = size_t(256) << 20;
+
+class OwnWorkspace {
+ public:
+  void* get(size_t bytes) {
+    if (bytes <= kKeptWorkspaceBytes) {
+      Kept& k = kept();
+      std::unique_lock<std::mutex> lock(k.mutex, std::try_to_lock);
+      if (lock.owns_lock()) {
+        if (k.bytes < bytes) {
+          k.buffer.reset();
+          k.bytes = 0;
+          k.buffer.reset(new unsigned char[bytes]);
+          k.bytes = bytes;
+        }
+        lock_ = std::move(lock);
+        return k.buffer.get();
+      }
+    }
+    own_.reset(new unsigned char[bytes]);
+    return own_.get();
+  }
+
+ private:
+  struct Kept {
+    std::mutex mutex;
+    std::unique_ptr<unsigned char[]> buffer;
+    size_t bytes = 0;
+  };
+  // Never destroyed: a call on a detached thread may still hold it while the process exits.
+  static Kept& kept() {
+    static Kept* k = new Kept;
+    return *k;
+  }
+  std::unique_lock<std::mutex> lock_;  // holds the kept buffer for this call
+  std::unique_ptr<unsigned char[]> own_;
+};
+
 }  // namespace
 
 size_t compute_workspace_bytes(const Call& call, const Plan& plan) {
@@ -169,15 +216,8 @@ void compute(const Call& call, const Plan& plan) {
   const bool fast = fast_covers(call, plan);
   // Before anything is written; the fast path checks the targets itself (below).
   if (call.check_targets && !fast) check_targets(call);
-  // Without a caller's workspace, one of our own, left uninitialised as a caller's would be (every
-  // slice is written before it is read): zeroing it would cost a pass over all of it, and the
-  // geometry kinds' planes make it large (tens of MB).
-  std::unique_ptr<unsigned char[]> owned;
-  void* base = call.workspace;
-  if (!base) {
-    owned.reset(new unsigned char[compute_workspace_bytes(call, plan)]);
-    base = owned.get();
-  }
+  OwnWorkspace owned;
+  void* base = call.workspace ? call.workspace : owned.get(compute_workspace_bytes(call, plan));
   Carver carver(base);
   const Buffers b = carve(carver, call, plan);
   const Partials partials = carve_partials(carver, call, plan);
