@@ -32,7 +32,8 @@ echo "== $(date -u +%T) geometry, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -
 $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausdorff_dt,cldice \
   --shapes 4x3x128x128,1x3x48x48x48 --repeat 7 --warmup 1 --out $OUT/vs_torch/geometry > $OUT/vs_torch/geometry.log 2>&1
 # The geometry kinds again after their fast path (commit f676029; two rounds)
-# (and after the uninitialised workspace, commit 71d09f4: rounds geometry_ws, geometry_ws2)
+# (and after the uninitialised workspace, commit 71d09f4: rounds geometry_ws, geometry_ws2; after
+# the kept workspace, commit c272e37: geometry_kept, geometry_kept2)
 for round in geometry_fast geometry_fast2; do
 echo "== $(date -u +%T) $round, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausdorff_dt,cldice \
