@@ -692,6 +692,27 @@ HWY_INLINE void store_mask(D d, hn::Mask<D> mask, double* out, size_t count) {
   store_map(d, hn::IfThenElseZero(mask, hn::Set(d, 1.0f)), out, count);
 }
 
+// body(n, q, pix, count, lab, v) for the vectors of pixels of flat pixels [begin, end) (n * P +
+// q), none crossing an image (its last vector may have count < lanes), with their labels.
+template <class L, class Body>
+HWY_INLINE void each_pixel_vector(D d, const FastCall& f, int64_t begin, int64_t end, Body&& body) {
+  const int64_t P = f.P;
+  const size_t lanes = hn::Lanes(d);
+  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end;) {
+    if (q == P) {
+      ++n;
+      q = 0;
+    }
+    const size_t count =
+        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
+    V lab, v;
+    labels<L>(d, f, false, pix, count, lab, v);
+    body(n, q, pix, count, lab, v);
+    pix += static_cast<int64_t>(count);
+    q += static_cast<int64_t>(count);
+  }
+}
+
 // The distance terms' seeds (fast_seed_chunk), per vector of pixels: the labels, and the softmax
 // when HAUSDORFF_DT thresholds it; a pixel that does not count has the class −1, so no class's
 // {t = 1} holds there, and {p > ½} is cut by m.
@@ -705,41 +726,32 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   double* boundary_map =
       f.boundary_term >= 0 ? f.maps + f.prog->term[f.boundary_term].map_offset * plane : nullptr;
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
-  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end;) {
-    if (q == P) {
-      ++n;
-      q = 0;
-    }
-    const size_t count =
-        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
-    V lab, v;
-    labels<L>(d, f, false, pix, count, lab, v);
-    V mx = hn::Zero(d), inv = hn::Zero(d);
-    if (hd || cldice) {
-      int64_t stride;
-      const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
-      softmax(d, C, x, stride, e, mx, inv, nullptr);
-    }
-    const auto counted = hn::Ge(lab, hn::Zero(d));
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t at = (n * C + c) * P + q;
-      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
-      if (hd) {
-        const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
-        store_mask(d, hn::And(counted, hn::Gt(p, hn::Set(d, 0.5f))), hd_maps + at, count);
-        store_mask(d, is_c, hd_maps + plane + at, count);
-      }
-      if (boundary_map) store_mask(d, is_c, boundary_map + at, count);
-      if (cldice) {  // ClDiceTerm::seed: p and t where v > 0, else 0
-        const auto live = hn::Gt(v, hn::Zero(d));
-        const V p = hn::IfThenElseZero(live, hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv));
-        store_map(d, p, f.cldice_maps + kSkelP * plane + at, count);
-        store_mask(d, hn::And(live, is_c), f.cldice_maps + kSkelT * plane + at, count);
-      }
-    }
-    pix += static_cast<int64_t>(count);
-    q += static_cast<int64_t>(count);
-  }
+  each_pixel_vector<L>(
+      d, f, begin, end, [&](int64_t n, int64_t q, int64_t, size_t count, V lab, V v) {
+        V mx = hn::Zero(d), inv = hn::Zero(d);
+        if (hd || cldice) {
+          int64_t stride;
+          const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
+          softmax(d, C, x, stride, e, mx, inv, nullptr);
+        }
+        const auto counted = hn::Ge(lab, hn::Zero(d));
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t at = (n * C + c) * P + q;
+          const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+          if (hd) {
+            const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
+            store_mask(d, hn::And(counted, hn::Gt(p, hn::Set(d, 0.5f))), hd_maps + at, count);
+            store_mask(d, is_c, hd_maps + plane + at, count);
+          }
+          if (boundary_map) store_mask(d, is_c, boundary_map + at, count);
+          if (cldice) {  // ClDiceTerm::seed: p and t where v > 0, else 0
+            const auto live = hn::Gt(v, hn::Zero(d));
+            const V p = hn::IfThenElseZero(live, hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv));
+            store_map(d, p, f.cldice_maps + kSkelP * plane + at, count);
+            store_mask(d, hn::And(live, is_c), f.cldice_maps + kSkelT * plane + at, count);
+          }
+        }
+      });
 }
 
 // CLDICE's upstream map (fast_upstream_chunk), per vector of pixels: v (dℓ/dA t + dℓ/dB) in
@@ -747,34 +759,28 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
 template <class L>
 void upstream_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
-  const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C, P = f.P, plane = f.N * C * P, W = f.prog->coef_width;
   const int coef_offset = f.prog->term[f.cldice_term].coef_offset;
   double* upstream = f.cldice_maps + kSkelGrad * plane;
   // dℓ/dA + dℓ/dB (summed in double: they cancel as Tprec → 1) and dℓ/dB
   float dAB[kFastMaxClasses], dB[kFastMaxClasses];
-  for (int64_t pix = begin, n = -1, q = 0; pix < end;) {
-    if (n < 0 || q == P) {
-      n = pix / P;
-      q = pix % P;
-      for (int64_t c = 0; c < C; ++c) {
-        const double* k = f.coefs + (n * C + c) * W + coef_offset;
-        dAB[c] = narrow_coef<float>(k[0] + k[1]);
-        dB[c] = narrow_coef<float>(k[1]);
-      }
-    }
-    const size_t count =
-        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
-    V lab, v;
-    labels<L>(d, f, false, pix, count, lab, v);
-    for (int64_t c = 0; c < C; ++c) {
-      const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
-      const V g = hn::Mul(v, hn::IfThenElse(is_c, hn::Set(d, dAB[c]), hn::Set(d, dB[c])));
-      store_map(d, g, upstream + (n * C + c) * P + q, count);
-    }
-    pix += static_cast<int64_t>(count);
-    q += static_cast<int64_t>(count);
-  }
+  int64_t image = -1;  // whose coefficients dAB and dB hold
+  each_pixel_vector<L>(
+      d, f, begin, end, [&](int64_t n, int64_t q, int64_t, size_t count, V lab, V v) {
+        if (n != image) {
+          image = n;
+          for (int64_t c = 0; c < C; ++c) {
+            const double* k = f.coefs + (n * C + c) * W + coef_offset;
+            dAB[c] = narrow_coef<float>(k[0] + k[1]);
+            dB[c] = narrow_coef<float>(k[1]);
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
+          const V g = hn::Mul(v, hn::IfThenElse(is_c, hn::Set(d, dAB[c]), hn::Set(d, dB[c])));
+          store_map(d, g, upstream + (n * C + c) * P + q, count);
+        }
+      });
 }
 
 // TOPK_CE's keys (fast_topk_keys_chunk): each counted pixel's cross-entropy summed over the
@@ -787,7 +793,7 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
   f.selected = nullptr;
   const D d;
   const size_t lanes = hn::Lanes(d);
-  const int64_t C = f.C, P = f.P;
+  const int64_t C = f.C;
   const TermSpec& ts = f.prog->term[f.topk_term];
   const double eps = ts.label_smoothing;
   float on[kFastMaxClasses], off[kFastMaxClasses];
@@ -798,49 +804,40 @@ int64_t topk_keys_t(const FastCall& selected_call, int64_t begin, int64_t end, u
   }
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
   int64_t counted = 0;
-  for (int64_t pix = begin, n = begin / P, q = begin % P; pix < end;) {
-    if (q == P) {
-      ++n;
-      q = 0;
-    }
-    const size_t count =
-        static_cast<size_t>(std::min<int64_t>(lanes, std::min(end, (n + 1) * P) - pix));
-    V lab, v;
-    labels<L>(d, f, false, pix, count, lab, v);
-    int64_t stride;
-    const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
-    V mx, inv, log_sum;
-    softmax(d, C, x, stride, e, mx, inv, &log_sum);
-    V loss = hn::Zero(d);
-    for (int64_t c = 0; c < C; ++c) {
-      const V t =
-          hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), hn::Set(d, 1.0f));
-      const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
-      const V w = hn::MulAdd(hn::Set(d, on[c]), t, hn::Set(d, off[c]));
-      loss = hn::MulAdd(w, nlogp, loss);
-    }
-    loss = hn::Mul(v, loss);
-    // topk_key32 of each lane: −0 as +0, the bits flipped below the sign of a non-negative
-    // loss, 0 for a NaN, kTopKLeftOut32 where the pixel is not counted
-    const hn::RebindToUnsigned<D> du;
-    const hn::RebindToSigned<D> di;
-    const auto bits = hn::BitCast(du, hn::IfThenZeroElse(hn::Eq(loss, hn::Zero(d)), loss));
-    const auto negative = hn::BitCast(du, hn::ShiftRight<31>(hn::BitCast(di, bits)));
-    auto key = hn::Xor(bits, hn::AndNot(negative, hn::Set(du, 0x7fffffffu)));
-    key = hn::IfThenZeroElse(hn::RebindMask(du, hn::IsNaN(loss)), key);
-    const auto in = hn::RebindMask(du, hn::Ge(lab, hn::Zero(d)));
-    key = hn::IfThenElse(in, key, hn::Set(du, kTopKLeftOut32));
-    if (count == lanes) {
-      hn::StoreU(key, du, keys + pix);
-    } else {
-      HWY_ALIGN uint32_t lane_key[kBufLanes];
-      hn::Store(key, du, lane_key);
-      std::copy(lane_key, lane_key + count, keys + pix);
-    }
-    counted += static_cast<int64_t>(hn::CountTrue(du, in));  // lanes past `count` are not in
-    pix += static_cast<int64_t>(count);
-    q += static_cast<int64_t>(count);
-  }
+  each_pixel_vector<L>(
+      d, f, begin, end, [&](int64_t n, int64_t q, int64_t pix, size_t count, V lab, V v) {
+        int64_t stride;
+        const float* x = stage_inputs<T>(f, f.element(n, q), count, lanes, xbuf, stride);
+        V mx, inv, log_sum;
+        softmax(d, C, x, stride, e, mx, inv, &log_sum);
+        V loss = hn::Zero(d);
+        for (int64_t c = 0; c < C; ++c) {
+          const V t =
+              hn::IfThenElseZero(hn::Eq(lab, hn::Set(d, static_cast<float>(c))), hn::Set(d, 1.0f));
+          const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
+          const V w = hn::MulAdd(hn::Set(d, on[c]), t, hn::Set(d, off[c]));
+          loss = hn::MulAdd(w, nlogp, loss);
+        }
+        loss = hn::Mul(v, loss);
+        // topk_key32 of each lane: −0 as +0, the bits flipped below the sign of a non-negative
+        // loss, 0 for a NaN, kTopKLeftOut32 where the pixel is not counted
+        const hn::RebindToUnsigned<D> du;
+        const hn::RebindToSigned<D> di;
+        const auto bits = hn::BitCast(du, hn::IfThenZeroElse(hn::Eq(loss, hn::Zero(d)), loss));
+        const auto negative = hn::BitCast(du, hn::ShiftRight<31>(hn::BitCast(di, bits)));
+        auto key = hn::Xor(bits, hn::AndNot(negative, hn::Set(du, 0x7fffffffu)));
+        key = hn::IfThenZeroElse(hn::RebindMask(du, hn::IsNaN(loss)), key);
+        const auto in = hn::RebindMask(du, hn::Ge(lab, hn::Zero(d)));
+        key = hn::IfThenElse(in, key, hn::Set(du, kTopKLeftOut32));
+        if (count == lanes) {
+          hn::StoreU(key, du, keys + pix);
+        } else {
+          HWY_ALIGN uint32_t lane_key[kBufLanes];
+          hn::Store(key, du, lane_key);
+          std::copy(lane_key, lane_key + count, keys + pix);
+        }
+        counted += static_cast<int64_t>(hn::CountTrue(du, in));  // lanes past `count` are not in
+      });
   return counted;
 }
 
