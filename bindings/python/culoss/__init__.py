@@ -63,7 +63,8 @@ def set_num_threads(n: int) -> None:
     """Threads of the CPU backend, process-wide (``culoss_set_num_threads``): ``n >= 1``, or 0
     for the default (``CULOSS_NUM_THREADS``, else one per CPU the process may use). Every count
     gives bitwise the same results. The ``culoss.torch`` modules set it to
-    ``torch.get_num_threads()`` before each CPU call."""
+    ``torch.get_num_threads()`` before each CPU call (a call of one chunk only when it
+    differs)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError("n must be an int; got %s" % type(n).__name__)
     if not -2**31 <= n < 2**31:
