@@ -469,7 +469,7 @@ HWY_INLINE V label_terms(D d, const FastCall& f, const Folded& k, V lab, V v, co
   return h;
 }
 
-// The distance terms at class c of a vector of pixels (element index e, which is the maps'
+// The map terms at class c of a vector of pixels (element index e, which is the maps'
 // index: channels-first): adds their loss to `loss` and returns their h_c = p_c dℓ/dp_c,
 //   HausdorffDtTerm (kernels/terms/distance.cuh): ℓ = v (p − t)² w, w = f_P̂^α + f_T̂^α;
 //     h = 2 v p (p − t) w;
@@ -478,8 +478,8 @@ HWY_INLINE V label_terms(D d, const FastCall& f, const Folded& k, V lab, V v, co
 //   ClDiceTerm (kernels/terms/cldice.cuh): no value; h = p (CL v S_t + G), CL = dℓ/dCs
 //     (scaled), G the skeleton's backward (dℓ/dp through S_p), 0 where v = 0 (the pixel has no
 //     gradient: the backward may reach it through a neighbour's pooling).
-HWY_INLINE V distance_terms(D d, const FastCall& f, const Folded& k, int64_t c, int64_t e,
-                            size_t count, V p, V t, V v, V& loss) {
+HWY_INLINE V map_terms(D d, const FastCall& f, const Folded& k, int64_t c, int64_t e, size_t count,
+                       V p, V t, V v, V& loss) {
   V h = hn::Zero(d);
   if (f.hd_term >= 0) {
     const V w = hn::Add(load_map(d, f.hd_maps[0] + e, count), load_map(d, f.hd_maps[1] + e, count));
@@ -603,7 +603,7 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
     }
     V H = hn::Zero(d), loss = hn::Zero(d), label_h = hn::Zero(d);
     const bool label_only = f.focal_term >= 0 || f.marginal_term >= 0;
-    const bool distance = f.hd_term >= 0 || f.boundary_term >= 0 || f.cldice_term >= 0;
+    const bool map_term = f.hd_term >= 0 || f.boundary_term >= 0 || f.cldice_term >= 0;
     if constexpr (M != Element::kCachedP) {
       if (label_only) label_h = label_terms(d, f, k, lab, v, x, stride, e, mx, inv, log_sum, loss);
     }
@@ -627,9 +627,8 @@ HWY_INLINE V element_vector(D d, const FastCall& f, const Folded& k, int64_t e0,
         const V t = hn::IfThenElseZero(is_c, one);
         const V ce = hn::MulAdd(hn::Set(d, k.K1[c]), t, hn::Set(d, k.K0[c]));
         hc = hn::Mul(v, hn::Sub(hn::Mul(p, region), ce));
-        if (distance)
-          hc = hn::Add(hc,
-                       distance_terms(d, f, k, c, e0 + c * f.class_stride, count, p, t, v, loss));
+        if (map_term)
+          hc = hn::Add(hc, map_terms(d, f, k, c, e0 + c * f.class_stride, count, p, t, v, loss));
         if (f.need_log) {
           // −log p = log Σ − (x − max): x − max first, which is exact near max
           const V nlogp = hn::Sub(log_sum, hn::Sub(hn::LoadU(d, x + c * stride), mx));
@@ -721,10 +720,7 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
   const D d;
   const size_t lanes = hn::Lanes(d);
   const int64_t C = f.C, P = f.P, plane = f.N * C * P;
-  const bool hd = f.hd_term >= 0, cldice = f.cldice_term >= 0;
-  double* hd_maps = hd ? f.maps + f.prog->term[f.hd_term].map_offset * plane : nullptr;
-  double* boundary_map =
-      f.boundary_term >= 0 ? f.maps + f.prog->term[f.boundary_term].map_offset * plane : nullptr;
+  const bool hd = f.hd_term >= 0, boundary = f.boundary_term >= 0, cldice = f.cldice_term >= 0;
   float xbuf[kFastMaxClasses * kBufLanes], e[kFastMaxClasses * kBufLanes];
   each_pixel_vector<L>(
       d, f, begin, end, [&](int64_t n, int64_t q, int64_t, size_t count, V lab, V v) {
@@ -740,10 +736,10 @@ void seed_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           const auto is_c = hn::Eq(lab, hn::Set(d, static_cast<float>(c)));
           if (hd) {
             const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
-            store_mask(d, hn::And(counted, hn::Gt(p, hn::Set(d, 0.5f))), hd_maps + at, count);
-            store_mask(d, is_c, hd_maps + plane + at, count);
+            store_mask(d, hn::And(counted, hn::Gt(p, hn::Set(d, 0.5f))), f.hd_maps[0] + at, count);
+            store_mask(d, is_c, f.hd_maps[1] + at, count);
           }
-          if (boundary_map) store_mask(d, is_c, boundary_map + at, count);
+          if (boundary) store_mask(d, is_c, f.boundary_map + at, count);
           if (cldice) {  // ClDiceTerm::seed: p and t where v > 0, else 0
             const auto live = hn::Gt(v, hn::Zero(d));
             const V p = hn::IfThenElseZero(live, hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv));

@@ -251,9 +251,15 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
       add(t.stat_offset + kStatST, t.region.squared && !call.index_target ? FQ_VTT : FQ_VT);
       if (t.region.kind == RK_MCC) add(t.stat_offset + kStatSV, FQ_V);
       f.stats_need_p = true;
-    } else if (t.kind != TK_CLDICE && t.stat_count >= 1) {  // CrossEntropyTerm::counts,
-                                                            // ElementwiseTerm::counts
-      add(t.stat_offset, FQ_MT);                            // Σ m t
+    } else if (t.kind == TK_CLDICE) {  // ClDiceTerm::stats
+      add(t.stat_offset + kClStatA, FQ_CL_A);
+      add(t.stat_offset + kClStatB, FQ_CL_B);
+      add(t.stat_offset + kClStatCs, FQ_CL_CS);
+      add(t.stat_offset + kClStatD, FQ_CL_D);
+      add(t.stat_offset + kClStatT, FQ_VT);
+      f.stats_need_p = true;
+    } else if (t.stat_count >= 1) {  // CrossEntropyTerm::counts, ElementwiseTerm::counts
+      add(t.stat_offset, FQ_MT);     // Σ m t
       if (t.stat_count == 2) add(t.stat_offset + 1, FQ_M);  // Σ m
     }
     if (t.kind == TK_CE || t.kind == TK_TOPK_CE || t.kind == TK_FOCAL_SOFTMAX ||
@@ -268,12 +274,6 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     if (t.kind == TK_CLDICE) {
       f.cldice_term = i;
       f.cldice_maps = b.geo.maps + static_cast<int64_t>(t.map_offset) * plane;
-      add(t.stat_offset + kClStatA, FQ_CL_A);
-      add(t.stat_offset + kClStatB, FQ_CL_B);
-      add(t.stat_offset + kClStatCs, FQ_CL_CS);
-      add(t.stat_offset + kClStatD, FQ_CL_D);
-      add(t.stat_offset + kClStatT, FQ_VT);
-      f.stats_need_p = true;
     }
     if (t.kind == TK_BOUNDARY) {
       f.any_ce = true;

@@ -120,9 +120,9 @@ struct FastCall {
   // the shared geometry step; the element pass reads the term's maps at the element's own index
   // (maps are channels-first planes of N·C·P doubles): f_P̂^α and f_T̂^α, or φ.
   int hd_term, boundary_term;
-  double* maps;                // the program's geometry maps (the workspace)
-  const double* hd_maps[2];    // the HAUSDORFF_DT term's two maps
-  const double* boundary_map;  // the BOUNDARY term's map
+  double* maps;          // the program's geometry maps (the workspace)
+  double* hd_maps[2];    // the HAUSDORFF_DT term's two maps
+  double* boundary_map;  // the BOUNDARY term's map
   // The CLDICE term (at most one; −1: none; softmax, index targets, channels-first): the fast
   // path seeds p and t, sums its statistics and runs its element pass (dℓ/dp from S_t and the
   // backward's map); the skeletons and their backward are the shared geometry steps.
