@@ -22,8 +22,9 @@ namespace {
 
 // The kinds benchmarked; a new kind is one line. `fits` says which problems a kind runs on:
 // softmax-style kinds need softmax problems, binary kinds sigmoid ones. CULOSS_SUM stands for
-// the fused Dice + cross-entropy (softmax) or Dice + BCE (sigmoid).
-enum class Fits { Any, Softmax, Sigmoid };
+// the fused Dice + cross-entropy (softmax) or Dice + BCE (sigmoid). The geometry kinds (distance
+// transforms, soft skeletons) run on the geometry problems only, and only they do.
+enum class Fits { Any, Softmax, Sigmoid, Geometry };
 struct KindRow {
   culoss_kind kind;
   const char* name;
@@ -45,9 +46,13 @@ const KindRow kKinds[] = {
     {CULOSS_SUM, "DiceSum", Fits::Any},
     {CULOSS_MCC, "MCC", Fits::Any},
     {CULOSS_TOPK_CE, "TopKCE", Fits::Softmax},
+    {CULOSS_HAUSDORFF_DT, "HausdorffDT", Fits::Geometry},
+    {CULOSS_BOUNDARY, "Boundary", Fits::Geometry},
+    {CULOSS_CLDICE, "ClDice", Fits::Geometry},
 };
 
 bool fits(const KindRow& k, const Problem& pr) {
+  if ((k.fits == Fits::Geometry) != pr.geometry) return false;
   if (k.fits == Fits::Softmax) return pr.activation == CULOSS_ACTIVATION_SOFTMAX;
   if (k.fits == Fits::Sigmoid) return pr.activation == CULOSS_ACTIVATION_SIGMOID;
   return true;
@@ -59,6 +64,13 @@ Problem softmax(std::vector<int64_t> shape, Dtype dt, Target tg, int ignore_perc
 Problem sigmoid(std::vector<int64_t> shape, Dtype dt, Target tg, int ignore_percent = 0) {
   return Problem{std::move(shape), dt, tg, CULOSS_ACTIVATION_SIGMOID, ignore_percent};
 }
+// A softmax problem of the geometry kinds (random labels: the transforms' and skeletons' cost
+// does not depend on the shapes of the masks).
+Problem geometry(std::vector<int64_t> shape, Dtype dt, Target tg) {
+  Problem pr = softmax(std::move(shape), dt, tg);
+  pr.geometry = true;
+  return pr;
+}
 
 // CPU: small shapes, so that the whole CPU run stays short on a 2-core machine.
 std::vector<Problem> cpu_problems() {
@@ -69,6 +81,9 @@ std::vector<Problem> cpu_problems() {
       softmax({16, 4, 128, 128}, Dtype::F32, Target::I64),
       softmax({16, 4, 128, 128}, Dtype::F16, Target::I64, 5),
       sigmoid({4, 1, 128, 128}, Dtype::F32, Target::MaskU8),
+      // the shapes of the side-by-side geometry rows (bench_vs_torch.py)
+      geometry({4, 3, 128, 128}, Dtype::F32, Target::I64),
+      geometry({1, 3, 48, 48, 48}, Dtype::F32, Target::I64),
   };
 }
 
@@ -129,6 +144,10 @@ std::vector<Problem> cuda_problems() {
       // latency
       softmax({2, 4, 64, 64}, Dtype::F32, Target::I64),
       softmax({2, 4, 64, 64}, Dtype::BF16, Target::U8, 5),
+      // geometry kinds: 2-D and 3-D, float32 and bfloat16
+      geometry({8, 4, 512, 512}, Dtype::F32, Target::I64),
+      geometry({8, 4, 512, 512}, Dtype::BF16, Target::U8),
+      geometry({2, 4, 128, 128, 128}, Dtype::F32, Target::I64),
   };
 }
 

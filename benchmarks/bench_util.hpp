@@ -92,6 +92,7 @@ struct Problem {
   Target target = Target::I64;
   culoss_activation activation = CULOSS_ACTIVATION_SOFTMAX;
   int ignore_percent = 0;  // ignored pixels: IGNORE_INDEX labels, or pixel_weight 0 for masks
+  bool geometry = false;   // a problem of the geometry kinds (they run on these only)
 
   int64_t N() const { return shape[0]; }
   int64_t C() const { return shape[1]; }

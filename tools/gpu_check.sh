@@ -194,7 +194,7 @@ if want_step culoss_bench; then
   if [ ! -x "$bin" ]; then
     record culoss_bench SKIP 0 "$bin not built"
   else
-    filter=${CULOSS_BENCH_FILTER:-'^cuda/[^/]+/fwd_bwd/(16x4x512x512/f32/i64|32x1x1024x1024/f32|2x4x64x64)/'}
+    filter=${CULOSS_BENCH_FILTER:-'^cuda/[^/]+/fwd_bwd/((16x4x512x512/f32/i64|32x1x1024x1024/f32|2x4x64x64)/|(8x4x512x512|2x4x128x128x128)/f32/i64/softmax/manual)'}
     run_step_cmd culoss_bench "$(cap "${CAP_CULOSS_BENCH:-80}")" "$LOGS/culoss_bench.log" "$bin" \
       --benchmark_filter="$filter" --benchmark_min_time=0.05 \
       --benchmark_out="$OUTDIR/culoss_bench.json" --benchmark_out_format=json
