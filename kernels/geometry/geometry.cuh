@@ -43,13 +43,13 @@ constexpr int kSkeletonSlots = 3;
 // x (two), s, two gradients of x, two for the dilation's passes, then the slots.
 constexpr int kSkeletonWorkPlanes = 7;
 constexpr int kSkeletonPlanes = kSkeletonWorkPlanes + 2 * kSkeletonSlots;
-constexpr int kSkeletonSelections = 2;  // bytes: of an erosion and of a dilation
+constexpr int kSkeletonSelections = 2;  // planes of Selection: of an erosion and of a dilation
 
 struct GeometryBuffers {
   double* maps;  // Program::map_width planes
   double* plane[kSkeletonPlanes];
-  unsigned char* sel[kSkeletonSelections];
-  double* edt;  // distance transforms: envelope scratch per line (distance_scratch)
+  Selection* sel[kSkeletonSelections];
+  double* edt;        // distance transforms: envelope scratch per line (distance_scratch)
   int64_t images, P;  // planes hold `images` grids of P pixels
 };
 
@@ -177,19 +177,19 @@ template <bool kKeep>  // with the selections
 struct ErodeOp {
   const double* x;
   double* y;
-  unsigned char* sel;
+  Selection* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
     int64_t code;
     y[i] = erode_at(x, h, i, code);
-    if (kKeep) sel[i] = static_cast<unsigned char>(code);
+    if (kKeep) sel[i] = static_cast<Selection>(code);
   }
 };
 
-// The bits of a dilation pass along `axis` into a selection byte: the first pass (axis k − 1)
+// The bits of a dilation pass along `axis` into a selection code: the first pass (axis k − 1)
 // writes the byte (keep = 0), the others add theirs (keep = 0xFF).
-CULOSS_HD unsigned char add_pass_bits(unsigned char old, unsigned keep, int64_t code, int axis) {
-  return static_cast<unsigned char>((old & keep) | (static_cast<unsigned>(code) << (2 * axis)));
+CULOSS_HD Selection add_pass_bits(Selection old, unsigned keep, int64_t code, int axis) {
+  return static_cast<Selection>((old & keep) | (static_cast<Selection>(code) << (2 * axis)));
 }
 
 // One pass of the separable dilation (axes k − 1 down to 1; the pass along axis 0 is fused
@@ -197,10 +197,10 @@ CULOSS_HD unsigned char add_pass_bits(unsigned char old, unsigned keep, int64_t 
 template <bool kKeep>  // with the selections
 struct DilateAxisOp {
   int axis;
-  unsigned keep;  // of the selection byte: 0 on the first pass, 0xFF after
+  unsigned keep;  // of the selection code: 0 on the first pass, 0xFF after
   const double* x;
   double* y;
-  unsigned char* sel;
+  Selection* sel;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
     int64_t code;
@@ -238,8 +238,8 @@ struct SkeletonAccumulateOp {
 template <bool kFirst>  // level 0 (s_0 = δ_0): no s_prev
 struct SkeletonBackOp {
   const double *x, *D;
-  unsigned char* sel;
-  unsigned keep;  // of the selection byte (add_pass_bits): 0 when k = 1
+  Selection* sel;
+  unsigned keep;  // of the selection code (add_pass_bits): 0 when k = 1
   const double* s_prev;
   double *g_s, *g_x;
   template <class H>
@@ -261,7 +261,7 @@ struct SkeletonBackOp {
 
 struct ErodeBackOp {
   const double* g_out;
-  const unsigned char* sel;
+  const Selection* sel;
   double* g_in;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
@@ -276,7 +276,7 @@ struct DilateAxisBackOp {
   int axis;
   double scale;  // −1 on the first pass: it starts from −dℓ/d open
   const double* g_out;
-  const unsigned char* sel;
+  const Selection* sel;
   double* g_in;
   template <class H>
   CULOSS_HD void operator()(int64_t i, const H& h) const {
@@ -306,8 +306,8 @@ constexpr int64_t kGeometryGrain = int64_t(1) << 14;
 // b.plane[5] / b.plane[6]; returns the input of the axis-0 pass (E itself when k = 1). With
 // `sel`, the passes write their selection bits.
 template <class Exec>
-const double* dilate_but_axis0(Exec& ex, const GeometryBuffers& b, const Grid& g,
-                               const double* E, unsigned char* sel) {
+const double* dilate_but_axis0(Exec& ex, const GeometryBuffers& b, const Grid& g, const double* E,
+                               Selection* sel) {
   const double* in = E;
   for (int a = g.k - 1; a >= 1; --a) {
     double* out = in == b.plane[5] ? b.plane[6] : b.plane[5];
@@ -433,7 +433,7 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     const double* p = maps + kSkelP * plane;
     double* g_s = maps + kSkelGrad * plane;  // dℓ/ds_j, level by level
     double *g_here = b.plane[3], *g_next = b.plane[4];
-    unsigned char *sel_x = b.sel[0], *sel_d = b.sel[1];
+    Selection *sel_x = b.sel[0], *sel_d = b.sel[1];
     ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
     // The slots hold levels keep_lo .. J already when step 2 filled them for this term.
     int keep_lo = t == slots_term ? skeleton_keep_lo(ts.iterations) : ts.iterations + 1;

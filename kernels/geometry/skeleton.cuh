@@ -18,9 +18,10 @@
 // gradients of the pixels whose window holds a and selected it. The windows are symmetric, so those
 // pixels are a's own neighbours, visited in increasing index order: the sum has the same order on
 // every backend and needs no atomics; the dilation's goes back through its k passes. Selections
-// are one byte per pixel: the erosion's is the code of the selected cross element (kCrossSelf,
-// or 1 + 2a / 2 + 2a for the neighbour before / after along axis a), the dilation's holds two bits
-// per pass (0, 1, 2: the neighbour before, the pixel itself, the neighbour after along its axis).
+// are one code per pixel (Selection): the erosion's is the code of the selected cross element
+// (kCrossSelf, or 1 + 2a / 2 + 2a for the neighbour before / after along axis a), the dilation's
+// holds two bits per pass (0, 1, 2: the neighbour before, the pixel itself, the neighbour after
+// along its axis).
 #pragma once
 
 #include <cstdint>
@@ -92,13 +93,26 @@ CULOSS_HD constexpr bool has_after(const Interior<K>&, int) { return true; }
 template <int K>
 CULOSS_HD int64_t axis_stride(const Interior<K>& h, int a) { return h.stride[a]; }
 
-// A pixel inside its row (both last-axis neighbours in range) on a row at the border of
-// another axis: the in-range tests of the other axes are the row's, the same along it.
+// A pixel of a grid of K axes whose in-range tests are flags (the CPU's rows: their first and
+// last pixels, whose flags come from the row's coordinates, counted along without divisions).
 template <int K>
-struct RowEdge {
+struct Bounds {
   int64_t stride[kMaxSpatialAxes];
   bool before[kMaxSpatialAxes], after[kMaxSpatialAxes];
 };
+template <int K>
+CULOSS_HD bool has_before(const Bounds<K>& h, int a) { return h.before[a]; }
+template <int K>
+CULOSS_HD bool has_after(const Bounds<K>& h, int a) { return h.after[a]; }
+template <int K>
+CULOSS_HD int64_t axis_stride(const Bounds<K>& h, int a) { return h.stride[a]; }
+template <int K>
+CULOSS_HD constexpr int axes_of(const Bounds<K>&) { return K; }
+
+// A pixel inside its row (both last-axis neighbours in range) on a row at the border of
+// another axis: the in-range tests of the other axes are the row's, the same along it.
+template <int K>
+struct RowEdge : Bounds<K> {};
 template <int K>
 CULOSS_HD bool has_before(const RowEdge<K>& h, int a) { return a == K - 1 || h.before[a]; }
 template <int K>
@@ -113,10 +127,14 @@ CULOSS_HD int axes_of(const H& h) { return h.k; }
 template <int K>
 CULOSS_HD constexpr int axes_of(const Interior<K>&) { return K; }
 
-// Selection codes of the erosion (one byte per pixel).
-constexpr unsigned char kCrossSelf = 0;
-CULOSS_HD constexpr unsigned char cross_before(int a) { return static_cast<unsigned char>(1 + 2 * a); }
-CULOSS_HD constexpr unsigned char cross_after(int a) { return static_cast<unsigned char>(2 + 2 * a); }
+// A pixel's selection code (see the top of this file). 32 bits, though 6 would do: half as wide
+// as the values, so the CPU's vectoriser fills its registers with values and codes alike.
+using Selection = uint32_t;
+
+// Selection codes of the erosion.
+constexpr Selection kCrossSelf = 0;
+CULOSS_HD constexpr Selection cross_before(int a) { return static_cast<Selection>(1 + 2 * a); }
+CULOSS_HD constexpr Selection cross_after(int a) { return static_cast<Selection>(2 + 2 * a); }
 
 // erode(x) at i, with the code of the selected element into `code`. Starting
 // from i itself, the elements before it are taken in decreasing index order on ties too (so the
@@ -147,8 +165,7 @@ CULOSS_HD double erode_at(const double* x, const H& h, int64_t i, int64_t& code)
 
 // Backward of erode at input i: Σ of g_out over the cross pixels that selected i.
 template <class H>
-CULOSS_HD double erode_back_at(const double* g_out, const unsigned char* sel, const H& h,
-                               int64_t i) {
+CULOSS_HD double erode_back_at(const double* g_out, const Selection* sel, const H& h, int64_t i) {
   const int k = axes_of(h);
   double s = 0.0;
   CULOSS_AXES_UNROLL
@@ -172,11 +189,10 @@ CULOSS_HD double erode_back_at(const double* g_out, const unsigned char* sel, co
 
 // One pass of the separable dilation: the max of x over i and its neighbours along `axis`, with
 // the pass's code (0 before, 1 itself, 2 after) into `code` (stored in bits 2·axis of the
-// selection byte). (The codes are 64-bit, as wide as the values: the CPU's vectoriser keeps
+// selection code). (The codes are 64-bit, as wide as the values: the CPU's vectoriser keeps
 // them in the same lanes.)
 template <class H>
-CULOSS_HD double dilate_axis_at(const double* x, const H& h, int axis, int64_t i,
-                                int64_t& code) {
+CULOSS_HD double dilate_axis_at(const double* x, const H& h, int axis, int64_t i, int64_t& code) {
   const int64_t st = axis_stride(h, axis);
   double best = x[i];
   code = 1;
@@ -198,7 +214,7 @@ CULOSS_HD double dilate_axis_at(const double* x, const H& h, int axis, int64_t i
 // Backward of one dilation pass at input i: Σ of g_out over i and its neighbours along `axis`
 // whose pass selected i.
 template <class H>
-CULOSS_HD double dilate_axis_back_at(const double* g_out, const unsigned char* sel, const H& h,
+CULOSS_HD double dilate_axis_back_at(const double* g_out, const Selection* sel, const H& h,
                                      int axis, int64_t i) {
   const int64_t st = axis_stride(h, axis);
   const int shift = 2 * axis;

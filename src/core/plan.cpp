@@ -152,8 +152,7 @@ class Builder {
            " (the shape without its batch and class axes)");
     if (!p.spacing.empty() && static_cast<int>(p.spacing.size()) != axes)
       fail(CULOSS_ERROR_SHAPE_MISMATCH, "CULOSS_PARAM_SPACING has ", p.spacing.size(),
-           " values but input ", shape_string(call_.input.shape), " has ", axes,
-           " spatial axes");
+           " values but input ", shape_string(call_.input.shape), " has ", axes, " spatial axes");
     Grid& g = prog.grid;
     g.k = axes;
     g.P = 1;
@@ -295,7 +294,7 @@ GeometryBuffers carve_geometry(Carver& carver, const Call& call, const Plan& pla
   const int planes = skeleton ? kSkeletonPlanes : distance ? kDistancePlanes : 0;
   for (int i = 0; i < planes; ++i) g.plane[i] = carver.take<double>(count);
   for (int i = 0; i < (skeleton ? kSkeletonSelections : 0); ++i)
-    g.sel[i] = carver.take<unsigned char>(count);
+    g.sel[i] = carver.take<Selection>(count);
   g.edt = carver.take<double>(distance && count > 0 ? distance_scratch(prog.grid, g.images) : 0);
   return g;
 }

@@ -54,11 +54,12 @@ struct CpuExec {
   void run_ranges(int64_t count, const Op& op, int64_t grain) const {
     for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) { op.range(b, e); });
   }
-  // Rows along the last axis: the neighbourhood of a row's first pixel once (divisions), then
-  // only its last-axis bounds change along the row; a row away from the borders of the other
-  // axes visits its inner pixels with compile-time bounds (Interior<K>) in a loop of its own,
-  // which the compiler vectorises: every grid op writes only element i of its outputs and reads
-  // planes it does not write (geometry.cuh), so the iterations are independent (ivdep).
+  // Rows along the last axis. A chunk of rows finds the coordinates of its first row once
+  // (divisions) and counts them along from row to row; the first and last pixel of a row take
+  // their in-range tests from them (Bounds<K>). A row away from the borders of the other axes
+  // visits its inner pixels with compile-time bounds (Interior<K>) in a loop of its own, which
+  // the compiler vectorises: every grid op writes only element i of its outputs and reads planes
+  // it does not write (geometry.cuh), so the iterations are independent (ivdep).
   template <class Op>
   void run_grid(const Grid& g, int64_t images, const Op& op) const {
     switch (g.k) {
@@ -74,16 +75,20 @@ struct CpuExec {
   // axis); compiled a second time for AVX2 where the compiler can (the same operations on wider
   // vectors: the same bits), chosen at run time.
   template <class H, class Op>
-  static void inner_row(const Op& op_in, const H& inner, int64_t start, int64_t n) {
-    const Op op = op_in;  // a local copy: the byte stores of selections cannot alias it
+  static void inner_row(const Op& op_in, const H& inner_in, int64_t start, int64_t n) {
+    // Local copies: the byte stores of selections cannot alias them, so the strides and
+    // pointers stay in registers and the loads along the row are contiguous vectors.
+    const Op op = op_in;
+    const H inner = inner_in;
     CULOSS_IVDEP
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
 #if CULOSS_GEOMETRY_AVX2
   template <class H, class Op>
-  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in, const H& inner,
+  __attribute__((target("avx2"))) static void inner_row_avx2(const Op& op_in, const H& inner_in,
                                                              int64_t start, int64_t n) {
     const Op op = op_in;
+    const H inner = inner_in;
     CULOSS_IVDEP
     for (int64_t c = 1; c < n - 1; ++c) op(start + c, inner);
   }
@@ -95,46 +100,53 @@ struct CpuExec {
     Interior<K> inner{};
     for (int a = 0; a < K; ++a) inner.stride[a] = g.stride[a];
     for_each_chunk(Partition(count, kGeometryGrain / n + 1), [&](int64_t, int64_t b, int64_t e) {
-      // A local copy: the byte stores of the selections could alias the caller's op, not this.
+      // A local copy: the stores of the selections could alias the caller's op, not this.
       const Op op = op_in;
+      int64_t coord[kMaxSpatialAxes] = {};  // of row r along the axes before the last
+      for (int a = 0; a < last; ++a) coord[a] = (b * n % g.P / g.stride[a]) % g.extent[a];
+      Bounds<K> ends{};
+      for (int a = 0; a < K; ++a) ends.stride[a] = g.stride[a];
       for (int64_t r = b; r < e; ++r) {
         const int64_t start = r * n;
-        Neighbourhood h = neighbourhood(g, start % g.P);
         bool interior_row = true;
-        for (int a = 0; a < last; ++a) interior_row = interior_row && h.lo[a] < 0 && h.hi[a] > 0;
+        for (int a = 0; a < last; ++a) {
+          ends.before[a] = coord[a] > 0;
+          ends.after[a] = coord[a] + 1 < g.extent[a];
+          interior_row = interior_row && ends.before[a] && ends.after[a];
+        }
+        for (int a = last - 1; a >= 0; --a) {  // the next row's coordinates
+          if (++coord[a] < g.extent[a]) break;
+          coord[a] = 0;
+        }
+        if (n < 3) {  // no inner pixels
+          for (int64_t c = 0; c < n; ++c) {
+            ends.before[last] = c > 0;
+            ends.after[last] = c + 1 < n;
+            op(start + c, ends);
+          }
+          continue;
+        }
         // The first pixel, the inner ones in a loop of their own, the last pixel.
         auto along = [&](const auto& inner_h) {
-          h.lo[last] = 0;
-          h.hi[last] = 1;
-          op(start, h);
+          ends.before[last] = false;
+          ends.after[last] = true;
+          op(start, ends);
 #if CULOSS_GEOMETRY_AVX2
           if (avx2) {
             inner_row_avx2(op, inner_h, start, n);
           } else
 #endif
             inner_row(op, inner_h, start, n);
-          h.lo[last] = -1;
-          h.hi[last] = 0;
-          op(start + n - 1, h);
+          ends.before[last] = true;
+          ends.after[last] = false;
+          op(start + n - 1, ends);
         };
-        if (interior_row && n >= 3) {
+        if (interior_row) {
           along(inner);
-          continue;
-        }
-        if (n >= 3) {  // a row at the border of another axis: its tests are the row's
+        } else {  // a row at the border of another axis: its tests are the row's
           RowEdge<K> edge{};
-          for (int a = 0; a < K; ++a) {
-            edge.stride[a] = g.stride[a];
-            edge.before[a] = h.lo[a] < 0;
-            edge.after[a] = h.hi[a] > 0;
-          }
+          static_cast<Bounds<K>&>(edge) = ends;
           along(edge);
-          continue;
-        }
-        for (int64_t c = 0; c < n; ++c) {
-          h.lo[last] = c > 0 ? -1 : 0;
-          h.hi[last] = c + 1 < n ? 1 : 0;
-          op(start + c, h);
         }
       }
     });
