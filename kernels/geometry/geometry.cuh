@@ -7,7 +7,9 @@
 //   are walked together (the CPU: several, so the inner loop runs across them; CUDA: 1);
 //   ex.run_grid(g, images, op) calls op(i, h) for every pixel i of `images` grids, h its
 //   neighbourhood (skeleton.cuh; the CPU walks rows and updates h along each, CUDA computes it
-//   per thread).
+//   per thread); ex.skeleton_group(images, P) is how many images the skeleton's steps take
+//   through all their levels at a time (the CPU: as many as keep their planes in cache; CUDA:
+//   all).
 // Every op writes only its own element (or line), so results do not depend on the thread count.
 //
 //   1. seed       — per pixel: each map term writes its seeds (SeedOp; before step 2).
@@ -19,8 +21,8 @@
 //          distances: 0 there.
 //        GEO_SKELETON: soft skeletons (skeleton.cuh) of map kSkelP into kSkelSP and of map
 //          kSkelT into kSkelST.
-//   3. backward   — after step 3, for kMapGrad terms (GEO_SKELETON): the upstream map holds
-//      dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. x_j and s_{j−1} of the
+//   3. backward   — after the upstream pass, for kMapGrad terms (GEO_SKELETON): the upstream map
+//      holds dℓ/dS_p; it becomes dℓ/dp by reverse-mode through the skeleton. x_j and s_{j−1} of the
 //      last kSkeletonSlots levels are kept in fixed slots (by step 2's forward of p, for the last
 //      such term; else by a rerun of it); the backward goes back through those levels and
 //      refills the slots from p for the levels below (a rerun per kSkeletonSlots levels). The
@@ -352,6 +354,32 @@ CULOSS_HD int skeleton_keep_lo(int j) {
   return j - kSkeletonSlots + 1 > 1 ? j - kSkeletonSlots + 1 : 1;
 }
 
+// The skeleton's buffers of images [first, first + n): its planes and selections from image
+// `first` on (the grid ops of an image read and write that image only). maps and edt are left
+// out (nullptr): the skeleton drivers take their maps as arguments.
+CULOSS_HD GeometryBuffers skeleton_images(const GeometryBuffers& b, int64_t first, int64_t n) {
+  GeometryBuffers v = b;
+  const int64_t at = first * b.P;
+  for (int i = 0; i < kSkeletonPlanes; ++i) v.plane[i] = b.plane[i] ? b.plane[i] + at : nullptr;
+  for (int i = 0; i < kSkeletonSelections; ++i) v.sel[i] = b.sel[i] ? b.sel[i] + at : nullptr;
+  v.maps = nullptr;
+  v.edt = nullptr;
+  v.images = n;
+  return v;
+}
+
+// Runs f(view, offset) over groups of ex.skeleton_group(images, P) images, each group through
+// all its levels before the next (the CPU: a group's planes stay in its cores' caches; CUDA:
+// one group of all images). Images do not interact: the grouping changes no value.
+template <class Exec, class F>
+void for_skeleton_groups(const Exec& ex, const GeometryBuffers& b, F&& f) {
+  const int64_t per = ex.skeleton_group(b.images, b.P);
+  for (int64_t first = 0; first < b.images; first += per) {
+    const int64_t n = per < b.images - first ? per : b.images - first;
+    f(skeleton_images(b, first, n), first * b.P);
+  }
+}
+
 // The last term whose skeleton of p is differentiated (-1: none). Its forward in step 2 fills
 // the slots for the first levels of its backward in step 3: no term after it in step 2 touches
 // them, step 3 goes back through it first, and the steps between (statistics, finalize,
@@ -397,28 +425,78 @@ void geometry_transform(Exec& ex, const Program& prog, const GeometryBuffers& b)
                  kGeometryGrain);
       }
     } else if (op == GEO_SKELETON) {
-      skeleton_forward(ex, b, g, maps + kSkelT * plane, ts.iterations, maps + kSkelST * plane);
       const int L = ts.iterations;
-      if (t == slots_term)
-        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane,
-                         skeleton_keep_lo(L), L);
-      else
-        skeleton_forward(ex, b, g, maps + kSkelP * plane, L, maps + kSkelSP * plane);
+      for_skeleton_groups(ex, b, [&](const GeometryBuffers& v, int64_t at) {
+        skeleton_forward(ex, v, g, maps + kSkelT * plane + at, L, maps + kSkelST * plane + at);
+        if (t == slots_term)
+          skeleton_forward(ex, v, g, maps + kSkelP * plane + at, L, maps + kSkelSP * plane + at,
+                           skeleton_keep_lo(L), L);
+        else
+          skeleton_forward(ex, v, g, maps + kSkelP * plane + at, L, maps + kSkelSP * plane + at);
+      });
     }
   }
 }
 
-// Step 3 of the geometry (after the upstream pass): dℓ/dS_p → dℓ/dp in the upstream map.
-// Level j (from J down to 0) needs x_j, x_{j+1} = erode(x_j) with its selections and s_{j−1}:
-// x_j and s_{j−1} from the slots (refilled by a rerun of the forward from p for each
+// The backward of one skeleton term over the images of b (a group): dℓ/dS_p in g_s becomes
+// dℓ/dp. Level j (from J down to 0) needs x_j, x_{j+1} = erode(x_j) with its selections and
+// s_{j−1}: x_j and s_{j−1} from the slots (refilled by a rerun of the forward from p for each
 // kSkeletonSlots levels; x_0 = p), then one erosion. Its backward step gives dℓ/dx_j directly
 // (through δ_j) and, through the opening dilate(x_{j+1}), a part of dℓ/dx_{j+1}, which is then
-// complete and flows to x_j through the erosion.
+// complete and flows to x_j through the erosion. `slots_filled`: step 2 left this term's last
+// levels in the slots.
+template <class Exec>
+void skeleton_backward(Exec& ex, const GeometryBuffers& b, const Grid& g, const double* p,
+                       double* g_s, int iterations, bool slots_filled) {
+  const int64_t count = b.images * b.P;
+  double *g_here = b.plane[3], *g_next = b.plane[4];
+  Selection *sel_x = b.sel[0], *sel_d = b.sel[1];
+  ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
+  int keep_lo = slots_filled ? skeleton_keep_lo(iterations) : iterations + 1;
+  for (int j = iterations; j >= 0; --j) {
+    const double *x = p, *s_prev = nullptr;
+    if (j > 0) {
+      if (j < keep_lo) {  // refill the slots: levels keep_lo .. j
+        keep_lo = skeleton_keep_lo(j);
+        skeleton_forward(ex, b, g, p, j - 1, b.plane[2], keep_lo, j);
+      }
+      x = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo)];
+      s_prev = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo) + 1];
+    }
+    double* E = b.plane[0];
+    ex.run_grid(g, b.images, ErodeOp<true>{x, E, sel_x});
+    const double* D = dilate_but_axis0(ex, b, g, E, sel_d);
+    const unsigned keep0 = g.k == 1 ? 0u : 0xFFu;
+    if (j == 0)
+      ex.run_grid(g, b.images, SkeletonBackOp<true>{x, D, sel_d, keep0, nullptr, g_s, g_here});
+    else
+      ex.run_grid(g, b.images, SkeletonBackOp<false>{x, D, sel_d, keep0, s_prev, g_s, g_here});
+    // dℓ/d open → dℓ/dE through the dilation's passes (axis 0 first), added to g_next.
+    const double* in = g_here;
+    for (int a = 0; a < g.k; ++a) {
+      const bool last = a == g.k - 1;
+      double* out = last ? g_next : in == b.plane[5] ? b.plane[6] : b.plane[5];
+      const double scale = a == 0 ? -1.0 : 1.0;
+      if (last)
+        ex.run_grid(g, b.images, DilateAxisBackOp<true>{a, scale, in, sel_d, out});
+      else
+        ex.run_grid(g, b.images, DilateAxisBackOp<false>{a, scale, in, sel_d, out});
+      in = out;
+    }
+    ex.run_grid(g, b.images, ErodeBackOp{g_next, sel_x, g_here});
+    double* tmp = g_here;
+    g_here = g_next;
+    g_next = tmp;
+  }
+  ex.run(count, CopyOp{g_next, g_s}, kGeometryGrain);
+}
+
+// Step 3 of the geometry (after the upstream pass): dℓ/dS_p → dℓ/dp in the upstream map of
+// each skeleton term, a group of images at a time.
 template <class Exec>
 void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) {
-  const Grid& g = prog.grid;
-  const int64_t count = b.images * b.P, plane = count;
-  if (count == 0) return;
+  const int64_t plane = b.images * b.P;
+  if (plane == 0) return;
   const int slots_term = skeleton_slots_term(prog);
   // In reverse program order: the slots term first, before another term's reruns overwrite
   // its slots (each term writes only its own upstream map: the order changes no value).
@@ -430,49 +508,10 @@ void geometry_backward(Exec& ex, const Program& prog, const GeometryBuffers& b) 
     });
     if (op != GEO_SKELETON) continue;
     double* maps = b.maps + static_cast<int64_t>(ts.map_offset) * plane;
-    const double* p = maps + kSkelP * plane;
-    double* g_s = maps + kSkelGrad * plane;  // dℓ/ds_j, level by level
-    double *g_here = b.plane[3], *g_next = b.plane[4];
-    Selection *sel_x = b.sel[0], *sel_d = b.sel[1];
-    ex.run(count, FillOp{g_next, 0.0}, kGeometryGrain);  // x_{J+1} enters only the last opening
-    // The slots hold levels keep_lo .. J already when step 2 filled them for this term.
-    int keep_lo = t == slots_term ? skeleton_keep_lo(ts.iterations) : ts.iterations + 1;
-    for (int j = ts.iterations; j >= 0; --j) {
-      const double *x = p, *s_prev = nullptr;
-      if (j > 0) {
-        if (j < keep_lo) {  // refill the slots: levels keep_lo .. j
-          keep_lo = skeleton_keep_lo(j);
-          skeleton_forward(ex, b, g, p, j - 1, b.plane[2], keep_lo, j);
-        }
-        x = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo)];
-        s_prev = b.plane[kSkeletonWorkPlanes + 2 * (j - keep_lo) + 1];
-      }
-      double* E = b.plane[0];
-      ex.run_grid(g, b.images, ErodeOp<true>{x, E, sel_x});
-      const double* D = dilate_but_axis0(ex, b, g, E, sel_d);
-      const unsigned keep0 = g.k == 1 ? 0u : 0xFFu;
-      if (j == 0)
-        ex.run_grid(g, b.images, SkeletonBackOp<true>{x, D, sel_d, keep0, nullptr, g_s, g_here});
-      else
-        ex.run_grid(g, b.images, SkeletonBackOp<false>{x, D, sel_d, keep0, s_prev, g_s, g_here});
-      // dℓ/d open → dℓ/dE through the dilation's passes (axis 0 first), added to g_next.
-      const double* in = g_here;
-      for (int a = 0; a < g.k; ++a) {
-        const bool last = a == g.k - 1;
-        double* out = last ? g_next : in == b.plane[5] ? b.plane[6] : b.plane[5];
-        const double scale = a == 0 ? -1.0 : 1.0;
-        if (last)
-          ex.run_grid(g, b.images, DilateAxisBackOp<true>{a, scale, in, sel_d, out});
-        else
-          ex.run_grid(g, b.images, DilateAxisBackOp<false>{a, scale, in, sel_d, out});
-        in = out;
-      }
-      ex.run_grid(g, b.images, ErodeBackOp{g_next, sel_x, g_here});
-      double* tmp = g_here;
-      g_here = g_next;
-      g_next = tmp;
-    }
-    ex.run(count, CopyOp{g_next, g_s}, kGeometryGrain);
+    for_skeleton_groups(ex, b, [&](const GeometryBuffers& v, int64_t at) {
+      skeleton_backward(ex, v, prog.grid, maps + kSkelP * plane + at,
+                        maps + kSkelGrad * plane + at, ts.iterations, t == slots_term);
+    });
   }
 }
 

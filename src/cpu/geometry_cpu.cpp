@@ -4,6 +4,7 @@
 // exactly one task, so any thread count gives the same bits.
 #include "cpu/geometry_cpu.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/dispatch.hpp"
@@ -49,6 +50,14 @@ struct CpuExec {
     for_each_chunk(Partition(count, grain), [&](int64_t, int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) op(i);
     });
+  }
+  // The skeleton's images per group (geometry.cuh): about kSkeletonGroupPixels pixels, whose
+  // planes (about 100 bytes a pixel in the backward) stay in the cores' caches from one op to
+  // the next, and at least a chunk of rows for each thread. The grouping changes no value.
+  static constexpr int64_t kSkeletonGroupPixels = int64_t(1) << 15;
+  int64_t skeleton_group(int64_t, int64_t P) const {
+    const int64_t pixels = std::max<int64_t>(kSkeletonGroupPixels, num_threads() * kGeometryGrain);
+    return std::max<int64_t>(1, pixels / P);
   }
   template <class Op>
   void run_ranges(int64_t count, const Op& op, int64_t grain) const {

@@ -53,6 +53,7 @@ struct CudaExec {
                                 kGeometryThreads, 0, stream>>>(count, op);
     check(cudaGetLastError(), "geometry_range_kernel launch");
   }
+  int64_t skeleton_group(int64_t images, int64_t) const { return images; }  // one group
   template <class Op>
   void run_grid(const Grid& g, int64_t images, const Op& op) const {
     const int64_t count = images * g.P;

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "common/cpu_passes.hpp"
 #include "api/api_util.hpp"
+#include "common/cpu_passes.hpp"
 #include "common/test_tensor.hpp"
 #include "reference/geometry_reference.hpp"
 
@@ -47,7 +47,8 @@ void set_params(culoss_loss h, const geo_ref::Spec& s) {
     culoss_loss_set_float(h, CULOSS_PARAM_SMOOTH_NR, s.smooth_nr);
     culoss_loss_set_float(h, CULOSS_PARAM_SMOOTH_DR, s.smooth_dr);
     culoss_loss_set_int(h, CULOSS_PARAM_BATCH, s.batch);
-    culoss_loss_set_int(h, CULOSS_PARAM_AVERAGE, s.micro ? CULOSS_AVERAGE_MICRO : CULOSS_AVERAGE_MACRO);
+    culoss_loss_set_int(h, CULOSS_PARAM_AVERAGE,
+                        s.micro ? CULOSS_AVERAGE_MICRO : CULOSS_AVERAGE_MACRO);
     culoss_loss_set_int(h, CULOSS_PARAM_SKIP_EMPTY, s.skip_empty);
     if (!s.class_weights.empty())
       culoss_loss_set_floats(h, CULOSS_PARAM_CLASS_WEIGHTS, s.class_weights.data(),
@@ -112,9 +113,10 @@ Outputs run(culoss_loss h, Tensors& t, const std::vector<int64_t>& out_shape, bo
   loss.poison();
   TestTensor g(t.input.shape, t.input.dtype);
   g.poison();
-  o.status = culoss_compute(h, t.input.dl(), t.target.dl(),
-                            t.weight.numel() > 0 && !t.weight.shape.empty() ? t.weight.dl() : nullptr,
-                            loss.dl(), grad ? g.dl() : nullptr, grad_scale, nullptr, 0, nullptr);
+  o.status =
+      culoss_compute(h, t.input.dl(), t.target.dl(),
+                     t.weight.numel() > 0 && !t.weight.shape.empty() ? t.weight.dl() : nullptr,
+                     loss.dl(), grad ? g.dl() : nullptr, grad_scale, nullptr, 0, nullptr);
   o.loss = loss.values();
   if (grad) o.grad = g.values();
   return o;
@@ -123,7 +125,9 @@ Outputs run(culoss_loss h, Tensors& t, const std::vector<int64_t>& out_shape, bo
 // A random case: shape with k spatial axes, C classes, every option drawn.
 geo_ref::Spec random_spec(std::mt19937& rng, int kind, int k) {
   auto uni = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  auto real = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
+  auto real = [&](double lo, double hi) {
+    return std::uniform_real_distribution<double>(lo, hi)(rng);
+  };
   geo_ref::Spec s;
   s.kind = kind;
   const int64_t N = uni(1, 2);
@@ -131,7 +135,8 @@ geo_ref::Spec random_spec(std::mt19937& rng, int kind, int k) {
   const int64_t C = act == geo_ref::ACT_SIGMOID ? uni(1, 2) : uni(2, 3);
   s.activation = act;
   std::vector<int64_t> spatial;
-  for (int a = 0; a < k; ++a) spatial.push_back(k == 3 ? uni(3, 5) : k == 2 ? uni(4, 8) : uni(5, 12));
+  for (int a = 0; a < k; ++a)
+    spatial.push_back(k == 3 ? uni(3, 5) : k == 2 ? uni(4, 8) : uni(5, 12));
   const bool last = uni(0, 1) == 1;
   s.shape.push_back(N);
   if (!last) s.shape.push_back(C);
@@ -146,8 +151,7 @@ geo_ref::Spec random_spec(std::mt19937& rng, int kind, int k) {
   int64_t numel = 1;
   for (int64_t d : s.shape) numel *= d;
   s.input.resize(numel);
-  for (double& x : s.input)
-    x = act == geo_ref::ACT_NONE ? real(0.02, 0.98) : real(-3, 3);
+  for (double& x : s.input) x = act == geo_ref::ACT_NONE ? real(0.02, 0.98) : real(-3, 3);
   // Index targets for softmax-like reads and for a sigmoid mask; dense otherwise.
   s.index_target = act != geo_ref::ACT_NONE || uni(0, 1);
   if (act == geo_ref::ACT_SIGMOID && C > 1) s.index_target = false;
@@ -155,7 +159,8 @@ geo_ref::Spec random_spec(std::mt19937& rng, int kind, int k) {
   if (s.index_target) {
     const int64_t labels = act == geo_ref::ACT_SIGMOID ? 2 : C;
     s.labels.resize(pixels);
-    for (int64_t& l : s.labels) l = uni(0, 9) == 0 ? s.ignore_index : uni(0, static_cast<int>(labels - 1));
+    for (int64_t& l : s.labels)
+      l = uni(0, 9) == 0 ? s.ignore_index : uni(0, static_cast<int>(labels - 1));
     if (uni(0, 1)) {
       s.pixel_weight.resize(pixels);
       for (double& w : s.pixel_weight) w = uni(0, 7) == 0 ? 0.0 : real(0.2, 2.0);
@@ -270,7 +275,8 @@ INSTANTIATE_TEST_SUITE_P(Seeds, GeometryReference, ::testing::Range(0, 12));
 // ---- the distance transforms, exposed: HAUSDORFF_DT with α = 1, p = 1 − t (probabilities) has
 // ℓᵢ = 2 f_T̂(i) exactly (the complement has the same f), so NONE shows f = d + d̄ per pixel.
 
-std::vector<double> distance_field(const std::vector<int64_t>& spatial, const std::vector<bool>& mask,
+std::vector<double> distance_field(const std::vector<int64_t>& spatial,
+                                   const std::vector<bool>& mask,
                                    const std::vector<double>& spacing) {
   std::vector<int64_t> shape = {1, 1};
   shape.insert(shape.end(), spatial.begin(), spatial.end());
@@ -312,15 +318,16 @@ void check_field(const std::vector<int64_t>& spatial, const std::vector<bool>& m
 
 TEST(GeometryDistance, RandomMasksOneTwoThreeAxesAnisotropic) {
   std::mt19937 rng(7);
-  const std::vector<std::vector<int64_t>> shapes = {{1}, {17}, {1, 9}, {6, 11}, {13, 4},
-                                                    {3, 4, 5}, {1, 7, 2}, {5, 5, 5}};
+  const std::vector<std::vector<int64_t>> shapes = {{1},     {17},      {1, 9},    {6, 11},
+                                                    {13, 4}, {3, 4, 5}, {1, 7, 2}, {5, 5, 5}};
   for (const auto& spatial : shapes)
     for (int variant = 0; variant < 3; ++variant) {
       int64_t P = 1;
       for (int64_t e : spatial) P *= e;
       std::vector<bool> mask(P);
       const double density = variant == 0 ? 0.5 : variant == 1 ? 0.1 : 0.9;
-      for (int64_t q = 0; q < P; ++q) mask[q] = std::uniform_real_distribution<double>(0, 1)(rng) < density;
+      for (int64_t q = 0; q < P; ++q)
+        mask[q] = std::uniform_real_distribution<double>(0, 1)(rng) < density;
       std::vector<double> spacing;
       if (variant == 2)
         for (size_t a = 0; a < spatial.size(); ++a)
@@ -447,14 +454,39 @@ TEST(GeometryIdentities, ThreadCountsGiveTheSameBits) {
   }
 }
 
+// The CPU takes the skeleton's images through all their levels a group at a time (about 2^15
+// pixels, and at least a chunk of rows for each thread): 3 images of 3 classes at 128 × 128 are
+// five groups (the last of one image) with one thread and one group with sixteen. The grouping
+// changes no bit: one term (levels kept by the forward), more iterations than are kept (reruns
+// in the backward), and a sum of two terms (one starts from the kept levels, one reruns).
+TEST(GeometryIdentities, ClDiceImageGroupsChangeNoBit) {
+  Case c = small_case(3, 128, 128);
+  Loss alone(CULOSS_CLDICE), many(CULOSS_CLDICE), first(CULOSS_CLDICE), second(CULOSS_CLDICE),
+      sum(CULOSS_SUM);
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(many, CULOSS_PARAM_ITERATIONS, 7));
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(first, CULOSS_PARAM_ITERATIONS, 5));
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, first, 0.4));
+  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, second, 0.6));
+  for (culoss_loss h : {culoss_loss(alone), culoss_loss(many), culoss_loss(sum)}) {
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(1));
+    const Outputs groups = run(h, c.t, {});
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(16));
+    const Outputs one_group = run(h, c.t, {});
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(0));
+    ASSERT_EQ(groups.status, CULOSS_SUCCESS) << api_test::last_error();
+    EXPECT_EQ(groups.loss, one_group.loss);
+    EXPECT_EQ(groups.grad, one_group.grad);
+  }
+}
+
 TEST(GeometryIdentities, InPlaceGradientEqualsSeparate) {
   for (culoss_kind kind : {CULOSS_HAUSDORFF_DT, CULOSS_CLDICE}) {
     Case c = small_case();
     Loss h(kind);
     const Outputs sep = run(h, c.t, {});
     TestTensor loss({}, f64());
-    ASSERT_EQ(CULOSS_SUCCESS, culoss_compute(h, c.t.input.dl(), c.t.target.dl(), nullptr,
-                                             loss.dl(), c.t.input.dl(), 1.0, nullptr, 0, nullptr))
+    ASSERT_EQ(CULOSS_SUCCESS, culoss_compute(h, c.t.input.dl(), c.t.target.dl(), nullptr, loss.dl(),
+                                             c.t.input.dl(), 1.0, nullptr, 0, nullptr))
         << api_test::last_error();
     EXPECT_EQ(sep.grad, c.t.input.values());
   }
@@ -478,7 +510,8 @@ TEST(GeometryIdentities, DistributedStatisticsOfTwoShardsEqualOneCall) {
       for (int64_t i = 0; i < nt; ++i) shard[s].target.set(i, whole.t.target.get(s * nt + i));
     }
     int64_t count = 0;
-    ASSERT_EQ(CULOSS_SUCCESS, culoss_stats_size(h, shard[0].input.dl(), shard[0].target.dl(), &count));
+    ASSERT_EQ(CULOSS_SUCCESS,
+              culoss_stats_size(h, shard[0].input.dl(), shard[0].target.dl(), &count));
     std::vector<double> total(count, 0.0);
     for (int s = 0; s < 2; ++s) {
       TestTensor st({count}, f64());
@@ -629,7 +662,8 @@ TEST(GeometryFastPath, DistanceKindsMatchTheGenericPasses) {
     set_params(cldice, s);
     ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, other, 0.5));
     ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, cldice, 0.5));
-    expect_fast_matches_generic(sum, s, dtypes[i % 3], differing, " cldice sum " + std::to_string(i));
+    expect_fast_matches_generic(sum, s, dtypes[i % 3], differing,
+                                " cldice sum " + std::to_string(i));
     ++cases;
   }
   // The float passes did run: most results differ from the double ones in their last bits.
@@ -643,8 +677,8 @@ TEST(GeometryFastPath, LargestSumOfStatisticsMatchesTheGenericPasses) {
   const geo_ref::Spec s = fast_spec(rng, geo_ref::CLDICE, 2);
   Loss sum(CULOSS_SUM), cldice(CULOSS_CLDICE), mcc(CULOSS_MCC);
   set_params(cldice, s);
-  ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_set_int(mcc, CULOSS_PARAM_ACTIVATION,
-                                                CULOSS_ACTIVATION_SOFTMAX));
+  ASSERT_EQ(CULOSS_SUCCESS,
+            culoss_loss_set_int(mcc, CULOSS_PARAM_ACTIVATION, CULOSS_ACTIVATION_SOFTMAX));
   for (int i = 0; i < 7; ++i) ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, mcc, 0.1 + i));
   ASSERT_EQ(CULOSS_SUCCESS, culoss_loss_add_term(sum, cldice, 2.0));
   int differing = 0;
@@ -706,8 +740,8 @@ TEST(GeometryRefusals, SpatialAxes) {
     EXPECT_REFUSED(call_shape(h, {3, 2}), CULOSS_ERROR_NOT_SUPPORTED, "spatial axes", "has 0");
   }
   Loss cl(CULOSS_CLDICE);
-  EXPECT_REFUSED(call_shape(cl, {2, 2, 7}), CULOSS_ERROR_NOT_SUPPORTED, "CULOSS_CLDICE needs 2 or 3",
-                 "has 1");
+  EXPECT_REFUSED(call_shape(cl, {2, 2, 7}), CULOSS_ERROR_NOT_SUPPORTED,
+                 "CULOSS_CLDICE needs 2 or 3", "has 1");
   Loss hd(CULOSS_HAUSDORFF_DT);
   EXPECT_OK(call_shape(hd, {2, 2, 7}));
 }
@@ -725,7 +759,8 @@ TEST(GeometryRefusals, Spacing) {
   EXPECT_OK(call_shape(h, {1, 2, 3, 4}));
   Loss cl(CULOSS_CLDICE);
   EXPECT_REFUSED(culoss_loss_set_floats(cl, CULOSS_PARAM_SPACING, two, 2),
-                 CULOSS_ERROR_INVALID_ARGUMENT, "CULOSS_PARAM_SPACING does not apply to CULOSS_CLDICE");
+                 CULOSS_ERROR_INVALID_ARGUMENT,
+                 "CULOSS_PARAM_SPACING does not apply to CULOSS_CLDICE");
 }
 
 TEST(GeometryRefusals, Iterations) {
@@ -735,8 +770,8 @@ TEST(GeometryRefusals, Iterations) {
   EXPECT_EQ(v, 3);
   EXPECT_REFUSED(culoss_loss_set_int(h, CULOSS_PARAM_ITERATIONS, 0), CULOSS_ERROR_INVALID_ARGUMENT,
                  "CULOSS_PARAM_ITERATIONS", "[1, 50]");
-  EXPECT_REFUSED(culoss_loss_set_int(h, CULOSS_PARAM_ITERATIONS, 51),
-                 CULOSS_ERROR_INVALID_ARGUMENT, "CULOSS_PARAM_ITERATIONS", "[1, 50]");
+  EXPECT_REFUSED(culoss_loss_set_int(h, CULOSS_PARAM_ITERATIONS, 51), CULOSS_ERROR_INVALID_ARGUMENT,
+                 "CULOSS_PARAM_ITERATIONS", "[1, 50]");
   EXPECT_OK(culoss_loss_set_int(h, CULOSS_PARAM_ITERATIONS, 50));
   Loss hd(CULOSS_HAUSDORFF_DT);
   EXPECT_REFUSED(culoss_loss_set_int(hd, CULOSS_PARAM_ITERATIONS, 3), CULOSS_ERROR_INVALID_ARGUMENT,
