@@ -33,7 +33,8 @@ $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausd
   --shapes 4x3x128x128,1x3x48x48x48 --repeat 7 --warmup 1 --out $OUT/vs_torch/geometry > $OUT/vs_torch/geometry.log 2>&1
 # The geometry kinds again after their fast path (commit f676029; two rounds)
 # (and after the uninitialised workspace, commit 71d09f4: rounds geometry_ws, geometry_ws2; after
-# the kept workspace, commit c272e37: geometry_kept, geometry_kept2)
+# the kept workspace, commit c272e37: geometry_kept, geometry_kept2; after the skeleton's
+# 32-bit selections and image groups, commit 93d101e: geometry_groups, geometry_groups2)
 for round in geometry_fast geometry_fast2; do
 echo "== $(date -u +%T) $round, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --losses hausdorff_dt,cldice \
@@ -46,4 +47,7 @@ $BENCH --benchmark_filter='cpu/(CrossEntropy/fwd_bwd/4x4x1024|Copy)' \
   --benchmark_repetitions=5 --benchmark_report_aggregates_only=true > $OUT/gbench/ce16M-2threads.txt 2>&1
 CULOSS_NUM_THREADS=1 $BENCH --benchmark_filter='cpu/(CrossEntropy/fwd_bwd/4x4x1024|Copy)' \
   --benchmark_repetitions=5 --benchmark_report_aggregates_only=true > $OUT/gbench/ce16M-1thread.txt 2>&1
+echo "== $(date -u +%T) gbench geometry, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
+$BENCH --benchmark_filter='cpu/(HausdorffDT|Boundary|ClDice)/' \
+  --benchmark_repetitions=5 --benchmark_report_aggregates_only=true > $OUT/gbench/geometry-2threads.txt 2>&1
 echo "== $(date -u +%T) done" | tee -a $OUT/log.txt
