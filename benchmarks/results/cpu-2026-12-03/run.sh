@@ -50,4 +50,6 @@ CULOSS_NUM_THREADS=1 $BENCH --benchmark_filter='cpu/(CrossEntropy/fwd_bwd/4x4x10
 echo "== $(date -u +%T) gbench geometry, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $BENCH --benchmark_filter='cpu/(HausdorffDT|Boundary|ClDice)/' \
   --benchmark_repetitions=5 --benchmark_report_aggregates_only=true > $OUT/gbench/geometry-2threads.txt 2>&1
+echo "== $(date -u +%T) clDice memory, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
+$PY benchmarks/results/cpu-2026-12-03/cldice_memory.py --out $OUT/cldice_memory.md > $OUT/cldice_memory.log 2>&1
 echo "== $(date -u +%T) done" | tee -a $OUT/log.txt
