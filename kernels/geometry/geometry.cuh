@@ -189,7 +189,7 @@ struct ErodeOp {
 };
 
 // The bits of a dilation pass along `axis` into a selection code: the first pass (axis k − 1)
-// writes the byte (keep = 0), the others add theirs (keep = 0xFF).
+// writes the code (keep = 0), the others add theirs (keep = 0xFF: the low byte holds them all).
 CULOSS_HD Selection add_pass_bits(Selection old, unsigned keep, int64_t code, int axis) {
   return static_cast<Selection>((old & keep) | (static_cast<Selection>(code) << (2 * axis)));
 }
