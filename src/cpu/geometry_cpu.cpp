@@ -85,7 +85,7 @@ struct CpuExec {
   // vectors: the same bits), chosen at run time.
   template <class H, class Op>
   static void inner_row(const Op& op_in, const H& inner_in, int64_t start, int64_t n) {
-    // Local copies: the byte stores of selections cannot alias them, so the strides and
+    // Local copies: the stores of selections cannot alias them, so the strides and
     // pointers stay in registers and the loads along the row are contiguous vectors.
     const Op op = op_in;
     const H inner = inner_in;
