@@ -320,6 +320,23 @@ TEST(NumThreads, CallersThatSetTheCountBeforeEachCallAgree) {
 }
 
 #if defined(__linux__)
+// AddressSanitizer as GCC 12 ships it has no fork interceptor: it does not hold its allocator's
+// and thread registry's locks across fork(), so the child of a parent whose other thread is in
+// the sanitizer's allocator at that moment can hang there (seen once in a CI run: the child
+// timed out after 60 s; 320 runs here did not hang). Under it the parent forks with no call in
+// flight.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kForkWithCallsInFlight = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kForkWithCallsInFlight = false;
+#else
+constexpr bool kForkWithCallsInFlight = true;
+#endif
+#else
+constexpr bool kForkWithCallsInFlight = true;
+#endif
+
 TEST(NumThreads, AForkedChildComputesWithItsOwnThreads) {
   // The parent's pool has workers (and may be busy in another thread at fork time); the child
   // has none of them and must still compute, in parallel, the same bits.
@@ -351,7 +368,8 @@ TEST(NumThreads, AForkedChildComputesWithItsOwnThreads) {
   const std::vector<uint8_t> parent = value_and_grad();
   ASSERT_FALSE(parent.empty());
   std::thread busy([&] {  // calls in flight in another thread while forking
-    for (int i = 0; i < 3; ++i) value_and_grad();
+    if (kForkWithCallsInFlight)
+      for (int i = 0; i < 3; ++i) value_and_grad();
   });
   const pid_t pid = fork();
   if (pid == 0) {
