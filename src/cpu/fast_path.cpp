@@ -291,6 +291,9 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
     if (t.kind == TK_BCE) f.bce_term = i;
     if (t.kind == TK_FOCAL_BINARY || t.kind == TK_FOCAL_SOFTMAX) f.focal_term = i;
   }
+  f.stats_label_counts = !f.sigmoid_dense && !f.stats_need_p;
+  for (int q = 0; q < FQ_COUNT; ++q)
+    if (f.need[q] && q != FQ_MT && q != FQ_M) f.stats_label_counts = false;
   f.cache_p = f.any_region && !f.any_ce && f.cldice_term < 0 && !f.sigmoid_dense &&
               call.grad.present && f.pixel_stride == 1;
   // Without pixel weights (to be checked after every label) the statistics pass reads every

@@ -21,10 +21,11 @@
 //
 // Precision: probabilities, losses and gradients in float; the statistics and the loss summed in
 // float per SIMD lane over at most kFastFlush vectors, then in double per lane and over the lanes
-// in a fixed order; chunks as in the generic passes. So the result is bitwise the same for any
-// thread count on one machine (it may differ in the last bits between instruction sets, whose
-// vectors have different widths). docs/reference.md gives the tolerance against the long-double
-// references.
+// in a fixed order (label counts alone, the cross-entropy kinds' divisors, are counted in
+// integers: the same exact sums); chunks as in the generic passes. So the result is bitwise the
+// same for any thread count on one machine (it may differ in the last bits between instruction
+// sets, whose vectors have different widths). docs/reference.md gives the tolerance against the
+// long-double references.
 #pragma once
 
 #include <cstdint>
@@ -92,6 +93,7 @@ struct FastCall {
   int slot[kFastSlotsPerTerm * kMaxTerms], quantity[kFastSlotsPerTerm * kMaxTerms];
   bool need[FQ_COUNT];
   bool stats_need_p;
+  bool stats_label_counts;  // the statistics are FQ_MT and FQ_M alone (label_counts_chunk_t)
   // Element pass.
   const Program* prog;
   const double* coefs;  // [N][C][coef_width] from finalize

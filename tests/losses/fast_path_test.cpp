@@ -6,6 +6,8 @@
 // the CHECK_TARGETS refusal with the generic path's message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <limits>
 #include <random>
@@ -354,6 +356,62 @@ TEST(FastPath, OnePixelAndInRangeIgnoreIndex) {
     in_range.opt.ignore_index = 2;  // a class label that is ignored
     EXPECT_TRUE(matches_ref(in_range));
   }
+}
+
+// The MEAN of cross-entropy divides by the counted labels, Σ ω_y over the pixels that count,
+// which the fast path counts in integers (label_counts_chunk_t). With zero logits p = 1/C, so
+// the gradient at a counted pixel is exactly ω_y (1/C − [c = y]) / Σ ω_y: one pixel too many or
+// too few in the count shows at 1e−4 here (the value, log C, within the fast path's tolerance).
+// Tails of pixels (no multiple of any vector width), every label dtype, ignored pixels, class
+// weights, CHECK_TARGETS on (the count checks the labels) and off, 1 and 2 threads.
+TEST(FastPath, CrossEntropyMeanDividesByTheExactCount) {
+  ThreadsGuard restore;
+  std::mt19937 rng(2417);
+  int cases = 0;
+  for (DLDataType lab_dt : {testing_util::u8(), testing_util::i32(), testing_util::i64()})
+    for (const std::vector<int64_t>& shape :
+         {std::vector<int64_t>{3, 4, 37, 23}, std::vector<int64_t>{2, 5, 131}})
+      for (bool weighted : {false, true})
+        for (bool check : {true, false})
+          for (int threads : {1, 2}) {
+            RegionCase rc =
+                make_case(rng, CULOSS_CROSS_ENTROPY, shape, testing_util::f32(), lab_dt, 0.3);
+            std::fill(rc.input.begin(), rc.input.end(), 0.0);
+            rc.opt.check_targets = check;
+            const int64_t C = shape[1], N = shape[0], P = numel(shape) / (N * C);
+            if (weighted) {
+              rc.opt.class_weights.resize(static_cast<size_t>(C));
+              for (int64_t c = 0; c < C; ++c) rc.opt.class_weights[c] = 0.25 * (c + 1);
+            }
+            const auto weight = [&](int64_t y) {
+              return weighted ? static_cast<long double>(rc.opt.class_weights[y]) : 1.0L;
+            };
+            long double divisor = 0;
+            for (int64_t y : rc.labels)
+              if (y != rc.opt.ignore_index) divisor += weight(y);
+            ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(threads));
+            RunConfig cfg;
+            cfg.grad_f32 = true;
+            const RunResult r = run_region(rc, cfg);
+            ASSERT_TRUE(r.ok()) << r.error;
+            EXPECT_NEAR(std::log(static_cast<double>(C)), r.loss[0], kValueTol)
+                << describe_case(rc);
+            for (int64_t n = 0; n < N; ++n)
+              for (int64_t c = 0; c < C; ++c)
+                for (int64_t q = 0; q < P; ++q) {
+                  const int64_t y = rc.labels[static_cast<size_t>(n * P + q)];
+                  const long double want =
+                      y == rc.opt.ignore_index
+                          ? 0.0L
+                          : weight(y) * (1.0L / C - (c == y ? 1.0L : 0.0L)) / divisor;
+                  const double got = r.grad[static_cast<size_t>((n * C + c) * P + q)];
+                  ASSERT_NEAR(static_cast<double>(want), got,
+                              1e-6 * std::fabs(static_cast<double>(want)))
+                      << describe_case(rc) << " at n=" << n << " c=" << c << " q=" << q;
+                }
+            ++cases;
+          }
+  EXPECT_EQ(48, cases);
 }
 
 // The gradient written over the float32 input (grad_input is the input's DLTensor).
