@@ -151,6 +151,43 @@ HWY_INLINE void labels(D d, const FastCall& f, bool check, int64_t pix, size_t c
   v = hn::Load(d, w);
 }
 
+// Whether this target widens a whole vector of `T` values to float in vector steps
+// (load_widened): float16 needs F16C (AVX2 and later); nothing on HWY_SCALAR.
+template <class T>
+constexpr bool kWidens =
+#if HWY_TARGET == HWY_SCALAR
+    false;
+#elif HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+    std::is_same_v<T, float> || std::is_same_v<T, bf16_t> || std::is_same_v<T, half_t> ||
+    std::is_same_v<T, uint8_t>;
+#else
+    std::is_same_v<T, float> || std::is_same_v<T, bf16_t> || std::is_same_v<T, uint8_t>;
+#endif
+
+// A whole vector of `T` values at `x` as floats, exactly (float16 and bfloat16 widen without
+// rounding); for the types of kWidens.
+template <class T>
+HWY_INLINE V load_widened(D d, const T* x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return hn::LoadU(d, x);
+  } else if constexpr (std::is_same_v<T, bf16_t>) {  // the top half of a float
+    const hn::Rebind<uint16_t, D> d16;
+    const auto bits = hn::PromoteTo(hn::RebindToUnsigned<D>(), hn::LoadU(d16, &x->bits));
+    return hn::BitCast(d, hn::ShiftLeft<16>(bits));
+  } else if constexpr (std::is_same_v<T, uint8_t>) {
+    const hn::Rebind<uint8_t, D> d8;
+    return hn::ConvertTo(d, hn::PromoteTo(hn::RebindToSigned<D>(), hn::LoadU(d8, x)));
+  } else {
+    static_assert(std::is_same_v<T, half_t>);
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2  // vcvtph2ps
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(&x->bits)));
+#else
+    return hn::Zero(d);  // not reached: kWidens<half_t> is false here
+#endif
+  }
+}
+
 // The inputs of `count` pixels at element `e` (class 0) of every class: a pointer with class
 // stride `stride`, straight into the input for full float vectors, else a float copy in `buf`
 // (zeros past `count`) — a tail never reads past the tensor.
@@ -159,13 +196,22 @@ template <class T>
 HWY_INLINE const float* stage_inputs(const FastCall& f, int64_t e, size_t count, size_t lanes,
                                      float* buf, int64_t& stride) {
   const T* x = static_cast<const T*>(f.x) + e;
+  const int64_t cs = f.class_stride, ps = f.pixel_stride;
   if constexpr (std::is_same_v<T, float>) {
-    if (count == lanes && f.pixel_stride == 1) {
+    if (count == lanes && ps == 1) {
       stride = f.class_stride;
       return x;
     }
   }
-  const int64_t cs = f.class_stride, ps = f.pixel_stride;
+  if constexpr (kWidens<T>) {
+    if (count == lanes && ps == 1) {  // whole vectors, widened in vector steps
+      const D d;
+      for (int64_t c = 0; c < f.C; ++c)
+        hn::StoreU(load_widened(d, x + c * cs), d, buf + c * kBufLanes);
+      stride = kBufLanes;
+      return buf;
+    }
+  }
   for (int64_t c = 0; c < f.C; ++c) {
     for (size_t j = 0; j < count; ++j)
       buf[c * kBufLanes + j] = to_real<float>(x[c * cs + static_cast<int64_t>(j) * ps]);
@@ -311,7 +357,8 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
       if (f.need[FQ_V]) acc[FQ_V][c] = hn::Add(acc[FQ_V][c], v);
       if (f.stats_need_p) {
         const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
-        if (f.cache_p) store_lanes(d, p, f.grad + f.element(n, q) + c * f.class_stride, count);
+        if (f.cache_p)
+          store_lanes(d, p, f.grad_f32() + f.element(n, q) + c * f.class_stride, count);
         if (f.cldice_term >= 0) {  // its skeleton maps at the element (channels-first)
           const double* at = f.cldice_maps + f.element(n, q) + c * f.class_stride;
           const int64_t plane = f.N * C * f.P;
@@ -549,7 +596,7 @@ enum class Element {
 // else a copy in `buf` (zeros past `count`).
 HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t count,
                                             size_t lanes, float* buf, int64_t& stride) {
-  const float* p = f.grad + e;
+  const float* p = f.grad_f32() + e;
   if (count == lanes) {
     stride = f.class_stride;
     return p;
@@ -562,24 +609,55 @@ HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t
   return buf;
 }
 
+// `count` lanes of a gradient vector `g` to the gradient buffer, lane j at element
+// at + j · stride, in the gradient's dtype: float32 as it is; float16 and bfloat16 rounded to
+// nearest, ties to even, as kernels/common/dtype.cuh rounds (bfloat16 in vector integer steps,
+// float16 by F16C's conversion on AVX2 and later, by float_to_half lane by lane elsewhere).
+HWY_INLINE void store_grad(D d, const FastCall& f, V g, int64_t at, size_t count, int64_t stride) {
+  const bool whole = count == hn::Lanes(d) && stride == 1;
+  HWY_ALIGN float lane[kBufLanes];
+  if (f.grad_dtype == DType::F32) {
+    float* out = static_cast<float*>(f.grad) + at;
+    if (whole) return hn::StoreU(g, d, out);
+    hn::Store(g, d, lane);
+    for (size_t j = 0; j < count; ++j) out[static_cast<int64_t>(j) * stride] = lane[j];
+    return;
+  }
+  uint16_t* out = static_cast<uint16_t*>(f.grad) + at;
+#if HWY_TARGET != HWY_SCALAR
+  if (whole && f.grad_dtype == DType::BF16) {
+    const hn::RebindToUnsigned<D> du;
+    const hn::Rebind<uint16_t, D> d16;
+    const auto bits = hn::BitCast(du, g);
+    const auto rounded =  // + 0x7fff + the lowest kept bit, then the top half
+        hn::ShiftRight<16>(hn::Add(
+            bits,
+            hn::Add(hn::Set(du, 0x7fffu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
+    const auto nan = hn::Gt(hn::And(bits, hn::Set(du, 0x7fffffffu)), hn::Set(du, 0x7f800000u));
+    const auto quiet = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
+    const auto top = hn::IfThenElse(nan, quiet, rounded);  // < 2^16: the demotion keeps it
+    return hn::StoreU(hn::DemoteTo(d16, hn::BitCast(hn::RebindToSigned<D>(), top)), d16, out);
+  }
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  if (whole) {  // float16: vcvtps2ph, rounding to nearest even
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::StoreU(hn::DemoteTo(dh, g), dh, reinterpret_cast<hwy::float16_t*>(out));
+  }
+#endif
+#endif
+  hn::Store(g, d, lane);
+  const bool bf16 = f.grad_dtype == DType::BF16;
+  for (size_t j = 0; j < count; ++j)
+    out[static_cast<int64_t>(j) * stride] = bf16 ? float_to_bf16(lane[j]) : float_to_half(lane[j]);
+}
+
 // The gradient of a vector of pixels to the gradient buffer at element e0: `gradient_of(c)`
-// gives g_c for c < C; whole vectors are stored straight, a tail or channels-last lane by lane.
+// gives g_c for c < C (store_grad: whole vectors straight, a tail or channels-last lane by lane).
 template <class GradientOf>
 HWY_INLINE void store_gradient(D d, const FastCall& f, int64_t e0, size_t count,
                                GradientOf&& gradient_of) {
-  float* g = f.grad + e0;
-  const int64_t cs = f.class_stride, ps = f.pixel_stride;
-  const bool whole = count == hn::Lanes(d) && ps == 1;
-  for (int64_t c = 0; c < f.C; ++c) {
-    const V gc = gradient_of(c);
-    if (whole) {
-      hn::StoreU(gc, d, g + c * cs);
-    } else {
-      float lane[kBufLanes];
-      hn::StoreU(gc, d, lane);
-      for (size_t j = 0; j < count; ++j) g[c * cs + static_cast<int64_t>(j) * ps] = lane[j];
-    }
-  }
+  for (int64_t c = 0; c < f.C; ++c)
+    store_grad(d, f, gradient_of(c), e0 + c * f.class_stride, count, f.pixel_stride);
 }
 
 // The loss of a vector of pixels (returned) and their gradient (when wanted), for the pixels at
@@ -905,9 +983,9 @@ HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t 
     labels<S>(d, f, false, pix, count, cls, v);
     m = hn::IfThenElseZero(hn::Ge(cls, hn::Zero(d)), one);
     t = hn::IfThenElseZero(hn::Eq(cls, one), one);
-    if constexpr (std::is_same_v<T, float>) {
+    if constexpr (kWidens<T>) {
       if (count == lanes) {
-        x = hn::LoadU(d, xs);
+        x = load_widened(d, xs);
         return;
       }
     }
@@ -916,17 +994,15 @@ HWY_INLINE void load_run(D d, const FastCall& f, int64_t e, int64_t pix, size_t 
   } else {
     const S* ts = static_cast<const S*>(f.labels) + e;
     const float* w = f.pixel_weight ? f.pixel_weight + pix : nullptr;
-#if HWY_TARGET != HWY_SCALAR
-    if constexpr (std::is_same_v<T, float> && std::is_same_v<S, float>) {
+    if constexpr (kWidens<T> && kWidens<S>) {
       if (count == lanes) {
-        x = hn::LoadU(d, xs);
-        t = hn::LoadU(d, ts);
+        x = load_widened(d, xs);
+        t = load_widened(d, ts);
         v = w ? hn::LoadU(d, w) : one;
         m = one;
         return;
       }
     }
-#endif
     for (size_t j = 0; j < lanes; ++j) {
       const bool in = j < count;
       xb[j] = in ? to_real<float>(xs[j]) : 0.0f;
@@ -1090,7 +1166,7 @@ double sigmoid_chunk_t(const FastCall& f, int64_t begin, int64_t end) {
           const V h = hn::Mul(v, hn::MulAdd(hn::Mul(two, sg.p), B2, base));
           gr = hn::MulAdd(hn::Mul(h, sg.p), sg.q, gr);
         }
-        if (f.grad) store_lanes(d, gr, f.grad + e, count);
+        if (f.grad) store_grad(d, f, gr, e, count, 1);
         if (++pending == kFastFlush) {
           flush(d, loss_acc, total);
           pending = 0;

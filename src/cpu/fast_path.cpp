@@ -137,7 +137,9 @@ bool fast_covers(const Call& call, const Plan& plan) {
   if (call.input.dtype != DType::F32 && call.input.dtype != DType::F16 &&
       call.input.dtype != DType::BF16)
     return false;
-  if (call.grad.present && call.grad.dtype != DType::F32) return false;
+  if (call.grad.present && call.grad.dtype != DType::F32 && call.grad.dtype != DType::F16 &&
+      call.grad.dtype != DType::BF16)
+    return false;
   if (prog.count < 1 || prog.count > kMaxTerms) return false;
   if (!call.index_target || call.binary_mask) {  // dense targets or a mask: the sigmoid passes
     const DType td = call.target.dtype;
@@ -295,7 +297,7 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   for (int q = 0; q < FQ_COUNT; ++q)
     if (f.need[q] && q != FQ_MT && q != FQ_M) f.stats_label_counts = false;
   f.cache_p = f.any_region && !f.any_ce && f.cldice_term < 0 && !f.sigmoid_dense &&
-              call.grad.present && f.pixel_stride == 1;
+              call.grad.present && call.grad.dtype == DType::F32 && f.pixel_stride == 1;
   // Without pixel weights (to be checked after every label) the statistics pass reads every
   // label before anything is written and refuses a bad one itself, the same chunk-ordered error
   // as check_targets; unless it writes the probabilities (cache_p).
@@ -306,7 +308,8 @@ FastCall make_fast_call(const Call& call, const Program& prog, const Buffers& b)
   f.coefs = b.coefs;
   f.scale = b.scale;
   f.grad_scale = call.grad_scale;
-  f.grad = call.grad.present ? static_cast<float*>(call.grad.data) : nullptr;
+  f.grad = call.grad.present ? call.grad.data : nullptr;
+  f.grad_dtype = call.grad.dtype;
   return f;
 }
 

@@ -99,7 +99,9 @@ struct FastCall {
   const double* coefs;  // [N][C][coef_width] from finalize
   const double* scale;  // per term
   double grad_scale;
-  float* grad;  // NULL: no gradient
+  void* grad;        // NULL: no gradient
+  DType grad_dtype;  // F32, F16 or BF16 (store_grad); F32 with cache_p
+  float* grad_f32() const { return static_cast<float*>(grad); }
   bool any_ce;  // some term has an element value (the pass sums a loss)
   // TOPK_CE (the program's one term): its selection, N x P flags (compute selects before the
   // passes, the keys from fast_topk_keys_chunk); a pixel not selected counts as not counted.

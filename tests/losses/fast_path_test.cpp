@@ -923,3 +923,84 @@ TEST(FastPath, TopKCrossEntropyMatchesGenericPass) {
 }
 
 }  // namespace
+
+namespace {
+
+// With a 16-bit gradient (the input's dtype) the fast path computes what it computes for a
+// float32 one and rounds each gradient to nearest, ties to even, on the store (store_grad:
+// vector steps for whole vectors, lane by lane for tails and channels-last). So the 16-bit
+// gradient is the float32 one rounded, bit for bit (rounded by the tests' own conversions), and
+// the loss is the same bits; the generic passes, in double, would give other loss bits.
+::testing::AssertionResult sixteen_bit_gradient_is_float32_rounded(const RegionCase& rc,
+                                                                   bool in_place = false) {
+  RunConfig c32, c16;
+  c32.grad_f32 = true;
+  c16.in_place = in_place;
+  const RunResult r32 = run_region(rc, c32), r16 = run_region(rc, c16);
+  if (!r32.ok() || !r16.ok())
+    return ::testing::AssertionFailure() << "float32: " << r32.error << " 16-bit: " << r16.error;
+  if (r32.loss_bytes != r16.loss_bytes)
+    return ::testing::AssertionFailure() << "the loss differs\n  case: " << describe_case(rc);
+  const std::vector<double> want = rounded(r32.grad, rc.input_dtype);
+  if (want.size() != r16.grad.size()) return ::testing::AssertionFailure() << "gradient sizes";
+  for (size_t i = 0; i < want.size(); ++i)
+    if (!(want[i] == r16.grad[i]) && !(std::isnan(want[i]) && std::isnan(r16.grad[i])))
+      return ::testing::AssertionFailure()
+             << "gradient " << i << ": " << r16.grad[i] << ", float32 rounded " << want[i]
+             << "\n  case: " << describe_case(rc);
+  return ::testing::AssertionSuccess();
+}
+
+TEST(FastPath, SixteenBitGradientIsTheFloat32GradientRounded) {
+  ThreadsGuard guard;
+  std::mt19937 rng(1627);
+  int cases = 0;
+  for (DLDataType in_dt : {testing_util::f16(), testing_util::bf16()})
+    for (int threads : {1, 2}) {
+      ASSERT_EQ(CULOSS_SUCCESS, culoss_set_num_threads(threads));
+      for (const std::vector<int64_t>& shape : kShapes) {
+        for (culoss_kind kind : kKinds) {  // softmax, class-index labels, channels-first
+          RegionCase rc = make_case(rng, kind, shape, in_dt, testing_util::i64());
+          randomize_options(rng, rc);
+          EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(rc));
+          ++cases;
+        }
+        std::vector<int64_t> last = shape;  // channels-last: class axis last
+        std::swap(last[1], last.back());
+        RegionCase cl = make_case(rng, CULOSS_CROSS_ENTROPY, last, in_dt, testing_util::u8(), 0.1,
+                                  3.0, static_cast<int>(last.size()) - 1);
+        EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(cl));
+        EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(
+            bce_case(rng, shape, in_dt, testing_util::f32())));
+        EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(
+            dense_case(rng, CULOSS_DICE, shape, in_dt, testing_util::u8())));
+        cases += 3;
+      }
+      // the gradient over the input
+      RegionCase over =
+          make_case(rng, CULOSS_CROSS_ENTROPY, {2, 4, 9, 7}, in_dt, testing_util::i32());
+      EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(over, /*in_place=*/true));
+      ++cases;
+    }
+  EXPECT_EQ(2 * 2 * (6 * 10 + 1), cases);
+}
+
+// Large and tiny gradients, where float16 rounding meets its edges: overflow to infinity
+// (a gradient scale of 1e6 on saturated logits), subnormal float16 values and values that
+// flush to zero (a scale of 1e-6 to 1e-9).
+TEST(FastPath, SixteenBitGradientRoundsAtTheEdgesOfItsRange) {
+  std::mt19937 rng(1637);
+  for (DLDataType in_dt : {testing_util::f16(), testing_util::bf16()})
+    for (double scale : {1e6, 1e-6, 1e-8, 1e-9})
+      for (culoss_kind kind : {CULOSS_CROSS_ENTROPY, CULOSS_DICE}) {
+        RegionCase rc = make_case(rng, kind, {2, 3, 19, 17}, in_dt, testing_util::i64(), 0.1, 8.0);
+        rc.opt.reduction = CULOSS_REDUCTION_SUM;
+        rc.grad_scale = scale;
+        EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(rc)) << "scale " << scale;
+        RegionCase bce = bce_case(rng, {2, 3, 19, 17}, in_dt, testing_util::u8());
+        bce.grad_scale = scale;
+        EXPECT_TRUE(sixteen_bit_gradient_is_float32_rounded(bce)) << "scale " << scale;
+      }
+}
+
+}  // namespace
