@@ -144,9 +144,18 @@ def test_input_dtypes(loss, dtype, rng):
     np.testing.assert_allclose(np.asarray(v), 1024.0 * ref_v.sum(), rtol=1e-6)
     expected = np.asarray(jnp.asarray(1024.0 * ref_g).astype(dtype).astype(jnp.float32))
     np.testing.assert_allclose(np.asarray(g.astype(jnp.float32)), expected, rtol=1e-2, atol=1e-6)
-    if dtype != "float32":  # the residual stays float32: small gradients survive a loss scale
+    if dtype != "float32":
+        # float16: the residual stays float32 (small gradients survive a loss scale); bfloat16
+        # (float32's range): it is bfloat16, the float32 gradient rounded
         jaxpr = str(jax.make_jaxpr(jax.grad(lambda a: f(a, t).sum()))(xh))
-        assert "ShapedArray(float32[2,3,4,5])" in re.search(r"result_avals=\((.*)\)", jaxpr)[1]
+        residual = "float32" if dtype == "float16" else "bfloat16"
+        assert "ShapedArray(%s[2,3,4,5])" % residual in re.search(r"result_avals=\((.*)\)",
+                                                                  jaxpr)[1]
+    if dtype == "bfloat16":  # a cotangent of 1: the float32 gradient rounded, bit for bit
+        g1 = jax.jit(jax.grad(lambda a: f(a, t).sum()))(xh)
+        np.testing.assert_array_equal(np.asarray(g1.astype(jnp.float32)),
+                                      np.asarray(jnp.asarray(ref_g).astype(dtype)
+                                                 .astype(jnp.float32)))
 
 
 @pytest.mark.parametrize("index_dtype", ["int32", "int64", "uint8"])

@@ -159,10 +159,27 @@ def test_mixed_precision_inputs(dtype, rng):
     assert x.grad.dtype == dtype
     ref = ct.CrossEntropyLoss()(x.detach().double().requires_grad_(True), t)
     torch.testing.assert_close(v.double(), ref, rtol=1e-2, atol=1e-3)
-    # the saved gradient is float32 (no fp16 underflow before the loss scale)
+    # the saved gradient: float32 for float16 (no underflow before the loss scale), bfloat16
+    # for bfloat16 (float32's range), float32 for float32
     _, saved = ct._forward_impl(x.detach(), t, None, culoss._loss.spec_json(culoss.CrossEntropy()),
                                 True)
-    assert saved.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert saved.dtype == (torch.float32 if dtype == torch.float16 else dtype)
+
+
+@pytest.mark.parametrize("loss_name", ["CrossEntropy", "Dice"])
+def test_bfloat16_gradient_is_the_float32_gradient_rounded(loss_name, rng):
+    x64, t = tensors(loss_name, {}, rng, shape=(2, 4, 9, 11))
+    x = x64.detach().to(torch.bfloat16)
+    base = getattr(culoss, loss_name)()
+    _, g32 = base(x, t, grad_dtype="float32")
+    module = getattr(ct, loss_name + "Loss")()
+    xr = x.clone().requires_grad_(True)
+    module(xr, t).backward()  # grad_output 1: the saved bfloat16 gradient as it is
+    assert torch.equal(xr.grad, g32.to(torch.bfloat16))
+    xs = x.clone().requires_grad_(True)
+    (module(xs, t) * 3.7).backward()  # scaled in float32, rounded once more
+    torch.testing.assert_close(xs.grad.float(), (g32 * 3.7).to(torch.bfloat16).float(),
+                               rtol=2 ** -7, atol=0)
 
 
 def test_autocast_cpu(rng):

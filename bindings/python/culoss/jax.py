@@ -20,8 +20,10 @@ Differentiation: when a gradient is wanted, the forward makes the one culoss cal
 the value and the gradient together (culoss fuses them: the statistics pass, or the Lovász
 sort, runs once) and keeps the gradient as the residual; the backward multiplies it by the
 cotangent, broadcast over the axes a ``reduction="none"`` value stands for. Nothing is computed
-twice. Without differentiation the call computes the value only. float16/bfloat16 inputs keep a
-float32 residual (small gradients survive a loss scale) and get the gradient in their own dtype.
+twice. Without differentiation the call computes the value only. float16 inputs keep a float32
+residual (small gradients survive a loss scale) and get the gradient in their own dtype;
+bfloat16 inputs (float32's range) keep a bfloat16 residual, the float32 gradient rounded to
+nearest even, scaled by the cotangent in float32.
 
 ``reduction="none"`` for a per-class region loss with a softmax (whose values each depend on
 every class's logits) takes the softmax in JAX and gives culoss probabilities, as
@@ -215,7 +217,8 @@ def _jax_sees_cuda() -> bool:
 # ----------------------------------------------------------------------------- the call
 
 def _grad_dtype(dtype: Any) -> Any:
-    return jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
+    """The residual's dtype (see Differentiation above)."""
+    return jnp.float32 if dtype == jnp.float16 else dtype
 
 
 def _value_dtype(dtype: Any) -> Any:
@@ -329,7 +332,8 @@ def function(loss: Loss) -> Callable[..., Any]:
             for i, a in enumerate(axes):
                 view[a] = ct.shape[i]
             ct = ct.reshape(view)
-        return (grad * ct.astype(grad.dtype)).astype(in_dtype), None, None
+        compute = jnp.float32 if grad.dtype == jnp.bfloat16 else grad.dtype
+        return (grad.astype(compute) * ct.astype(compute)).astype(in_dtype), None, None
 
     core.defvjp(fwd, bwd)
 

@@ -13,9 +13,12 @@ keeps it as one opaque node; eager calls on plain tensors (and older PyTorch) ru
 forward and backward as a ``torch.autograd.Function``, which skips the operator's dispatch
 overhead.
 
-Mixed precision: float16/bfloat16 inputs are read as they are (value in float32); the saved
-gradient is kept in float32 so that small gradients do not underflow before the loss scale of
-a ``GradScaler`` reaches them, and it is cast to the input's dtype in the backward.
+Mixed precision: float16/bfloat16 inputs are read as they are (value in float32). A float16
+input's saved gradient is kept in float32, so that small gradients do not underflow float16's
+range before the loss scale of a ``GradScaler`` reaches them, and is cast in the backward. A
+bfloat16 input's gradient is computed in bfloat16 (its range is float32's): the float32
+gradient rounded to nearest even, the same bits its cast gave, with half the memory and no
+cast in the backward; a ``grad_output`` other than 1 multiplies it in float32.
 
 Threads: a CPU call runs on ``torch.get_num_threads()`` threads (the forward sets
 :func:`culoss.set_num_threads` to it), so culoss and PyTorch share one setting and never
@@ -71,7 +74,8 @@ def _loss_for(spec: str) -> Loss:
 
 
 def _grad_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    """The dtype of the gradient the forward computes and saves (see Mixed precision above)."""
+    return torch.float32 if dtype == torch.float16 else dtype
 
 
 def _value_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -151,7 +155,9 @@ def _scale(grad: Tensor, grad_value: Tensor, spec: str, input_dtype: torch.dtype
         for i, a in enumerate(axes):
             view[a] = grad_value.shape[i]
         grad_value = grad_value.reshape(view)
-    return (grad * grad_value.to(grad.dtype)).to(input_dtype)
+    # a bfloat16 gradient is scaled in float32 (the scale is not rounded to bfloat16 first)
+    compute = torch.float32 if grad.dtype == torch.bfloat16 else grad.dtype
+    return (grad.to(compute) * grad_value.to(compute)).to(input_dtype)
 
 
 try:
