@@ -7,7 +7,6 @@ import pytest
 from conftest import optional_import
 
 import culoss
-from culoss import _lib
 
 torch = optional_import("torch")
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
