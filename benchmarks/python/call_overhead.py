@@ -7,7 +7,9 @@ fixed costs around them. This script measures those costs, each as a median:
 1. Python: a call on a tiny tensor (1x4x1x1) through ``culoss.CrossEntropy``, and the same C call
    through ctypes on tensors borrowed once (the library's own fixed cost).
 2. Threads: the C call on 8x4x128x128 logits back to back, after 1 ms idle (its threads asleep),
-   and after 1 ms idle with ``culoss.set_num_threads`` called 40 us before it (which wakes them).
+   and after 1 ms idle with ``culoss.set_num_threads`` called 40 us before it (which wakes them);
+   and what ``culoss.set_num_threads`` itself costs the calling thread, with the pool's threads
+   awake and asleep.
 3. PyTorch's autograd engine: the ``backward()`` of a trivial custom ``autograd.Function`` (its
    forward saves a gradient, its backward returns it), alone and when its forward also makes a
    culoss call of that size on unrelated tensors.
@@ -88,6 +90,21 @@ def main():
         return big_call()
     rows.append(("8x4x128x128 C call, after 1 ms idle, count set 40 us before (incl. the 40 us)",
                  median_us(woken_call, idle_s=1e-3)))
+
+    # what setting the count (which wakes the pool) costs the calling thread itself, `idle_s`
+    # after a call
+    def set_count_after(idle_s):
+        big_call()
+        until = time.perf_counter() + idle_s
+        while time.perf_counter() < until:
+            pass
+        t0 = time.perf_counter()
+        culoss.set_num_threads(args.threads)
+        return time.perf_counter() - t0
+
+    for idle_s, state in ((0.0, "awake (just after a call)"), (1e-3, "asleep (1 ms after a call)")):
+        rows.append(("culoss.set_num_threads, its threads " + state,
+                     statistics.median(set_count_after(idle_s) for _ in range(300)) * 1e6))
 
     # 3. PyTorch's engine around a custom Function
     xg = torch.randn(8, 4, 128, 128, requires_grad=True)
