@@ -52,4 +52,20 @@ $BENCH --benchmark_filter='cpu/(HausdorffDT|Boundary|ClDice)/' \
   --benchmark_repetitions=5 --benchmark_report_aggregates_only=true > $OUT/gbench/geometry-2threads.txt 2>&1
 echo "== $(date -u +%T) clDice memory, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
 $PY benchmarks/results/cpu-2026-12-03/cldice_memory.py --out $OUT/cldice_memory.md > $OUT/cldice_memory.log 2>&1
+# After the label counts, 16-bit gradients and bfloat16 saved gradients (commit ce643c7): the
+# eager table again, and bfloat16 (bf16_f32saved was this command on commit 2ef392f)
+for round in counts16 counts16_2; do
+echo "== $(date -u +%T) $round, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a $OUT/log.txt
+$PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --shapes 8x4x128x128,2x4x64x64x64 \
+  --losses ce,dice,dice_ce,tversky,gdice,bce,focal,mcc,topk_ce,focal_softmax --repeat 20 --warmup 3 \
+  --out $OUT/vs_torch/$round > $OUT/vs_torch/$round.log 2>&1
+done
+for round in bf16_r1 bf16_r2; do
+$PY benchmarks/python/bench_vs_torch.py --device cpu --no-compile --shapes 8x4x128x128,2x4x64x64x64 \
+  --losses ce,dice,bce --dtype bfloat16 --repeat 20 --warmup 3 --out $OUT/vs_torch/$round \
+  > $OUT/vs_torch/$round.log 2>&1
+done
+$PY benchmarks/python/call_overhead.py > $OUT/call_overhead_2.txt
+# The C calls before and after (gbench/ab_*.txt: the commands are in their first lines; "old"
+# is a build of commit 7ac55ad)
 echo "== $(date -u +%T) done" | tee -a $OUT/log.txt
