@@ -88,10 +88,10 @@ def lazy(name):
 
 def import_culoss():
     try:
-        import culoss  # noqa: F401
-    except ImportError:
+        import culoss
+    except ImportError:  # not installed: the source tree's package
         sys.path.insert(0, os.path.join(REPO, "bindings", "python"))
-    import culoss
+        import culoss
     import culoss.torch  # noqa: F401
     return culoss
 

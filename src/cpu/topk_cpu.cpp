@@ -51,8 +51,8 @@ void count_digits(const Key* keys, int64_t begin, int64_t end, int shift, Key ma
     }
   for (; pix < end; ++pix) part[0][(keys[pix] >> shift) & 0xff] += (keys[pix] & mask) == tau;
   for (int64_t digit = 0; digit < kDigits; ++digit)
-    h[digit] = static_cast<int64_t>(part[0][digit]) + part[1][digit] + part[2][digit] +
-               part[3][digit];
+    h[digit] =
+        static_cast<int64_t>(part[0][digit]) + part[1][digit] + part[2][digit] + part[3][digit];
 }
 
 // The flags of the K first pixels in (key, pixel) order, from keys of Key's width (kLeftOut
