@@ -8,10 +8,10 @@
 // HAUSDORFF_DT, BOUNDARY and CLDICE, alone or in a CULOSS_SUM of them, and top-k cross-entropy
 // alone; channels-first input
 // (NCHW, NCDHW; channels-last too, gathered lane by lane) of float32, float16 or bfloat16,
-// class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32 gradient, not
-// distributed; every other parameter of the descriptor at its default (a parameter the fast path
-// does not know is "not covered" until someone teaches it). Everything else runs the generic
-// passes. Steps 1 and 3 (planning, finalize) are the same code for both.
+// class-index targets (int64, int32, uint8), 2 <= C <= kFastMaxClasses, float32, float16 or
+// bfloat16 gradient, not distributed; every other parameter of the descriptor at its default (a
+// parameter the fast path does not know is "not covered" until someone teaches it). Everything else
+// runs the generic passes. Steps 1 and 3 (planning, finalize) are the same code for both.
 //
 // Also dense float32 or uint8 targets with ACTIVATION_SIGMOID, channels-first: the region kinds
 // (MCC too), binary cross-entropy (BceTerm, kernels/terms/bce.cuh; no BATCH_FREQUENCY) and the
