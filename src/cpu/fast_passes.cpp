@@ -293,12 +293,46 @@ HWY_INLINE void flush(D d, V& acc, double& out) {
   acc = hn::Zero(d);
 }
 
-// The first `count` lanes of `value` to consecutive floats at `out`.
-HWY_INLINE void store_lanes(D d, V value, float* out, size_t count) {
-  if (count == hn::Lanes(d)) return hn::StoreU(value, d, out);
-  float lane[kBufLanes];
-  hn::StoreU(value, d, lane);
-  std::copy(lane, lane + count, out);
+// `count` lanes of a gradient vector `g` to the gradient buffer, lane j at element
+// at + j · stride, in the gradient's dtype: float32 as it is; float16 and bfloat16 rounded to
+// nearest, ties to even, as kernels/common/dtype.cuh rounds (bfloat16 in vector integer steps,
+// float16 by F16C's conversion on AVX2 and later, by float_to_half lane by lane elsewhere).
+HWY_INLINE void store_grad(D d, const FastCall& f, V g, int64_t at, size_t count, int64_t stride) {
+  const bool whole = count == hn::Lanes(d) && stride == 1;
+  HWY_ALIGN float lane[kBufLanes];
+  if (f.grad_dtype == DType::F32) {
+    float* out = static_cast<float*>(f.grad) + at;
+    if (whole) return hn::StoreU(g, d, out);
+    hn::Store(g, d, lane);
+    for (size_t j = 0; j < count; ++j) out[static_cast<int64_t>(j) * stride] = lane[j];
+    return;
+  }
+  uint16_t* out = static_cast<uint16_t*>(f.grad) + at;
+#if HWY_TARGET != HWY_SCALAR
+  if (whole && f.grad_dtype == DType::BF16) {
+    const hn::RebindToUnsigned<D> du;
+    const hn::Rebind<uint16_t, D> d16;
+    const auto bits = hn::BitCast(du, g);
+    const auto rounded =  // + 0x7fff + the lowest kept bit, then the top half
+        hn::ShiftRight<16>(hn::Add(
+            bits,
+            hn::Add(hn::Set(du, 0x7fffu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
+    const auto nan = hn::Gt(hn::And(bits, hn::Set(du, 0x7fffffffu)), hn::Set(du, 0x7f800000u));
+    const auto quiet = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
+    const auto top = hn::IfThenElse(nan, quiet, rounded);  // < 2^16: the demotion keeps it
+    return hn::StoreU(hn::DemoteTo(d16, hn::BitCast(hn::RebindToSigned<D>(), top)), d16, out);
+  }
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  if (whole) {  // float16: vcvtps2ph, rounding to nearest even
+    const hn::Rebind<hwy::float16_t, D> dh;
+    return hn::StoreU(hn::DemoteTo(dh, g), dh, reinterpret_cast<hwy::float16_t*>(out));
+  }
+#endif
+#endif
+  hn::Store(g, d, lane);
+  const bool bf16 = f.grad_dtype == DType::BF16;
+  for (size_t j = 0; j < count; ++j)
+    out[static_cast<int64_t>(j) * stride] = bf16 ? float_to_bf16(lane[j]) : float_to_half(lane[j]);
 }
 
 // `count` doubles of a geometry map as floats (zeros past `count`).
@@ -358,7 +392,7 @@ void stats_chunk_t(const FastCall& f, int64_t n, int64_t q0, int64_t q1, double*
       if (f.stats_need_p) {
         const V p = hn::Mul(hn::LoadU(d, e + c * kBufLanes), inv);
         if (f.cache_p)
-          store_lanes(d, p, f.grad_f32() + f.element(n, q) + c * f.class_stride, count);
+          store_grad(d, f, p, f.element(n, q) + c * f.class_stride, count, 1);  // float32
         if (f.cldice_term >= 0) {  // its skeleton maps at the element (channels-first)
           const double* at = f.cldice_maps + f.element(n, q) + c * f.class_stride;
           const int64_t plane = f.N * C * f.P;
@@ -607,48 +641,6 @@ HWY_INLINE const float* stage_probabilities(const FastCall& f, int64_t e, size_t
   }
   stride = kBufLanes;
   return buf;
-}
-
-// `count` lanes of a gradient vector `g` to the gradient buffer, lane j at element
-// at + j · stride, in the gradient's dtype: float32 as it is; float16 and bfloat16 rounded to
-// nearest, ties to even, as kernels/common/dtype.cuh rounds (bfloat16 in vector integer steps,
-// float16 by F16C's conversion on AVX2 and later, by float_to_half lane by lane elsewhere).
-HWY_INLINE void store_grad(D d, const FastCall& f, V g, int64_t at, size_t count, int64_t stride) {
-  const bool whole = count == hn::Lanes(d) && stride == 1;
-  HWY_ALIGN float lane[kBufLanes];
-  if (f.grad_dtype == DType::F32) {
-    float* out = static_cast<float*>(f.grad) + at;
-    if (whole) return hn::StoreU(g, d, out);
-    hn::Store(g, d, lane);
-    for (size_t j = 0; j < count; ++j) out[static_cast<int64_t>(j) * stride] = lane[j];
-    return;
-  }
-  uint16_t* out = static_cast<uint16_t*>(f.grad) + at;
-#if HWY_TARGET != HWY_SCALAR
-  if (whole && f.grad_dtype == DType::BF16) {
-    const hn::RebindToUnsigned<D> du;
-    const hn::Rebind<uint16_t, D> d16;
-    const auto bits = hn::BitCast(du, g);
-    const auto rounded =  // + 0x7fff + the lowest kept bit, then the top half
-        hn::ShiftRight<16>(hn::Add(
-            bits,
-            hn::Add(hn::Set(du, 0x7fffu), hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u)))));
-    const auto nan = hn::Gt(hn::And(bits, hn::Set(du, 0x7fffffffu)), hn::Set(du, 0x7f800000u));
-    const auto quiet = hn::Or(hn::ShiftRight<16>(bits), hn::Set(du, 0x40u));
-    const auto top = hn::IfThenElse(nan, quiet, rounded);  // < 2^16: the demotion keeps it
-    return hn::StoreU(hn::DemoteTo(d16, hn::BitCast(hn::RebindToSigned<D>(), top)), d16, out);
-  }
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  if (whole) {  // float16: vcvtps2ph, rounding to nearest even
-    const hn::Rebind<hwy::float16_t, D> dh;
-    return hn::StoreU(hn::DemoteTo(dh, g), dh, reinterpret_cast<hwy::float16_t*>(out));
-  }
-#endif
-#endif
-  hn::Store(g, d, lane);
-  const bool bf16 = f.grad_dtype == DType::BF16;
-  for (size_t j = 0; j < count; ++j)
-    out[static_cast<int64_t>(j) * stride] = bf16 ? float_to_bf16(lane[j]) : float_to_half(lane[j]);
 }
 
 // The gradient of a vector of pixels to the gradient buffer at element e0: `gradient_of(c)`
